@@ -293,7 +293,7 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
         return deny(Reason::InvalidApiKey);
     };
     let authentic = index.key(&id).filter(|key| {
-        key.api.as_str() == req.api
+        &*key.api == req.api
             && key.expires_at > req.now
             && key.secret_hash.matches(&SecretHash::of(presented))
     });
