@@ -22,17 +22,20 @@ const V4_BASES: [u32; 3] = [0xCB00_0000, 0xC633_0000, 0x2D00_0000];
 const V6_BASES: [u128; 2] = [0x2001_0db8_0000 << 80, 0x2a00_1450_4000 << 80];
 
 fn v4_addr() -> impl Strategy<Value = Ipv4Addr> {
-    (0..V4_BASES.len(), any::<u16>()).prop_map(|(b, low)| Ipv4Addr::from(V4_BASES[b] | u32::from(low)))
+    (0..V4_BASES.len(), any::<u16>())
+        .prop_map(|(b, low)| Ipv4Addr::from(V4_BASES[b] | u32::from(low)))
 }
 
 fn v6_addr() -> impl Strategy<Value = Ipv6Addr> {
-    (0..V6_BASES.len(), any::<u64>()).prop_map(|(b, low)| Ipv6Addr::from(V6_BASES[b] | u128::from(low >> 24)))
+    (0..V6_BASES.len(), any::<u64>())
+        .prop_map(|(b, low)| Ipv6Addr::from(V6_BASES[b] | u128::from(low >> 24)))
 }
 
 fn cidr() -> impl Strategy<Value = Cidr> {
     prop_oneof![
         (v4_addr(), 9u8..=32).prop_map(|(a, len)| Ipv4Net::new_assert(a, len).trunc().to_string()),
-        (v6_addr(), 33u8..=128).prop_map(|(a, len)| Ipv6Net::new_assert(a, len).trunc().to_string()),
+        (v6_addr(), 33u8..=128)
+            .prop_map(|(a, len)| Ipv6Net::new_assert(a, len).trunc().to_string()),
     ]
     .prop_map(|s| s.parse::<Cidr>().expect("generated prefixes are valid"))
 }
@@ -55,9 +58,13 @@ fn entries() -> impl Strategy<Value = Vec<Entry>> {
             .filter(|(c, _, _)| seen.insert(*c))
             .enumerate()
             .map(|(i, (c, expiry, labelled))| {
-                let label: Label = if labelled == 0 { String::new() } else { format!("entry {i}") }
-                    .parse()
-                    .expect("short label");
+                let label: Label = if labelled == 0 {
+                    String::new()
+                } else {
+                    format!("entry {i}")
+                }
+                .parse()
+                .expect("short label");
                 Entry::new(c, label, expiry.map(|d| time::from_millis(NOW + d)))
             })
             .collect()

@@ -1,0 +1,276 @@
+//! The `ipgate` binary as child processes: a control plane and enforcers,
+//! each found ready by the line it prints on stdout once it listens.
+
+use std::{
+    fs::File,
+    io::{BufRead, BufReader},
+    net::SocketAddr,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use ipgate_shared::proto::admin::v1::admin_service_client::AdminServiceClient;
+use tonic::{
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+use crate::{Backend, ENFORCER_TOKEN, OWNER_TOKEN};
+
+/// How long a process may take to print its ready line.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Path of the `ipgate` binary: `IPGATE_BIN`, or `target/<profile>/ipgate`
+/// next to this test executable.
+pub fn ipgate_bin() -> PathBuf {
+    if let Some(path) = std::env::var_os("IPGATE_BIN") {
+        return PathBuf::from(path);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/ipgate
+    let bin = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .map(|profile| profile.join("ipgate"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} does not exist: build it first with `cargo build -p ipgate` (tests/run.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `ipgate` child process; killed when dropped.
+struct Proc {
+    child: Child,
+    name: String,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Starts `ipgate <args>` and waits for one stdout line per entry of
+    /// `ready`, each containing that text followed by an address.
+    fn start(
+        name: &str,
+        args: &[String],
+        envs: &[(&str, &str)],
+        ready: &[&str],
+    ) -> (Proc, Vec<SocketAddr>) {
+        let log_dir = std::env::temp_dir().join("ipgate-e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("log directory");
+        let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
+        let stderr = File::create(&log).expect("log file");
+        let mut cmd = Command::new(ipgate_bin());
+        cmd.args(args)
+            .env(
+                "IPGATE_LOG",
+                "info,ipgate_control_plane=debug,ipgate_enforcer=debug",
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr));
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+
+        // Read stdout on a thread for the life of the process, so the pipe
+        // never fills; forward lines until every ready line was seen.
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let proc = Proc {
+            child,
+            name: name.to_owned(),
+            log,
+        };
+        // The ready lines may come in any order.
+        let mut addrs: Vec<Option<SocketAddr>> = vec![None; ready.len()];
+        let deadline = std::time::Instant::now() + READY_TIMEOUT;
+        while addrs.iter().any(Option::is_none) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
+                panic!(
+                    "{name} did not print {ready:?} in time; its log ({}):\n{}",
+                    proc.log.display(),
+                    proc.log_tail()
+                );
+            };
+            for (marker, slot) in ready.iter().zip(addrs.iter_mut()) {
+                if let Some((_, rest)) = line.split_once(marker) {
+                    let addr = rest.trim().parse::<SocketAddr>();
+                    *slot = Some(
+                        addr.unwrap_or_else(|e| panic!("{name}: bad address in {line:?}: {e}")),
+                    );
+                }
+            }
+        }
+        let addrs = addrs.into_iter().flatten().collect();
+        (proc, addrs)
+    }
+
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    /// SIGKILL: no graceful shutdown, like a crash.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "--- last lines of {} ({}):\n{}",
+                self.name,
+                self.log.display(),
+                self.log_tail()
+            );
+        }
+        self.kill();
+    }
+}
+
+/// Adds `authorization: Bearer <token>` to every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl Bearer {
+    /// An interceptor for `token`.
+    pub fn new(token: &str) -> Self {
+        Bearer(format!("Bearer {token}").parse().expect("ascii token"))
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        req.metadata_mut().insert("authorization", self.0.clone());
+        Ok(req)
+    }
+}
+
+/// An admin API client with a token.
+pub type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A control plane child process.
+pub struct ControlPlane {
+    proc: Option<Proc>,
+    /// The gRPC address it listens on (kept across restarts).
+    pub addr: SocketAddr,
+    database: String,
+}
+
+impl ControlPlane {
+    /// Starts a control plane on `backend`, on a free loopback port.
+    pub fn start(backend: &Backend) -> ControlPlane {
+        Self::start_at(backend.url(), "127.0.0.1:0".parse().expect("address"))
+    }
+
+    fn start_at(database: &str, listen: SocketAddr) -> ControlPlane {
+        let args = vec![
+            "control-plane".to_owned(),
+            "--listen".to_owned(),
+            listen.to_string(),
+            "--database".to_owned(),
+            database.to_owned(),
+        ];
+        let envs = [
+            ("IPGATE_BOOTSTRAP_TOKEN", OWNER_TOKEN),
+            ("IPGATE_BOOTSTRAP_ENFORCER_TOKEN", ENFORCER_TOKEN),
+        ];
+        let (proc, addrs) = Proc::start("control-plane", &args, &envs, &["serving gRPC on"]);
+        ControlPlane {
+            proc: Some(proc),
+            addr: addrs[0],
+            database: database.to_owned(),
+        }
+    }
+
+    /// Kills the process with SIGKILL, like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.kill();
+        }
+    }
+
+    /// Starts it again on the same address and database.
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Self::start_at(&self.database.clone(), self.addr);
+    }
+
+    /// `http://<addr>`, for enforcers and clients.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// An admin client with the owner token.
+    pub async fn admin(&self) -> AdminClient {
+        self.admin_with(OWNER_TOKEN).await
+    }
+
+    /// An admin client with another token.
+    pub async fn admin_with(&self, token: &str) -> AdminClient {
+        let channel = Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to the control plane");
+        AdminServiceClient::with_interceptor(channel, Bearer::new(token))
+    }
+}
+
+/// An enforcer child process with its proxy in front of one upstream.
+pub struct Enforcer {
+    _proc: Proc,
+    pub grpc_addr: SocketAddr,
+    pub proxy_addr: SocketAddr,
+}
+
+impl Enforcer {
+    /// Starts an enforcer synced from `control_plane`, proxying API `api` to `upstream`.
+    pub fn start(control_plane: &ControlPlane, api: &str, upstream: SocketAddr) -> Enforcer {
+        let args: Vec<String> = [
+            "enforcer",
+            "--control-plane",
+            &control_plane.url(),
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--proxy-listen",
+            "127.0.0.1:0",
+            "--upstream",
+            &format!("http://{upstream}"),
+            "--api",
+            api,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        let envs = [("IPGATE_ENFORCER_TOKEN", ENFORCER_TOKEN)];
+        let (proc, addrs) = Proc::start(
+            "enforcer",
+            &args,
+            &envs,
+            &["serving gRPC on", "serving HTTP proxy on"],
+        );
+        Enforcer {
+            _proc: proc,
+            grpc_addr: addrs[0],
+            proxy_addr: addrs[1],
+        }
+    }
+}
