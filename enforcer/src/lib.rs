@@ -1,20 +1,26 @@
-//! ipgate enforcer (stub).
+//! ipgate enforcer: keeps a compiled copy of every allowlist in memory, in
+//! step with the control plane, and decides each request at its front doors.
+//!
+//! [`start`] binds the doors, starts the sync client and the usage-event
+//! reporter, and hands back a [`Running`] enforcer. Every door decides through
+//! [`Enforcer::decide`], which reads the index without locking.
+
+pub mod client_ip;
+pub mod config;
+pub mod doors;
+pub mod error;
+pub mod events;
+pub mod state;
+
+mod backoff;
+mod control_plane;
+mod server;
+mod shutdown;
+mod sync;
+
 pub use ipgate_shared as shared;
-use arc_swap as _;
-use hyper as _;
-use hyper_util as _;
-use http as _;
-use http_body_util as _;
-use bytes as _;
-use tonic_reflection as _;
-use tonic_health as _;
-use tokio as _;
-use tokio_stream as _;
-use uuid as _;
-use clap as _;
-use prost as _;
-use prost_types as _;
-use rand as _;
-use tracing as _;
-use thiserror as _;
-use tonic as _;
+
+pub use config::Config;
+pub use error::Error;
+pub use server::{Running, start};
+pub use state::{DecisionInput, Enforcer, Outcome};

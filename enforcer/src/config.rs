@@ -1,0 +1,175 @@
+//! The enforcer's configuration: flags with matching `IPGATE_…` variables.
+
+use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
+
+use http::Uri;
+use ipgate_shared::{ApiSlug, EnforcerId};
+
+/// How an enforcer is started (`ipgate enforcer --help`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    /// Control-plane gRPC addresses, comma-separated; the enforcer rotates
+    /// over them when one is unreachable.
+    #[arg(
+        long = "control-plane",
+        env = "IPGATE_CONTROL_PLANE",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:50051"
+    )]
+    pub control_plane: Vec<Uri>,
+
+    /// Enforcer token (`ipg_enf_…`) presented to the control plane.
+    #[arg(long, env = "IPGATE_ENFORCER_TOKEN", hide_env_values = true)]
+    pub token: Token,
+
+    /// Name this enforcer reports itself by (default: the host name).
+    #[arg(long, env = "IPGATE_ENFORCER_ID", default_value_t = default_enforcer_id())]
+    pub id: EnforcerId,
+
+    /// Address of the gRPC door (Check, reflection, health).
+    #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = "127.0.0.1:50061")]
+    pub grpc_listen: SocketAddr,
+
+    /// Address of the HTTP reverse proxy; used only with --upstream.
+    #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub proxy_listen: SocketAddr,
+
+    /// Service behind the reverse proxy (`http://host:port`); turns the proxy on.
+    #[arg(long, env = "IPGATE_UPSTREAM", requires = "api")]
+    pub upstream: Option<Uri>,
+
+    /// Slug of the API the reverse proxy serves; required with --upstream.
+    #[arg(long, env = "IPGATE_API")]
+    pub api: Option<ApiSlug>,
+
+    /// Allow every request until the first snapshot arrives, instead of
+    /// answering 503 ENFORCER_NOT_READY.
+    #[arg(long, env = "IPGATE_FAIL_OPEN_UNTIL_SYNCED", default_value_t = false)]
+    pub fail_open_until_synced: bool,
+
+    /// First wait before reconnecting to the control plane, in milliseconds.
+    #[arg(long, env = "IPGATE_RECONNECT_MIN_MS", default_value_t = 100)]
+    pub reconnect_min_ms: u64,
+
+    /// Longest wait between reconnection attempts, in milliseconds.
+    #[arg(long, env = "IPGATE_RECONNECT_MAX_MS", default_value_t = 5_000)]
+    pub reconnect_max_ms: u64,
+
+    /// Usage events held while the control plane is away, per class: allowed
+    /// and blocked requests each get a queue this long, so a flood of allowed
+    /// traffic never pushes out the record of a block.
+    #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 50_000)]
+    pub event_queue_capacity: usize,
+}
+
+impl Config {
+    /// The reconnect backoff bounds, with the ceiling never below the floor.
+    pub fn reconnect_bounds(&self) -> (Duration, Duration) {
+        let min = Duration::from_millis(self.reconnect_min_ms.max(1));
+        let max = Duration::from_millis(self.reconnect_max_ms).max(min);
+        (min, max)
+    }
+}
+
+/// The host name when it is a valid id, else `enforcer-` and a random suffix.
+pub fn default_enforcer_id() -> EnforcerId {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok());
+    host.and_then(|h| h.trim().parse().ok()).unwrap_or_else(|| {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        // A 32-character hex string always makes a valid id.
+        format!("enforcer-{}", &suffix[..12])
+            .parse()
+            .unwrap_or_else(|_| unreachable!("hex ids are printable ASCII"))
+    })
+}
+
+/// A secret presented to the control plane; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The token as sent in `authorization: Bearer …`.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a string is not usable as a token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the enforcer token must be non-empty printable ASCII without spaces")]
+pub struct InvalidToken;
+
+impl FromStr for Token {
+    type Err = InvalidToken;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // It travels in a gRPC header, so it must be a valid header value.
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(Token(s.to_owned()))
+        } else {
+            Err(InvalidToken)
+        }
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Cli::try_parse_from(std::iter::once("enforcer").chain(args.iter().copied()))
+            .map(|c| c.config)
+    }
+
+    #[test]
+    fn defaults_follow_the_architecture_map() {
+        let c = parse(&["--token", "ipg_enf_x"]).unwrap();
+        assert_eq!(
+            c.control_plane,
+            vec![Uri::from_static("http://127.0.0.1:50051")]
+        );
+        assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:50061");
+        assert_eq!(c.proxy_listen.to_string(), "127.0.0.1:8080");
+        assert!(!c.fail_open_until_synced);
+        assert_eq!(
+            c.reconnect_bounds(),
+            (Duration::from_millis(100), Duration::from_secs(5))
+        );
+        assert!(!format!("{c:?}").contains("ipg_enf_x"), "token printed");
+    }
+
+    #[test]
+    fn addresses_are_comma_separated_and_upstream_needs_an_api() {
+        let c = parse(&["--token", "t", "--control-plane", "http://a:1,http://b:2"]).unwrap();
+        assert_eq!(c.control_plane.len(), 2);
+        assert!(parse(&["--token", "t", "--upstream", "http://127.0.0.1:9"]).is_err());
+        assert!(
+            parse(&[
+                "--token",
+                "t",
+                "--upstream",
+                "http://127.0.0.1:9",
+                "--api",
+                "orders"
+            ])
+            .is_ok()
+        );
+        assert!(parse(&["--token", "has space"]).is_err());
+    }
+}

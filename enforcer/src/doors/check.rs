@@ -1,0 +1,86 @@
+//! The gRPC door: `ipgate.check.v1.CheckService/Check`, served on the same
+//! port as reflection (v1 and v1alpha) and `grpc.health.v1`.
+
+use std::sync::Arc;
+
+use ipgate_shared::{
+    PresentedKey,
+    proto::check::v1::{
+        CheckRequest, CheckResponse,
+        check_service_server::{CheckService, CheckServiceServer},
+    },
+};
+use tonic::{Code, Request, Response, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use tracing::debug_span;
+
+use crate::{
+    client_ip::{self, ClientIpError},
+    state::{DecisionInput, Enforcer},
+};
+
+/// Answers `Check` calls from the shared index.
+#[derive(Clone, Debug)]
+pub struct CheckDoor {
+    enforcer: Arc<Enforcer>,
+}
+
+impl CheckDoor {
+    /// The door, ready to add to a tonic server.
+    pub fn server(enforcer: Arc<Enforcer>) -> CheckServiceServer<CheckDoor> {
+        CheckServiceServer::new(CheckDoor { enforcer })
+    }
+}
+
+#[tonic::async_trait]
+impl CheckService for CheckDoor {
+    async fn check(
+        &self,
+        request: Request<CheckRequest>,
+    ) -> Result<Response<CheckResponse>, Status> {
+        let CheckRequest {
+            api,
+            api_key,
+            client_ip,
+            method,
+            path,
+            request_id,
+        } = request.into_inner();
+        let span = debug_span!("check", api = %api, method = %method);
+        let _entered = span.enter();
+        let ip = client_ip::parse(&client_ip).map_err(invalid_client_ip)?;
+        let key = if api_key.is_empty() {
+            PresentedKey::Missing
+        } else {
+            PresentedKey::One(&api_key)
+        };
+        let outcome = self.enforcer.decide(DecisionInput {
+            api: &api,
+            key,
+            client_ip: ip,
+            method: &method,
+            path: &path,
+            request_id: Some(&request_id),
+        });
+        Ok(Response::new(CheckResponse {
+            allowed: outcome.allowed(),
+            http_status: u32::from(outcome.status),
+            error_code: outcome.error_code().unwrap_or_default().to_owned(),
+            body: outcome.body.unwrap_or_default().to_owned(),
+            reason: outcome.reason.as_str().to_owned(),
+            request_id: outcome.request_id,
+            client_ip: outcome.client_ip,
+            matched_label: outcome.matched_label,
+        }))
+    }
+}
+
+/// The one place this door maps an input error to a status.
+fn invalid_client_ip(error: ClientIpError) -> Status {
+    let message = error.to_string();
+    Status::with_error_details(
+        Code::InvalidArgument,
+        message.clone(),
+        ErrorDetails::with_bad_request_violation("client_ip", message),
+    )
+}

@@ -1,0 +1,6 @@
+//! The enforcer's front doors: each turns a request into a
+//! [`DecisionInput`](crate::state::DecisionInput), asks
+//! [`Enforcer::decide`](crate::state::Enforcer::decide) and answers.
+
+pub mod check;
+pub mod proxy;

@@ -1,0 +1,346 @@
+//! The reverse-proxy door: an HTTP/1.1 and h2c server in front of one
+//! upstream service, for the API named by `--api`.
+//!
+//! The client IP is the TCP peer; the key comes from `Authorization: Bearer`
+//! and `X-API-Key` (never the query string). Denials get the exact body plus
+//! `x-ipgate-client-ip` and `x-request-id`; allowed requests go upstream with
+//! `x-request-id` and the peer appended to `x-forwarded-for`.
+
+use std::{convert::Infallible, net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use http::{
+    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
+    header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST},
+    uri::{Authority, Scheme},
+};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::{body::Incoming, service::service_fn};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+};
+use ipgate_shared::{ApiSlug, PresentedKey};
+use tokio::{net::TcpListener, sync::watch};
+use tracing::{Instrument, debug, debug_span, warn};
+
+use crate::{
+    client_ip,
+    error::Error,
+    state::{DecisionInput, Enforcer, Outcome},
+};
+
+/// Body of every response the door sends.
+pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
+
+/// How long a connection to the upstream may take to open.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for requests in flight.
+pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Answer when the upstream cannot be reached.
+const UPSTREAM_UNAVAILABLE_BODY: &str = r#"{"error":{"code":"UPSTREAM_UNAVAILABLE","message":"The service behind ipgate did not answer; retry shortly"}}"#;
+/// Stands in for a key header that is not readable text: it never parses as
+/// a key, so such a request is refused rather than treated as keyless.
+const UNREADABLE_KEY: &str = "<unreadable key header>";
+
+const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_IPGATE_CLIENT_IP: HeaderName = HeaderName::from_static("x-ipgate-client-ip");
+/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Decides each request and forwards the allowed ones to the upstream.
+pub struct ProxyDoor {
+    enforcer: Arc<Enforcer>,
+    api: ApiSlug,
+    scheme: Scheme,
+    authority: Authority,
+    client: Client<HttpConnector, Incoming>,
+}
+
+impl ProxyDoor {
+    /// A door for `api` in front of `upstream` (`http://host:port`).
+    pub fn new(enforcer: Arc<Enforcer>, api: ApiSlug, upstream: &Uri) -> Result<Self, Error> {
+        let bad = |why: &str| Error::Config(format!("--upstream {upstream}: {why}"));
+        if upstream.scheme() != Some(&Scheme::HTTP) {
+            return Err(bad(
+                "expected http://host:port (TLS to the upstream is not supported)",
+            ));
+        }
+        let authority = upstream
+            .authority()
+            .cloned()
+            .ok_or_else(|| bad("the address has no host"))?;
+        if !matches!(upstream.path(), "" | "/") || upstream.query().is_some() {
+            return Err(bad(
+                "give scheme, host and port only; paths are passed through as requested",
+            ));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new()).build(connector);
+        Ok(ProxyDoor {
+            enforcer,
+            api,
+            scheme: Scheme::HTTP,
+            authority,
+            client,
+        })
+    }
+
+    /// Answers one request from `peer`.
+    pub async fn handle(
+        &self,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let client_ip = client_ip::from_peer(peer);
+        let outcome = self.enforcer.decide(DecisionInput {
+            api: self.api.as_str(),
+            key: presented_key(request.headers()),
+            client_ip,
+            method: request.method().as_str(),
+            path: request.uri().path(),
+            request_id: None,
+        });
+        if !outcome.allowed() {
+            return denial(&outcome);
+        }
+        self.forward(request, client_ip, &outcome).await
+    }
+
+    async fn forward(
+        &self,
+        request: Request<Incoming>,
+        client_ip: IpAddr,
+        outcome: &Outcome,
+    ) -> Response<ProxyBody> {
+        let (mut parts, body) = request.into_parts();
+        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let uri = Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(path_and_query)
+            .build();
+        let Ok(uri) = uri else {
+            return json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY);
+        };
+        // HTTP/2 clients name the host in the URI, not in a header.
+        if !parts.headers.contains_key(HOST)
+            && let Some(value) = parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            parts.headers.insert(HOST, value);
+        }
+        strip_hop_by_hop(&mut parts.headers);
+        set(&mut parts.headers, X_REQUEST_ID, &outcome.request_id);
+        append_forwarded_for(&mut parts.headers, client_ip);
+        parts.uri = uri;
+        // The upstream is spoken to in HTTP/1.1 whatever the client used.
+        parts.version = Version::HTTP_11;
+
+        match self.client.request(Request::from_parts(parts, body)).await {
+            Ok(response) => {
+                let (mut parts, body) = response.into_parts();
+                strip_hop_by_hop(&mut parts.headers);
+                set(&mut parts.headers, X_REQUEST_ID, &outcome.request_id);
+                Response::from_parts(parts, body.boxed())
+            }
+            Err(e) => {
+                warn!(upstream = %self.authority, error = %e, "upstream did not answer");
+                json(StatusCode::BAD_GATEWAY, outcome, UPSTREAM_UNAVAILABLE_BODY)
+            }
+        }
+    }
+}
+
+const BAD_TARGET_BODY: &str =
+    r#"{"error":{"code":"BAD_REQUEST","message":"The request target cannot be forwarded"}}"#;
+
+/// Every key the request presents: bearer tokens and `X-API-Key` values.
+fn presented_key(headers: &HeaderMap) -> PresentedKey<'_> {
+    let bearer = headers
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter_map(|v| match v.to_str() {
+            // Other schemes (Basic, ...) may be meant for the upstream.
+            Ok(text) => PresentedKey::bearer(text),
+            Err(_) => Some(UNREADABLE_KEY),
+        });
+    let api_key = headers
+        .get_all(X_API_KEY)
+        .iter()
+        .filter_map(|v| match v.to_str() {
+            Ok(text) => Some(text.trim()).filter(|t| !t.is_empty()),
+            Err(_) => Some(UNREADABLE_KEY),
+        });
+    PresentedKey::from_candidates(bearer.chain(api_key))
+}
+
+fn denial(outcome: &Outcome) -> Response<ProxyBody> {
+    let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::FORBIDDEN);
+    json(status, outcome, outcome.body.unwrap_or_default())
+}
+
+/// A JSON answer from the door itself, with the diagnosis headers.
+fn json(status: StatusCode, outcome: &Outcome, body: &'static str) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(body.as_bytes()))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    set(headers, X_IPGATE_CLIENT_IP, &outcome.client_ip);
+    set(headers, X_REQUEST_ID, &outcome.request_id);
+    response
+}
+
+/// Sets a header from text the door made itself (ids, addresses).
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.insert(name, value);
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
+    let prior: Vec<&str> = headers
+        .get_all(X_FORWARDED_FOR)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let value = if prior.is_empty() {
+        client_ip.to_string()
+    } else {
+        format!("{}, {client_ip}", prior.join(", "))
+    };
+    set(headers, X_FORWARDED_FOR, &value);
+}
+
+/// Accepts connections until `stop`, then lets requests in flight finish
+/// (for at most [`DRAIN_TIMEOUT`]).
+pub(crate) async fn serve(
+    listener: TcpListener,
+    door: Arc<ProxyDoor>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let server = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = crate::shutdown::requested(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, not spin.
+                    warn!(error = %e, "proxy door could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let door = door.clone();
+        let service = service_fn(move |request| {
+            let door = door.clone();
+            async move { Ok::<_, Infallible>(door.handle(request, peer).await) }
+        });
+        let connection = graceful.watch(
+            server
+                .serve_connection(TokioIo::new(stream), service)
+                .into_owned(),
+        );
+        let span = debug_span!("proxy_connection", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(e) = connection.await {
+                    debug!(error = %e, "proxy connection ended with an error");
+                }
+            }
+            .instrument(span),
+        );
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        warn!("proxy door stopped with requests still in flight");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_come_from_both_headers_and_conflicts_are_seen() {
+        let mut h = HeaderMap::new();
+        assert_eq!(presented_key(&h), PresentedKey::Missing);
+        h.append(
+            AUTHORIZATION,
+            HeaderValue::from_static("Basic dXNlcjpwdw=="),
+        );
+        assert_eq!(presented_key(&h), PresentedKey::Missing);
+        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer k1"));
+        h.append(X_API_KEY, HeaderValue::from_static("k1"));
+        assert_eq!(presented_key(&h), PresentedKey::One("k1"));
+        h.append(X_API_KEY, HeaderValue::from_static("k2"));
+        assert_eq!(presented_key(&h), PresentedKey::Conflicting);
+
+        let mut h = HeaderMap::new();
+        h.append(X_API_KEY, HeaderValue::from_bytes(b"k\xff").unwrap());
+        assert_eq!(presented_key(&h), PresentedKey::One(UNREADABLE_KEY));
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_dropped_and_forwarded_for_appended() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret-hop"),
+        );
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("upgrade", HeaderValue::from_static("websocket"));
+        h.insert("x-kept", HeaderValue::from_static("1"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.1"));
+        strip_hop_by_hop(&mut h);
+        append_forwarded_for(&mut h, "203.0.113.5".parse().unwrap());
+        assert!(h.get("x-secret-hop").is_none() && h.get("upgrade").is_none());
+        assert!(h.get(CONNECTION).is_none());
+        assert_eq!(h["x-kept"], "1");
+        assert_eq!(h[X_FORWARDED_FOR], "198.51.100.1, 203.0.113.5");
+    }
+}

@@ -1,0 +1,321 @@
+//! Wiring: binds the doors, starts the sync client and the reporter, and
+//! stops them in order (doors drain, then the reporter flushes).
+
+use std::{
+    future::Future,
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use ipgate_shared::{Revision, proto::FILE_DESCRIPTOR_SET};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::{Server, server::Router};
+use tracing::{info, warn};
+
+use crate::{
+    backoff::Backoff,
+    config::Config,
+    control_plane::ControlPlane,
+    doors::{
+        check::CheckDoor,
+        proxy::{self, ProxyDoor},
+    },
+    error::Error,
+    events::{self, Reporter},
+    state::Enforcer,
+    sync::SyncClient,
+};
+
+/// Extra time, beyond a task's own deadline, before it is aborted.
+const GRACE: Duration = Duration::from_secs(1);
+/// How long the gRPC door may take to finish calls in flight.
+const GRPC_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds every door, starts syncing and reporting, and returns once the
+/// doors listen; it does not wait for the first snapshot.
+pub async fn start(config: Config) -> Result<Running, Error> {
+    let control_plane = ControlPlane::new(&config.control_plane, &config.token)?;
+    let (min, max) = config.reconnect_bounds();
+    let (sink, source) = events::queue(config.event_queue_capacity);
+    let enforcer = Arc::new(Enforcer::new(config.fail_open_until_synced, sink));
+
+    let proxy_door = match (&config.upstream, &config.api) {
+        (Some(upstream), Some(api)) => {
+            Some(ProxyDoor::new(enforcer.clone(), api.clone(), upstream)?)
+        }
+        (Some(_), None) => return Err(Error::Config("--upstream needs --api SLUG".into())),
+        (None, _) => None,
+    };
+    let router = grpc_router(enforcer.clone()).await?;
+
+    let grpc_listener = bind(config.grpc_listen).await?;
+    let grpc_addr = local_addr(&grpc_listener, config.grpc_listen)?;
+    let proxy_listener = match proxy_door {
+        Some(door) => {
+            let listener = bind(config.proxy_listen).await?;
+            let addr = local_addr(&listener, config.proxy_listen)?;
+            Some((listener, addr, Arc::new(door)))
+        }
+        None => None,
+    };
+
+    let (stop_doors, doors_stopped) = watch::channel(false);
+    let (stop_reporter, reporter_stopped) = watch::channel(false);
+    let mut stop = doors_stopped.clone();
+    let grpc = tokio::spawn(async move {
+        let incoming = TcpListenerStream::new(grpc_listener);
+        let signal = async move { crate::shutdown::requested(&mut stop).await };
+        router
+            .serve_with_incoming_shutdown(incoming, signal)
+            .await
+            .map_err(Error::from)
+    });
+    println!("ipgate enforcer serving gRPC on {grpc_addr}");
+
+    let (proxy, proxy_addr) = match proxy_listener {
+        Some((listener, addr, door)) => {
+            let task = tokio::spawn(proxy::serve(listener, door, doors_stopped));
+            println!("ipgate enforcer serving HTTP proxy on {addr}");
+            (Some(task), Some(addr))
+        }
+        None => (None, None),
+    };
+
+    let sync = SyncClient {
+        enforcer: enforcer.clone(),
+        control_plane: control_plane.clone(),
+        id: config.id.clone(),
+        backoff: Backoff::new(min, max),
+    };
+    let reporter = Reporter::new(
+        source,
+        control_plane,
+        config.id.clone(),
+        Backoff::new(min, max),
+        reporter_stopped,
+    );
+    info!(enforcer = %config.id, "enforcer started; waiting for the first snapshot");
+    Ok(Running {
+        grpc_addr,
+        proxy_addr,
+        enforcer,
+        stop_doors,
+        stop_reporter,
+        tasks: Tasks {
+            grpc: Some(grpc),
+            proxy,
+            sync: Some(tokio::spawn(sync.run())),
+            reporter: Some(tokio::spawn(reporter.run())),
+        },
+    })
+}
+
+/// Check, reflection (v1 and v1alpha) and health on one server.
+async fn grpc_router(enforcer: Arc<Enforcer>) -> Result<Router, Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    // Serving from the start: before the first snapshot the door answers
+    // (503 ENFORCER_NOT_READY, or allows with --fail-open-until-synced).
+    health
+        .set_serving::<ipgate_shared::proto::check::v1::check_service_server::CheckServiceServer<CheckDoor>>()
+        .await;
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            // List what this port serves, not every ipgate service.
+            .with_service_name("ipgate.check.v1.CheckService")
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
+    };
+    Ok(Server::builder()
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(CheckDoor::server(enforcer)))
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+fn local_addr(listener: &TcpListener, addr: SocketAddr) -> Result<SocketAddr, Error> {
+    listener
+        .local_addr()
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+/// A started enforcer.
+pub struct Running {
+    /// Where the gRPC door listens (the real port when 0 was asked for).
+    pub grpc_addr: SocketAddr,
+    /// Where the HTTP proxy listens, when started with --upstream.
+    pub proxy_addr: Option<SocketAddr>,
+    enforcer: Arc<Enforcer>,
+    stop_doors: watch::Sender<bool>,
+    stop_reporter: watch::Sender<bool>,
+    tasks: Tasks,
+}
+
+/// The background tasks; a slot is emptied once its task was awaited.
+struct Tasks {
+    grpc: Option<JoinHandle<Result<(), Error>>>,
+    proxy: Option<JoinHandle<()>>,
+    sync: Option<JoinHandle<()>>,
+    reporter: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// The revision in force; `None` before the first snapshot.
+    pub fn revision(&self) -> Option<Revision> {
+        self.enforcer.revision()
+    }
+
+    /// The shared state, for doors started in the same process.
+    pub fn enforcer(&self) -> &Arc<Enforcer> {
+        &self.enforcer
+    }
+
+    /// Serves until SIGINT or SIGTERM (or until a task fails), then shuts
+    /// down as [`Running::shutdown`] does.
+    pub async fn wait(mut self) -> Result<(), Error> {
+        let ended = tokio::select! {
+            signal = shutdown_signal() => signal,
+            failed = first_ended(&mut self.tasks) => Err(failed),
+        };
+        match &ended {
+            Ok(()) => info!("shutdown requested"),
+            Err(e) => warn!(error = %e, "enforcer stopping"),
+        }
+        let stopped = self.shutdown().await;
+        ended.and(stopped)
+    }
+
+    /// Stops accepting, lets requests in flight finish, stops syncing and
+    /// flushes queued usage events (each step bounded in time).
+    pub async fn shutdown(mut self) -> Result<(), Error> {
+        let _ = self.stop_doors.send(true);
+        let mut result = match self.tasks.grpc.take() {
+            Some(task) => match bounded("gRPC door", task, GRPC_DRAIN_TIMEOUT + GRACE).await {
+                Ok(Some(served)) => served,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            },
+            None => Ok(()),
+        };
+        if let Some(task) = self.tasks.proxy.take() {
+            let drained = bounded("HTTP proxy", task, proxy::DRAIN_TIMEOUT + GRACE).await;
+            result = result.and(drained.map(drop));
+        }
+        if let Some(task) = self.tasks.sync.take() {
+            task.abort();
+        }
+        let _ = self.stop_reporter.send(true);
+        if let Some(task) = self.tasks.reporter.take() {
+            let flushed = bounded("reporter", task, events::FLUSH_TIMEOUT + GRACE).await;
+            result = result.and(flushed.map(drop));
+        }
+        result
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // Doors and reporter stop by themselves when the stop signals drop;
+        // the sync client would otherwise run on, detached.
+        if let Some(task) = self.tasks.sync.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Awaits `task` for at most `limit`, aborting it after that. `Ok(None)`
+/// when it had to be aborted.
+async fn bounded<T>(
+    name: &'static str,
+    mut task: JoinHandle<T>,
+    limit: Duration,
+) -> Result<Option<T>, Error> {
+    match tokio::time::timeout(limit, &mut task).await {
+        Ok(Ok(value)) => Ok(Some(value)),
+        Ok(Err(source)) => Err(Error::Task { task: name, source }),
+        Err(_) => {
+            warn!("{name} did not stop within {limit:?}; aborting it");
+            task.abort();
+            Ok(None)
+        }
+    }
+}
+
+/// Resolves with the first task that ends; every task runs until shutdown,
+/// so any ending here is a failure.
+async fn first_ended(tasks: &mut Tasks) -> Error {
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = poll_slot(&mut tasks.grpc, cx) {
+            return Poll::Ready(match r {
+                Ok(Ok(())) => Error::Stopped("gRPC door"),
+                Ok(Err(e)) => e,
+                Err(source) => Error::Task {
+                    task: "gRPC door",
+                    source,
+                },
+            });
+        }
+        let others = [
+            ("HTTP proxy", &mut tasks.proxy),
+            ("sync client", &mut tasks.sync),
+            ("reporter", &mut tasks.reporter),
+        ];
+        for (name, slot) in others {
+            if let Poll::Ready(r) = poll_slot(slot, cx) {
+                return Poll::Ready(match r {
+                    Ok(()) => Error::Stopped(name),
+                    Err(source) => Error::Task { task: name, source },
+                });
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Polls the task in `slot`, emptying the slot once it has finished.
+fn poll_slot<T>(
+    slot: &mut Option<JoinHandle<T>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<T, tokio::task::JoinError>> {
+    let Some(task) = slot else {
+        return Poll::Pending;
+    };
+    let polled = Pin::new(task).poll(cx);
+    if polled.is_ready() {
+        *slot = None;
+    }
+    polled
+}
+
+async fn shutdown_signal() -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(Error::Signal)?;
+        tokio::select! {
+            interrupted = tokio::signal::ctrl_c() => interrupted.map_err(Error::Signal),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(Error::Signal)
+    }
+}

@@ -1,0 +1,215 @@
+//! The enforcer's live state: the current index, swapped atomically by the
+//! sync client, and [`Enforcer::decide`], the one function every door calls.
+
+use std::{net::IpAddr, sync::Arc, time::SystemTime};
+
+use arc_swap::ArcSwapOption;
+use ipgate_shared::{
+    Decision, Index, KeyId, PresentedKey, Reason, Request, Revision, decide, normalize_ip, time,
+    usage::UsageEvent,
+};
+
+use crate::events::EventSink;
+
+/// One request as a door saw it.
+#[derive(Clone, Copy, Debug)]
+pub struct DecisionInput<'a> {
+    /// Slug of the API called.
+    pub api: &'a str,
+    /// The key the request presented.
+    pub key: PresentedKey<'a>,
+    /// The client address the door determined.
+    pub client_ip: IpAddr,
+    pub method: &'a str,
+    /// The path without the query string (which may carry secrets).
+    pub path: &'a str,
+    /// A request id chosen upstream of the door; one is generated when `None`.
+    pub request_id: Option<&'a str>,
+}
+
+/// What a door needs to answer, owned so it outlives the index it came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub reason: Reason,
+    /// HTTP status to answer with: 200 when allowed.
+    pub status: u16,
+    /// The exact JSON body of a denial; `None` when allowed.
+    pub body: Option<&'static str>,
+    /// Id shared by the response headers and the usage log.
+    pub request_id: String,
+    /// The address decided on, canonical (IPv4-mapped shown as IPv4).
+    pub client_ip: String,
+    /// For allowed requests, the label of the entry that matched.
+    pub matched_label: String,
+    /// The presented key's id when it was well-formed.
+    pub key_id: Option<KeyId>,
+}
+
+impl Outcome {
+    /// True when the request may proceed.
+    pub fn allowed(&self) -> bool {
+        self.reason.allowed()
+    }
+
+    /// The denial's `error.code`; `None` when allowed.
+    pub fn error_code(&self) -> Option<&'static str> {
+        self.reason.error_code()
+    }
+}
+
+/// The index every door decides from, and where decisions are recorded.
+#[derive(Debug)]
+pub struct Enforcer {
+    /// `None` until the first snapshot; readers never lock.
+    index: ArcSwapOption<Index>,
+    fail_open_until_synced: bool,
+    events: EventSink,
+}
+
+impl Enforcer {
+    /// An enforcer with no index yet.
+    pub fn new(fail_open_until_synced: bool, events: EventSink) -> Self {
+        Enforcer {
+            index: ArcSwapOption::empty(),
+            fail_open_until_synced,
+            events,
+        }
+    }
+
+    /// Decides one request, queues its usage event and returns the answer.
+    pub fn decide(&self, input: DecisionInput<'_>) -> Outcome {
+        let client_ip = normalize_ip(input.client_ip);
+        let now = SystemTime::now();
+        let request = Request {
+            api: input.api,
+            key: input.key,
+            client_ip,
+            method: input.method,
+            path: input.path,
+            now: time::to_millis(now),
+        };
+        let index = self.index.load();
+        let decision = match index.as_deref() {
+            Some(index) => decide(index, &request),
+            None => Decision::unsynced(input.key, self.fail_open_until_synced),
+        };
+        let request_id = match input.request_id {
+            Some(id) if !id.is_empty() => id.to_owned(),
+            _ => new_request_id(),
+        };
+        let event = UsageEvent::record(
+            &decision,
+            &request_id,
+            now,
+            input.api,
+            input.method,
+            input.path,
+            client_ip,
+        );
+        let outcome = Outcome {
+            reason: decision.reason,
+            status: decision.reason.http_status(),
+            body: decision.reason.body(),
+            // The event's copy is cut to the log's limit; answer with the same.
+            request_id: event.request_id.clone(),
+            client_ip: client_ip.to_string(),
+            matched_label: event.matched_label.clone(),
+            key_id: decision.key_id,
+        };
+        self.events.push(event);
+        outcome
+    }
+
+    /// The index in force, if any.
+    pub fn index(&self) -> Option<Arc<Index>> {
+        self.index.load_full()
+    }
+
+    /// The revision in force; `None` before the first snapshot.
+    pub fn revision(&self) -> Option<Revision> {
+        self.index.load().as_deref().map(Index::revision)
+    }
+
+    /// Puts `index` in force for every request that starts from now on.
+    pub(crate) fn install(&self, index: Arc<Index>) {
+        self.index.store(Some(index));
+    }
+}
+
+/// A fresh request id (UUID v4).
+pub fn new_request_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use ipgate_shared::{Allowlist, ApiConfig, Entry};
+
+    use super::*;
+    use crate::events::queue;
+
+    fn input(ip: &str) -> DecisionInput<'_> {
+        DecisionInput {
+            api: "orders",
+            key: PresentedKey::Missing,
+            client_ip: ip.parse().unwrap(),
+            method: "GET",
+            path: "/orders",
+            request_id: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn decisions_before_and_after_the_first_index() {
+        let (sink, mut source) = queue(16);
+        let enforcer = Enforcer::new(false, sink);
+        let before = enforcer.decide(input("::ffff:203.0.113.5"));
+        assert_eq!(before.reason, Reason::NotSynced);
+        assert_eq!(before.status, 503);
+        assert_eq!(before.client_ip, "203.0.113.5");
+        assert!(
+            before
+                .body
+                .is_some_and(|b| b.contains("ENFORCER_NOT_READY"))
+        );
+        assert!(uuid::Uuid::parse_str(&before.request_id).is_ok());
+
+        let list = Allowlist::new(
+            vec![Entry::new(
+                "203.0.113.0/24".parse().unwrap(),
+                "office".parse().unwrap(),
+                None,
+            )],
+            false,
+        );
+        let api = ApiConfig {
+            slug: "orders".parse().unwrap(),
+            enabled: true,
+            allowlist: list,
+            routes: vec![],
+        };
+        enforcer.install(Arc::new(Index::from_snapshot(Revision::new(4), [api], [])));
+        assert_eq!(enforcer.revision(), Some(Revision::new(4)));
+        let blocked = enforcer.decide(DecisionInput {
+            request_id: Some("req-7"),
+            ..input("198.51.100.1")
+        });
+        assert_eq!(blocked.reason, Reason::IpNotAllowedApi);
+        assert_eq!(blocked.request_id, "req-7");
+
+        let mut events = Vec::new();
+        source.drain_into(&mut events, 10);
+        assert_eq!(events.len(), 2);
+        assert!(events.iter().any(|e| e.request_id == "req-7"));
+    }
+
+    #[test]
+    fn fail_open_allows_until_synced() {
+        let (sink, _source) = queue(16);
+        let enforcer = Enforcer::new(true, sink);
+        let outcome = enforcer.decide(input("203.0.113.5"));
+        assert!(outcome.allowed());
+        assert_eq!(outcome.reason, Reason::UnsyncedFailOpen);
+        assert_eq!(outcome.body, None);
+    }
+}

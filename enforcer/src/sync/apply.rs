@@ -1,0 +1,216 @@
+//! Turning a burst of sync messages into the next index.
+//!
+//! Every message already waiting on the stream is applied before anything is
+//! swapped, so a burst of deltas costs one clone of the index. Snapshots are
+//! assembled from their chunks and built off the async runtime: at a million
+//! keys that takes a while.
+
+use std::sync::Arc;
+
+use ipgate_shared::{
+    ApiConfig, Change, Index, KeyConfig, Revision,
+    proto::sync::v1::{Delta, SnapshotChunk, StreamResponse, stream_response::Kind},
+};
+use tracing::{debug, warn};
+
+/// Why a session must end once the burst's result is in force.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// A delta skipped revisions: reconnect and resume from ours.
+    Gap {
+        have: Option<Revision>,
+        got: Revision,
+    },
+    /// A message failed validation: Nack it, keep the old index, resync.
+    Invalid { revision: Revision, reason: String },
+    /// The stream broke the protocol (chunks out of order, ...): resync.
+    Protocol(String),
+}
+
+/// What one burst produced.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// The index to swap in; `None` when nothing changed.
+    pub(crate) index: Option<Index>,
+    /// Set when the session must end after the swap.
+    pub(crate) stop: Option<Stop>,
+}
+
+/// Per-session state that outlives one burst: a snapshot's chunks arrive
+/// over several.
+#[derive(Debug, Default)]
+pub(crate) struct Applier {
+    chunks: Vec<SnapshotChunk>,
+}
+
+/// What a burst will do to the index, collected before any work is done.
+#[derive(Default)]
+struct Plan {
+    /// A freshly built snapshot that replaces the current index.
+    base: Option<Index>,
+    /// Deltas to apply, in order, on top of `base` (or the current index).
+    deltas: Vec<(Revision, Vec<Change>)>,
+}
+
+impl Applier {
+    /// Applies `messages` on top of `current` and says what to swap in.
+    pub(crate) async fn apply(
+        &mut self,
+        current: Option<Arc<Index>>,
+        messages: Vec<StreamResponse>,
+    ) -> Outcome {
+        let mut plan = Plan::default();
+        let mut reached = current.as_deref().map(Index::revision);
+        let mut stop = None;
+        for message in messages {
+            let step = match message.kind {
+                Some(Kind::Snapshot(chunk)) => self.snapshot_chunk(chunk, reached, &mut plan).await,
+                Some(Kind::Delta(delta)) => self.delta(delta, reached, &mut plan),
+                Some(Kind::Heartbeat(_)) => Ok(()),
+                // A newer control plane may send kinds this enforcer does
+                // not know; they carry nothing it could apply.
+                None => {
+                    debug!("ignoring a sync message of unknown kind");
+                    Ok(())
+                }
+            };
+            if let Err(s) = step {
+                stop = Some(s);
+                break;
+            }
+            reached = plan
+                .deltas
+                .last()
+                .map(|(r, _)| *r)
+                .or(plan.base.as_ref().map(Index::revision))
+                .or(reached);
+        }
+        match materialize(current, plan).await {
+            Ok(index) => Outcome { index, stop },
+            Err(failed) => Outcome {
+                index: None,
+                stop: Some(failed),
+            },
+        }
+    }
+
+    async fn snapshot_chunk(
+        &mut self,
+        chunk: SnapshotChunk,
+        reached: Option<Revision>,
+        plan: &mut Plan,
+    ) -> Result<(), Stop> {
+        let revision = Revision::new(chunk.revision);
+        let expected = match self.chunks.first() {
+            None => (revision, 0),
+            Some(first) => (Revision::new(first.revision), self.chunks.len()),
+        };
+        if (revision, chunk.index as usize) != expected {
+            let message = format!(
+                "snapshot chunk {} of revision {revision} arrived where chunk {} of revision {} was due",
+                chunk.index, expected.1, expected.0
+            );
+            self.chunks.clear();
+            return Err(Stop::Protocol(message));
+        }
+        let last = chunk.last;
+        self.chunks.push(chunk);
+        if !last {
+            return Ok(());
+        }
+        let chunks = std::mem::take(&mut self.chunks);
+        if reached.is_some_and(|r| revision <= r) {
+            // State never rolls back, also on a control plane that is behind.
+            warn!(%revision, have = ?reached, "ignoring a snapshot at or below the revision in force");
+            return Ok(());
+        }
+        let built = tokio::task::spawn_blocking(move || build_snapshot(revision, chunks))
+            .await
+            .map_err(|e| Stop::Protocol(format!("building snapshot {revision} failed: {e}")))?;
+        plan.base = Some(built.map_err(|reason| Stop::Invalid { revision, reason })?);
+        plan.deltas.clear();
+        Ok(())
+    }
+
+    fn delta(
+        &mut self,
+        delta: Delta,
+        reached: Option<Revision>,
+        plan: &mut Plan,
+    ) -> Result<(), Stop> {
+        let Delta { revision, changes } = delta;
+        let revision = Revision::new(revision);
+        if !self.chunks.is_empty() {
+            self.chunks.clear();
+            return Err(Stop::Protocol(format!(
+                "delta {revision} arrived in the middle of a snapshot"
+            )));
+        }
+        match reached {
+            Some(have) if revision <= have => {
+                debug!(%revision, %have, "ignoring a delta already applied");
+                Ok(())
+            }
+            Some(have) if revision == have.next() => {
+                let changes = changes
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, c)| Change::try_from(c).map_err(|e| format!("changes[{i}].{e}")))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|reason| Stop::Invalid {
+                        revision,
+                        reason: format!("delta {revision}: {reason}"),
+                    })?;
+                plan.deltas.push((revision, changes));
+                Ok(())
+            }
+            have => Err(Stop::Gap {
+                have,
+                got: revision,
+            }),
+        }
+    }
+}
+
+/// Converts and compiles a whole snapshot; the error names the bad field.
+fn build_snapshot(revision: Revision, chunks: Vec<SnapshotChunk>) -> Result<Index, String> {
+    let mut apis = Vec::new();
+    let mut keys = Vec::new();
+    for chunk in chunks {
+        let SnapshotChunk {
+            revision: _,
+            index: n,
+            last: _,
+            apis: wire_apis,
+            keys: wire_keys,
+        } = chunk;
+        let at = |what: &str, i: usize, e: ipgate_shared::convert::WireError| {
+            format!("snapshot {revision} chunk {n}: {what}[{i}].{e}")
+        };
+        for (i, api) in wire_apis.into_iter().enumerate() {
+            apis.push(ApiConfig::try_from(api).map_err(|e| at("apis", i, e))?);
+        }
+        for (i, key) in wire_keys.into_iter().enumerate() {
+            keys.push(KeyConfig::try_from(key).map_err(|e| at("keys", i, e))?);
+        }
+    }
+    Ok(Index::from_snapshot(revision, apis, keys))
+}
+
+/// Builds the burst's index off the runtime: one clone, every delta applied.
+async fn materialize(current: Option<Arc<Index>>, plan: Plan) -> Result<Option<Index>, Stop> {
+    let Plan { base, deltas } = plan;
+    if deltas.is_empty() {
+        return Ok(base);
+    }
+    tokio::task::spawn_blocking(move || {
+        // Deltas are only planned on top of an index, so one of the two exists.
+        let mut index = base.or_else(|| current.map(|c| Index::clone(&c)))?;
+        for (revision, changes) in deltas {
+            index.apply(revision, changes);
+        }
+        Some(index)
+    })
+    .await
+    .map_err(|e| Stop::Protocol(format!("applying deltas failed: {e}")))
+}

@@ -1,0 +1,93 @@
+//! The sync client: keeps the enforcer's index in step with the control plane.
+//!
+//! One session at a time: connect (rotating over the control-plane
+//! addresses), say `Hello` with the revision in force, then apply snapshots
+//! and deltas as they come (see `session`). Between sessions the last good
+//! index keeps serving, and the client waits a jittered, growing backoff.
+
+mod apply;
+mod session;
+
+use std::sync::Arc;
+
+use ipgate_shared::EnforcerId;
+use tonic::Code;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::{backoff::Backoff, control_plane::ControlPlane, state::Enforcer};
+
+use session::End;
+
+/// Codes with which the control plane says "this enforcer, as configured,
+/// will not be served": retrying fast cannot help, an operator must act.
+const REFUSALS: [Code; 4] = [
+    Code::InvalidArgument,
+    Code::FailedPrecondition,
+    Code::Unauthenticated,
+    Code::PermissionDenied,
+];
+
+/// Keeps the index in sync until the task is aborted.
+pub(crate) struct SyncClient {
+    pub(crate) enforcer: Arc<Enforcer>,
+    pub(crate) control_plane: ControlPlane,
+    pub(crate) id: EnforcerId,
+    pub(crate) backoff: Backoff,
+}
+
+impl SyncClient {
+    /// Runs sessions forever, one after the other.
+    pub(crate) async fn run(mut self) {
+        let mut cursor = 0usize;
+        loop {
+            let (uri, client) = self.control_plane.client(cursor);
+            let known = self.enforcer.revision().map_or(0, |r| r.get());
+            let span = info_span!(
+                "sync_session",
+                enforcer = %self.id,
+                control_plane = %uri,
+                revision = known,
+            );
+            let report = session::run(&self.enforcer, &self.control_plane, client, &self.id)
+                .instrument(span.clone())
+                .await;
+            if report.progress {
+                self.backoff.reset();
+            }
+            let wait = span.in_scope(|| match &report.end {
+                // Nothing was skipped yet: resume from our revision at once.
+                End::Gap => None,
+                End::Invalid | End::Protocol => Some(self.backoff.next_wait()),
+                End::Closed => {
+                    info!("control plane closed the sync stream; reconnecting");
+                    cursor = cursor.wrapping_add(1);
+                    Some(self.backoff.next_wait())
+                }
+                End::Failed(status) if REFUSALS.contains(&status.code()) => {
+                    let wait = self.backoff.ceiling();
+                    error!(
+                        code = ?status.code(),
+                        reason = status.message(),
+                        "control plane refused this enforcer; check --token and --id. \
+                         Serving the last good index and retrying every {wait:?}"
+                    );
+                    cursor = cursor.wrapping_add(1);
+                    Some(wait)
+                }
+                End::Failed(status) => {
+                    let wait = self.backoff.next_wait();
+                    warn!(
+                        code = ?status.code(),
+                        reason = status.message(),
+                        "sync stream failed; serving the last good index, retrying in {wait:?}"
+                    );
+                    cursor = cursor.wrapping_add(1);
+                    Some(wait)
+                }
+            });
+            if let Some(wait) = wait {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+}
