@@ -214,3 +214,196 @@ async fn materialize(current: Option<Arc<Index>>, plan: Plan) -> Result<Option<I
     .await
     .map_err(|e| Stop::Protocol(format!("applying deltas failed: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use ipgate_shared::proto::sync::v1::{self as wire, Heartbeat, change};
+
+    use super::*;
+
+    fn api(slug: &str, cidr: &str) -> wire::ApiConfig {
+        wire::ApiConfig {
+            slug: slug.into(),
+            enabled: true,
+            allowlist: Some(wire::Allowlist {
+                entries: vec![wire::Entry {
+                    cidr: cidr.into(),
+                    label: "office".into(),
+                    expires_at: None,
+                }],
+                report_only: false,
+            }),
+            routes: vec![],
+        }
+    }
+
+    fn chunk(revision: u64, index: u32, last: bool, apis: Vec<wire::ApiConfig>) -> StreamResponse {
+        StreamResponse {
+            kind: Some(Kind::Snapshot(SnapshotChunk {
+                revision,
+                index,
+                last,
+                apis,
+                keys: vec![],
+            })),
+        }
+    }
+
+    fn delta(revision: u64, apis: Vec<wire::ApiConfig>) -> StreamResponse {
+        let changes = apis
+            .into_iter()
+            .map(|a| wire::Change {
+                kind: Some(change::Kind::PutApi(a)),
+            })
+            .collect();
+        StreamResponse {
+            kind: Some(Kind::Delta(Delta { revision, changes })),
+        }
+    }
+
+    fn heartbeat(revision: u64) -> StreamResponse {
+        StreamResponse {
+            kind: Some(Kind::Heartbeat(Heartbeat { revision })),
+        }
+    }
+
+    async fn at(revision: u64) -> Arc<Index> {
+        let mut applier = Applier::default();
+        let out = applier
+            .apply(
+                None,
+                vec![chunk(
+                    revision,
+                    0,
+                    true,
+                    vec![api("orders", "203.0.113.0/24")],
+                )],
+            )
+            .await;
+        Arc::new(out.index.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_is_applied_when_its_last_chunk_arrives() {
+        let mut applier = Applier::default();
+        let first = applier
+            .apply(
+                None,
+                vec![chunk(5, 0, false, vec![api("a", "203.0.113.0/24")])],
+            )
+            .await;
+        assert!(first.index.is_none() && first.stop.is_none());
+        let rest = vec![
+            chunk(5, 1, false, vec![api("b", "198.51.100.0/24")]),
+            chunk(5, 2, true, vec![]),
+            heartbeat(5),
+        ];
+        let done = applier.apply(None, rest).await;
+        let index = done.index.unwrap();
+        assert_eq!(index.revision(), Revision::new(5));
+        assert_eq!(index.api_count(), 2);
+        assert!(done.stop.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_burst_of_deltas_is_applied_in_order_and_repeats_are_ignored() {
+        let current = at(3).await;
+        let burst = vec![
+            delta(2, vec![api("old", "203.0.113.0/24")]),
+            delta(4, vec![api("b", "203.0.113.0/24")]),
+            delta(4, vec![api("dup", "203.0.113.0/24")]),
+            delta(5, vec![api("c", "203.0.113.0/24")]),
+        ];
+        let out = Applier::default().apply(Some(current.clone()), burst).await;
+        let index = out.index.unwrap();
+        assert_eq!(index.revision(), Revision::new(5));
+        assert!(index.api("b").is_some() && index.api("c").is_some());
+        assert!(index.api("old").is_none() && index.api("dup").is_none());
+        assert_eq!(
+            current.revision(),
+            Revision::new(3),
+            "the old index is untouched"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gap_stops_after_what_came_before_it() {
+        let out = Applier::default()
+            .apply(
+                Some(at(3).await),
+                vec![delta(4, vec![]), delta(6, vec![]), delta(7, vec![])],
+            )
+            .await;
+        assert_eq!(out.index.unwrap().revision(), Revision::new(4));
+        let gap = Stop::Gap {
+            have: Some(Revision::new(4)),
+            got: Revision::new(6),
+        };
+        assert_eq!(out.stop, Some(gap));
+
+        let none = Applier::default().apply(None, vec![delta(1, vec![])]).await;
+        assert!(none.index.is_none());
+        assert!(matches!(none.stop, Some(Stop::Gap { have: None, .. })));
+    }
+
+    #[tokio::test]
+    async fn an_invalid_delta_names_the_field_and_changes_nothing() {
+        let out = Applier::default()
+            .apply(
+                Some(at(3).await),
+                vec![delta(4, vec![api("bad", "203.0.113.5/24")])],
+            )
+            .await;
+        assert!(out.index.is_none());
+        let Some(Stop::Invalid { revision, reason }) = out.stop else {
+            panic!("expected a Nack, got {:?}", out.stop);
+        };
+        assert_eq!(revision, Revision::new(4));
+        assert!(
+            reason.contains("changes[0].put_api.allowlist.entries[0].cidr"),
+            "{reason}"
+        );
+        assert!(reason.contains("203.0.113.0/24"), "{reason}");
+    }
+
+    #[tokio::test]
+    async fn snapshots_never_roll_back_and_chunks_must_be_in_order() {
+        let current = at(9).await;
+        let behind = Applier::default()
+            .apply(Some(current.clone()), vec![chunk(7, 0, true, vec![])])
+            .await;
+        assert!(behind.index.is_none() && behind.stop.is_none());
+
+        let mut applier = Applier::default();
+        let out = applier
+            .apply(
+                None,
+                vec![chunk(10, 0, false, vec![]), chunk(10, 2, true, vec![])],
+            )
+            .await;
+        assert!(matches!(out.stop, Some(Stop::Protocol(_))));
+        let out = applier
+            .apply(
+                Some(current),
+                vec![chunk(10, 0, false, vec![]), delta(10, vec![])],
+            )
+            .await;
+        assert!(matches!(out.stop, Some(Stop::Protocol(_))));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_then_deltas_in_one_burst() {
+        let burst = vec![
+            chunk(2, 0, true, vec![api("a", "203.0.113.0/24")]),
+            delta(3, vec![api("b", "203.0.113.0/24")]),
+        ];
+        let out = Applier::default().apply(Some(at(1).await), burst).await;
+        let index = out.index.unwrap();
+        assert_eq!(index.revision(), Revision::new(3));
+        assert!(
+            index.api("orders").is_none(),
+            "the snapshot replaced everything"
+        );
+        assert!(index.api("a").is_some() && index.api("b").is_some());
+    }
+}

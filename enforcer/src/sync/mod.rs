@@ -51,17 +51,20 @@ impl SyncClient {
             let report = session::run(&self.enforcer, &self.control_plane, client, &self.id)
                 .instrument(span.clone())
                 .await;
-            if report.progress {
+            // A session that got messages proves the connection works, but a
+            // Nack or a protocol error would repeat at once: those back off.
+            let failed = matches!(report.end, End::Invalid | End::Protocol);
+            if report.progress && !failed {
                 self.backoff.reset();
             }
             let wait = span.in_scope(|| match &report.end {
-                // Nothing was skipped yet: resume from our revision at once.
-                End::Gap => None,
-                End::Invalid | End::Protocol => Some(self.backoff.next_wait()),
+                // After a gap the backoff was just reset, so this resumes
+                // from our revision after its shortest step.
+                End::Gap | End::Invalid | End::Protocol => self.backoff.next_wait(),
                 End::Closed => {
                     info!("control plane closed the sync stream; reconnecting");
                     cursor = cursor.wrapping_add(1);
-                    Some(self.backoff.next_wait())
+                    self.backoff.next_wait()
                 }
                 End::Failed(status) if REFUSALS.contains(&status.code()) => {
                     let wait = self.backoff.ceiling();
@@ -72,7 +75,7 @@ impl SyncClient {
                          Serving the last good index and retrying every {wait:?}"
                     );
                     cursor = cursor.wrapping_add(1);
-                    Some(wait)
+                    wait
                 }
                 End::Failed(status) => {
                     let wait = self.backoff.next_wait();
@@ -82,12 +85,10 @@ impl SyncClient {
                         "sync stream failed; serving the last good index, retrying in {wait:?}"
                     );
                     cursor = cursor.wrapping_add(1);
-                    Some(wait)
+                    wait
                 }
             });
-            if let Some(wait) = wait {
-                tokio::time::sleep(wait).await;
-            }
+            tokio::time::sleep(wait).await;
         }
     }
 }

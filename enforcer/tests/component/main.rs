@@ -1,0 +1,8 @@
+//! Component tests: the real enforcer (`start`) against a scripted fake
+//! control plane and, for the proxy door, a tiny upstream, all on loopback.
+
+mod events;
+mod grpc;
+mod proxy;
+mod support;
+mod sync;
