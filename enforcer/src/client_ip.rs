@@ -17,9 +17,11 @@ pub fn from_peer(peer: SocketAddr) -> IpAddr {
 /// Why a caller-supplied client address cannot be decided on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientIpError {
+    /// No address was given.
     #[error("client_ip is required")]
     Missing,
     #[error("{0:?} is not an IP address: give a plain IPv4 or IPv6 address, without port or zone")]
+    /// The text is not a plain IP address.
     Invalid(String),
 }
 

@@ -11,7 +11,9 @@ pub enum Error {
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address asked for.
         addr: SocketAddr,
+        /// Why the system refused it.
         source: std::io::Error,
     },
     /// The gRPC door failed while serving.
@@ -23,7 +25,9 @@ pub enum Error {
     /// A background task panicked or was cancelled.
     #[error("enforcer task {task} ended abnormally: {source}")]
     Task {
+        /// Which task.
         task: &'static str,
+        /// How it ended.
         source: tokio::task::JoinError,
     },
     /// A background task ended on its own, which it never should.

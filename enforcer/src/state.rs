@@ -20,6 +20,7 @@ pub struct DecisionInput<'a> {
     pub key: PresentedKey<'a>,
     /// The client address the door determined.
     pub client_ip: IpAddr,
+    /// The HTTP method (or what the caller reports).
     pub method: &'a str,
     /// The path without the query string (which may carry secrets).
     pub path: &'a str,
@@ -30,6 +31,7 @@ pub struct DecisionInput<'a> {
 /// What a door needs to answer, owned so it outlives the index it came from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
+    /// Why the request was allowed or refused.
     pub reason: Reason,
     /// HTTP status to answer with: 200 when allowed.
     pub status: u16,

@@ -46,7 +46,8 @@ impl SyncClient {
                 "sync_session",
                 enforcer = %self.id,
                 control_plane = %uri,
-                revision = known,
+                resumed_from = known,
+                revision = tracing::field::Empty,
             );
             let report = session::run(&self.enforcer, &self.control_plane, client, &self.id)
                 .instrument(span.clone())
@@ -57,6 +58,7 @@ impl SyncClient {
             if report.progress && !failed {
                 self.backoff.reset();
             }
+            let serving = serving_note(&self.enforcer);
             let wait = span.in_scope(|| match &report.end {
                 // After a gap the backoff was just reset, so this resumes
                 // from our revision after its shortest step.
@@ -72,7 +74,7 @@ impl SyncClient {
                         code = ?status.code(),
                         reason = status.message(),
                         "control plane refused this enforcer; check --token and --id. \
-                         Serving the last good index and retrying every {wait:?}"
+                         Retrying every {wait:?}; meanwhile {serving}"
                     );
                     cursor = cursor.wrapping_add(1);
                     wait
@@ -82,7 +84,7 @@ impl SyncClient {
                     warn!(
                         code = ?status.code(),
                         reason = status.message(),
-                        "sync stream failed; serving the last good index, retrying in {wait:?}"
+                        "sync stream failed; retrying in {wait:?}; meanwhile {serving}"
                     );
                     cursor = cursor.wrapping_add(1);
                     wait
@@ -90,5 +92,13 @@ impl SyncClient {
             });
             tokio::time::sleep(wait).await;
         }
+    }
+}
+
+/// What requests get while the enforcer cannot sync.
+fn serving_note(enforcer: &Enforcer) -> String {
+    match enforcer.revision() {
+        Some(revision) => format!("serving the last good index (revision {revision})"),
+        None => "no index yet: requests are answered as not synced".to_owned(),
     }
 }

@@ -116,3 +116,82 @@ async fn shutdown_flushes_queued_events() {
         );
     }
 }
+
+/// Decides one request in-process (no door), as `ipgate dev` could.
+fn decide(running: &ipgate_enforcer::Running, ip: &str, request_id: &str) {
+    running.enforcer().decide(ipgate_enforcer::DecisionInput {
+        api: "orders",
+        key: ipgate_shared::PresentedKey::Missing,
+        client_ip: ip.parse().unwrap(),
+        method: "GET",
+        path: "/",
+        request_id: Some(request_id),
+    });
+}
+
+/// Holds the first batch in retry so later events wait in the queue.
+async fn stall_reports(fake: &FakeControlPlane, running: &ipgate_enforcer::Running) {
+    fake.fail_reports(usize::MAX);
+    decide(running, "203.0.113.7", "first");
+    eventually("the first batch to fail", || async {
+        !fake.reports().is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn batches_hold_at_most_a_thousand_events() {
+    let mut fake = FakeControlPlane::start().await;
+    let world = World::new();
+    let (running, _session) = synced(&mut fake, &world, &["--event-queue-capacity", "5000"]).await;
+    stall_reports(&fake, &running).await;
+    for i in 0..2500 {
+        decide(&running, "203.0.113.7", &format!("bulk-{i}"));
+    }
+    fake.fail_reports(0);
+    eventually("every event delivered", || async {
+        fake.events().len() == 2501
+    })
+    .await;
+    let sizes: Vec<_> = fake
+        .reports()
+        .iter()
+        .map(|r| r.request.events.len())
+        .collect();
+    assert!(sizes.iter().all(|&n| n <= 1000), "{sizes:?}");
+    assert!(sizes.contains(&1000), "{sizes:?}");
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_overflow_drops_allowed_events_first_and_counts_every_drop() {
+    let mut fake = FakeControlPlane::start().await;
+    let world = World::new();
+    let (running, _session) = synced(&mut fake, &world, &["--event-queue-capacity", "5"]).await;
+    stall_reports(&fake, &running).await;
+    // No key: 401, a blocked event. With a key from the right network: allowed.
+    for i in 0..8 {
+        decide(&running, "203.0.113.7", &format!("blocked-{i}"));
+    }
+    for i in 0..20 {
+        running.enforcer().decide(ipgate_enforcer::DecisionInput {
+            api: "orders",
+            key: ipgate_shared::PresentedKey::One(&world.office.secret),
+            client_ip: "203.0.113.7".parse().unwrap(),
+            method: "GET",
+            path: "/",
+            request_id: Some(&format!("allowed-{i}")),
+        });
+    }
+    fake.fail_reports(0);
+    eventually("the queued events delivered", || async {
+        fake.events().len() == 11
+    })
+    .await;
+    let delivered = fake.reports().into_iter().filter(|r| r.accepted);
+    let dropped = delivered.fold((0, 0), |(a, b), r| {
+        (a + r.request.dropped_allowed, b + r.request.dropped_blocked)
+    });
+    assert_eq!(dropped, (15, 3), "(allowed, blocked) drops reported");
+    running.shutdown().await.unwrap();
+}

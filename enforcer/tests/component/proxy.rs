@@ -259,3 +259,30 @@ async fn before_any_snapshot_the_proxy_answers_503_not_ready() {
     assert!(seen.lock().unwrap().is_empty());
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn h2c_clients_are_served_too() {
+    let mut fake = FakeControlPlane::start().await;
+    let world = World::new();
+    let (upstream_addr, seen) = upstream().await;
+    let (running, _session) = proxy_for(&mut fake, &world, upstream_addr).await;
+
+    let client: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new())
+        .http2_only(true)
+        .build_http();
+    let proxy = running.proxy_addr.unwrap();
+    let request = Request::builder()
+        .uri(format!("http://{proxy}/orders/h2"))
+        .header("x-api-key", &world.local.secret)
+        .body(Full::default())
+        .unwrap();
+    let response = within("the proxy to answer over h2c", client.request(request))
+        .await
+        .unwrap();
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen[0].uri, "/orders/h2");
+    assert_eq!(seen[0].headers["host"], proxy.to_string().as_str());
+    running.shutdown().await.unwrap();
+}

@@ -59,6 +59,16 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 // === the enforcer ===
 
+/// Shows the enforcer's logs when `RUST_LOG` is set (`RUST_LOG=debug cargo test`).
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .try_init();
+    }
+}
+
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
@@ -68,6 +78,7 @@ struct Cli {
 /// A config for an enforcer on loopback talking to `control_plane`, with
 /// quick reconnects.
 pub fn config(control_plane: SocketAddr, extra: &[&str]) -> Config {
+    init_logs();
     let cp = format!("http://{control_plane}");
     let args = [
         "enforcer",
@@ -280,6 +291,7 @@ struct Service {
     sessions: mpsc::UnboundedSender<Session>,
     reports: Arc<Mutex<Vec<Report>>>,
     failures_left: Arc<AtomicUsize>,
+    refusals_left: Arc<AtomicUsize>,
 }
 
 fn authorization<T>(request: &Request<T>) -> Option<String> {
@@ -288,6 +300,12 @@ fn authorization<T>(request: &Request<T>) -> Option<String> {
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
+}
+
+/// Counts one scripted failure down; true while any were left.
+fn take_one(left: &AtomicUsize) -> bool {
+    left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok()
 }
 
 #[tonic::async_trait]
@@ -299,6 +317,11 @@ impl SyncService for Service {
         request: Request<Streaming<StreamRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let authorization = authorization(&request);
+        if take_one(&self.refusals_left) {
+            return Err(Status::unauthenticated(
+                "scripted refusal: unknown enforcer token",
+            ));
+        }
         let mut from_enforcer = request.into_inner();
         let hello = match from_enforcer.message().await? {
             Some(StreamRequest {
@@ -329,10 +352,7 @@ impl SyncService for Service {
     ) -> Result<Response<ReportEventsResponse>, Status> {
         let authorization = authorization(&request);
         let request = request.into_inner();
-        let fail = self
-            .failures_left
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .is_ok();
+        let fail = take_one(&self.failures_left);
         let mut reports = self.reports.lock().unwrap();
         let duplicate = reports
             .iter()
@@ -356,6 +376,7 @@ pub struct FakeControlPlane {
     sessions: mpsc::UnboundedReceiver<Session>,
     reports: Arc<Mutex<Vec<Report>>>,
     failures_left: Arc<AtomicUsize>,
+    refusals_left: Arc<AtomicUsize>,
     server: JoinHandle<()>,
 }
 
@@ -368,9 +389,11 @@ impl FakeControlPlane {
             sessions: sessions_tx,
             reports: Arc::default(),
             failures_left: Arc::default(),
+            refusals_left: Arc::default(),
         };
         let reports = service.reports.clone();
         let failures_left = service.failures_left.clone();
+        let refusals_left = service.refusals_left.clone();
         let server = tokio::spawn(async move {
             Server::builder()
                 .add_service(SyncServiceServer::new(service))
@@ -383,8 +406,14 @@ impl FakeControlPlane {
             sessions,
             reports,
             failures_left,
+            refusals_left,
             server,
         }
+    }
+
+    /// Refuses the next `n` sync streams with `UNAUTHENTICATED`.
+    pub fn refuse_streams(&self, n: usize) {
+        self.refusals_left.store(n, Ordering::SeqCst);
     }
 
     /// The next sync stream the enforcer opens.

@@ -196,3 +196,35 @@ async fn when_the_control_plane_is_gone_the_last_index_still_answers() {
     assert_eq!(running.revision(), Some(Revision::new(1)));
     running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_dead_address_is_skipped_for_the_next_one() {
+    let mut fake = FakeControlPlane::start().await;
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut config = config(fake.addr, &[]);
+    config
+        .control_plane
+        .insert(0, format!("http://{dead}").parse().unwrap());
+    let running = ipgate_enforcer::start(config).await.unwrap();
+    let mut session = fake.next_session().await;
+    session.send_all(World::new().snapshot(1));
+    assert_eq!(session.expect_ack().await, 1);
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_refusal_is_retried_not_given_up() {
+    let mut fake = FakeControlPlane::start().await;
+    fake.refuse_streams(2);
+    let running = ipgate_enforcer::start(config(fake.addr, &[]))
+        .await
+        .unwrap();
+    // Refused twice (logged as errors), then served.
+    let session = fake.next_session().await;
+    assert_eq!(session.hello.known_revision, 0);
+    running.shutdown().await.unwrap();
+}
