@@ -14,7 +14,9 @@ use std::{
 use criterion::{BenchmarkId, Criterion};
 use ipgate_shared::{
     Allowlist, ApiConfig, Change, Entry, Index, KeyConfig, Label, PresentedKey, Request, Revision,
-    SecretHash, decide, index::CompiledList, key::NewKey,
+    SecretHash, decide,
+    index::CompiledList,
+    key::{self, NewKey},
 };
 use ipnet::{IpNet, Ipv4Net};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -208,6 +210,15 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
             );
         }
     }
+    group.finish();
+
+    // The key part of a decision: shape and checksum, then the hash.
+    let mut group = c.benchmark_group("key");
+    let secret = &fx.keys[0].0;
+    group.bench_function("parse_presented", |b| {
+        b.iter(|| key::parse_presented(black_box(secret)))
+    });
+    group.bench_function("sha256", |b| b.iter(|| SecretHash::of(black_box(secret))));
     group.finish();
 
     let mut group = c.benchmark_group("allowlist_match");

@@ -64,7 +64,7 @@ impl FromStr for KeyId {
             .as_bytes()
             .try_into()
             .map_err(|_| InvalidKeyId(s.to_owned()))?;
-        if bytes.iter().all(|b| ID_ALPHABET.contains(b)) {
+        if bytes.iter().all(is_id_char) {
             Ok(KeyId(bytes))
         } else {
             Err(InvalidKeyId(s.to_owned()))
@@ -129,7 +129,7 @@ impl NewKey {
             secret.push(char::from(BASE62[rng.random_range(0..BASE62.len())]));
         }
         let checksum = checksum(secret.as_bytes());
-        secret.push_str(&checksum);
+        secret.extend(checksum.iter().map(|b| char::from(*b)));
         NewKey { id, secret }
     }
 
@@ -155,13 +155,13 @@ pub fn parse_presented(key: &str) -> Result<KeyId, KeyFormatError> {
     let (id, rest) = bytes.split_at(ID_LEN);
     let (sep, rest) = rest.split_at(1);
     let (secret, sum) = rest.split_at(SECRET_LEN);
-    let id_ok = id.iter().all(|b| ID_ALPHABET.contains(b));
+    let id_ok = id.iter().all(is_id_char);
     let secret_ok = secret.iter().chain(sum).all(u8::is_ascii_alphanumeric);
     if !id_ok || sep != b"_" || !secret_ok {
         return Err(KeyFormatError::Charset);
     }
     let (body, sum) = key.as_bytes().split_at(KEY_LEN - CHECKSUM_LEN);
-    if checksum(body).as_bytes() != sum {
+    if checksum(body) != sum {
         return Err(KeyFormatError::Checksum);
     }
     let mut id_bytes = [0u8; ID_LEN];
@@ -169,14 +169,20 @@ pub fn parse_presented(key: &str) -> Result<KeyId, KeyFormatError> {
     Ok(KeyId(id_bytes))
 }
 
-fn checksum(body: &[u8]) -> String {
+fn is_id_char(b: &u8) -> bool {
+    b.is_ascii_digit() || b.is_ascii_lowercase()
+}
+
+/// CRC-32 of `body` in base62, fixed width; no allocation, as it runs on
+/// every request.
+fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut n = crc32fast::hash(body);
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(n % 62) as usize];
         n /= 62;
     }
-    out.iter().map(|b| char::from(*b)).collect()
+    out
 }
 
 /// SHA-256 of a whole key string.
