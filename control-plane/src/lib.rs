@@ -1,16 +1,23 @@
-//! ipgate control plane (stub).
+//! ipgate control plane: the admin API, storage and change log, the sync
+//! server enforcers follow, and the usage log.
+//!
+//! [`start`] wires everything (migrations, bootstrap tokens, the gRPC server
+//! with reflection and health) so `ipgate control-plane`, `ipgate dev` and
+//! the tests run the same code.
+
+pub mod admin;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod error;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod sync;
+pub mod usage;
+
+pub use bootstrap::BootstrapTokens;
+pub use config::Config;
+pub use error::Error;
 pub use ipgate_shared as shared;
-use sqlx as _;
-use tonic_reflection as _;
-use tonic_health as _;
-use tonic_types as _;
-use tokio as _;
-use tokio_stream as _;
-use uuid as _;
-use clap as _;
-use prost as _;
-use prost_types as _;
-use sha2 as _;
-use rand as _;
-use tracing as _;
-use thiserror as _;
+pub use server::{Running, start};

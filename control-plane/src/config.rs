@@ -1,0 +1,167 @@
+//! The control plane's configuration: flags, each with an `IPGATE_…`
+//! environment variable, a default and a help text.
+
+use std::{net::SocketAddr, time::Duration};
+
+use ipgate_shared::{ListRules, allowlist};
+
+/// Default `--listen`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+/// Default `--database`.
+pub const DEFAULT_DATABASE: &str = "sqlite://.ipgate/ipgate.db";
+/// Default `--heartbeat-interval`.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+/// Default `--change-log-retention`.
+pub const DEFAULT_CHANGE_LOG_RETENTION: u64 = 10_000;
+/// Default `--usage-retention-days`.
+pub const DEFAULT_USAGE_RETENTION_DAYS: u32 = 30;
+
+/// How to run the control plane.
+#[derive(clap::Args, Clone, Debug)]
+pub struct Config {
+    /// Address of the gRPC server (admin API, sync, reflection, health); port 0 picks a free port.
+    #[arg(long, env = "IPGATE_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://PATH` (file and directory created if missing) or `postgres://…`.
+    #[arg(long, env = "IPGATE_DATABASE", default_value = DEFAULT_DATABASE)]
+    pub database: String,
+
+    /// Accept private, link-local and unique-local ranges in allowlists (for enforcers that see internal addresses).
+    #[arg(long, env = "IPGATE_ALLOW_PRIVATE_RANGES", default_value_t = false)]
+    pub allow_private_ranges: bool,
+
+    /// Most entries an API key's allowlist may hold.
+    #[arg(long, env = "IPGATE_MAX_KEY_ENTRIES", default_value_t = allowlist::DEFAULT_MAX_KEY_ENTRIES)]
+    pub max_key_entries: usize,
+
+    /// Most entries an API's allowlist may hold.
+    #[arg(long, env = "IPGATE_MAX_API_ENTRIES", default_value_t = allowlist::DEFAULT_MAX_API_ENTRIES)]
+    pub max_api_entries: usize,
+
+    /// How often an idle sync stream carries a heartbeat: `500ms`, `5s`, `2m`, or plain seconds (`5`).
+    #[arg(long, env = "IPGATE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Revisions kept in the change log; an enforcer further behind gets a full snapshot.
+    #[arg(long, env = "IPGATE_CHANGE_LOG_RETENTION", default_value_t = DEFAULT_CHANGE_LOG_RETENTION)]
+    pub change_log_retention: u64,
+
+    /// Days usage-log events are kept before they are pruned.
+    #[arg(long, env = "IPGATE_USAGE_RETENTION_DAYS", default_value_t = DEFAULT_USAGE_RETENTION_DAYS)]
+    pub usage_retention_days: u32,
+
+    /// Owner admin token to make sure exists at start (prefer the environment variable to the flag).
+    #[arg(long, env = "IPGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+
+    /// Enforcer token to make sure exists at start (prefer the environment variable to the flag).
+    #[arg(long, env = "IPGATE_BOOTSTRAP_ENFORCER_TOKEN", hide_env_values = true)]
+    pub bootstrap_enforcer_token: Option<String>,
+}
+
+impl Config {
+    /// The defaults, with `database` as the store: what tests and `ipgate dev` start from.
+    pub fn with_database(database: impl Into<String>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            database: database.into(),
+            allow_private_ranges: false,
+            max_key_entries: allowlist::DEFAULT_MAX_KEY_ENTRIES,
+            max_api_entries: allowlist::DEFAULT_MAX_API_ENTRIES,
+            heartbeat_interval: DEFAULT_HEARTBEAT,
+            change_log_retention: DEFAULT_CHANGE_LOG_RETENTION,
+            usage_retention_days: DEFAULT_USAGE_RETENTION_DAYS,
+            bootstrap_token: None,
+            bootstrap_enforcer_token: None,
+        }
+    }
+
+    /// Rules for API keys' allowlists.
+    pub fn key_rules(&self) -> ListRules {
+        ListRules {
+            max_entries: self.max_key_entries,
+            allow_private_ranges: self.allow_private_ranges,
+        }
+    }
+
+    /// Rules for APIs' allowlists.
+    pub fn api_rules(&self) -> ListRules {
+        ListRules {
+            max_entries: self.max_api_entries,
+            allow_private_ranges: self.allow_private_ranges,
+        }
+    }
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` or plain seconds (`5`).
+pub fn parse_duration(input: &str) -> Result<Duration, String> {
+    let s = input.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let bad =
+        || format!("{input:?} is not a duration: use e.g. 500ms, 5s, 2m, 1h or plain seconds");
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => return Err(bad()),
+    };
+    if duration.is_zero() {
+        return Err(format!("{input:?} is zero; give a positive duration"));
+    }
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    #[test]
+    fn durations_parse_humanely() {
+        assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        for bad in ["", "s", "5x", "-1s", "0s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn flag_defaults_match_with_database() {
+        let parsed = Cli::try_parse_from(["control-plane"]).expect("defaults parse");
+        let expected = Config::with_database(DEFAULT_DATABASE);
+        let Config {
+            listen,
+            database,
+            allow_private_ranges,
+            max_key_entries,
+            max_api_entries,
+            heartbeat_interval,
+            change_log_retention,
+            usage_retention_days,
+            bootstrap_token: _,
+            bootstrap_enforcer_token: _,
+        } = parsed.config;
+        assert_eq!(listen, expected.listen);
+        assert_eq!(database, expected.database);
+        assert_eq!(allow_private_ranges, expected.allow_private_ranges);
+        assert_eq!(max_key_entries, expected.max_key_entries);
+        assert_eq!(max_api_entries, expected.max_api_entries);
+        assert_eq!(heartbeat_interval, expected.heartbeat_interval);
+        assert_eq!(change_log_retention, expected.change_log_retention);
+        assert_eq!(usage_retention_days, expected.usage_retention_days);
+    }
+}

@@ -1,0 +1,206 @@
+//! Wiring: open and migrate the store, bootstrap tokens, start the change
+//! feed and the pruner, and serve admin, sync, reflection and health on one
+//! gRPC port until shut down.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use ipgate_shared::proto::{
+    FILE_DESCRIPTOR_SET, admin::v1::admin_service_server::AdminServiceServer,
+    sync::v1::sync_service_server::SyncServiceServer,
+};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
+use tonic::transport::{Server, server::TcpIncoming};
+
+use crate::{
+    Config, Error,
+    admin::AdminApi,
+    bootstrap::{BootstrapTokens, ensure_tokens},
+    store::{SqlStore, Store},
+    sync::{ChangeFeed, Registry, SyncApi},
+};
+
+/// How often old usage events and change-log rows are pruned.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+/// TCP keepalive on accepted connections, to notice vanished enforcers.
+const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// A running control plane.
+#[derive(Debug)]
+pub struct Running {
+    /// The address the gRPC server listens on.
+    pub addr: SocketAddr,
+    /// Tokens generated at this start (a fresh installation), to show once.
+    pub bootstrap: Option<BootstrapTokens>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    tasks: Vec<JoinHandle<()>>,
+    store: Arc<SqlStore>,
+}
+
+/// Migrates, bootstraps tokens, binds and spawns the server; returns once
+/// it listens, after printing `ipgate control-plane serving gRPC on <addr>`.
+pub async fn start(config: Config) -> Result<Running, Error> {
+    let store = Arc::new(SqlStore::open(&config.database).await?);
+    tracing::info!(database = %redact(&config.database), backend = ?store.backend(), "database ready");
+    let bootstrap = ensure_tokens(&*store, &config).await?;
+
+    let (shutdown, stop) = watch::channel(false);
+    let (feed, feed_task) = ChangeFeed::spawn(Arc::clone(&store), stop.clone()).await?;
+    let pruner = tokio::spawn(prune(Arc::clone(&store), config.clone(), stop.clone()));
+    let registry = Arc::new(Registry::default());
+
+    let admin = AdminApi::new(
+        Arc::clone(&store),
+        Arc::clone(&registry),
+        config.key_rules(),
+        config.api_rules(),
+    );
+    let sync = SyncApi::new(
+        Arc::clone(&store),
+        feed,
+        registry,
+        config.heartbeat_interval,
+        stop.clone(),
+    );
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<AdminServiceServer<AdminApi<SqlStore>>>()
+        .await;
+    health_reporter
+        .set_serving::<SyncServiceServer<SyncApi<SqlStore>>>()
+        .await;
+    // `health_reporter()` already reports "" (the whole server) as SERVING.
+
+    // grpcurl 1.8 speaks only v1alpha reflection; newer clients want v1.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1()?;
+    let reflection_v1alpha = reflection().build_v1alpha()?;
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+
+    let mut stopped = stop.clone();
+    let server = Server::builder()
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(AdminServiceServer::new(admin))
+        .add_service(SyncServiceServer::new(sync))
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        });
+    let server = tokio::spawn(server);
+
+    println!("ipgate control-plane serving gRPC on {addr}");
+    tracing::info!(%addr, "serving gRPC");
+    Ok(Running {
+        addr,
+        bootstrap,
+        shutdown,
+        server,
+        tasks: vec![feed_task, pruner],
+        store,
+    })
+}
+
+impl Running {
+    /// Stops accepting calls, ends sync sessions (enforcers reconnect
+    /// elsewhere), lets in-flight calls and writes finish, then closes the
+    /// database.
+    pub async fn shutdown(self) -> Result<(), Error> {
+        self.shutdown.send_replace(true);
+        self.finish().await
+    }
+
+    /// Runs until the server stops on its own (an error) or is shut down.
+    pub async fn wait(self) -> Result<(), Error> {
+        self.finish().await
+    }
+
+    async fn finish(self) -> Result<(), Error> {
+        let Running {
+            shutdown,
+            server,
+            tasks,
+            store,
+            ..
+        } = self;
+        let served = server.await;
+        // The server is gone, whatever the reason: stop the rest too.
+        shutdown.send_replace(true);
+        for task in tasks {
+            task.await?;
+        }
+        store.close().await;
+        tracing::info!("control plane stopped");
+        served??;
+        Ok(())
+    }
+}
+
+/// Prunes old usage events and compacts the change log, at start and then
+/// every [`PRUNE_INTERVAL`].
+async fn prune<S: Store>(store: Arc<S>, config: Config, mut stop: watch::Receiver<bool>) {
+    let retention = Duration::from_secs(u64::from(config.usage_retention_days) * 86_400);
+    let mut every = tokio::time::interval(PRUNE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            _ = every.tick() => {}
+        }
+        let before = std::time::SystemTime::now()
+            .checked_sub(retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        match store.prune(before, config.change_log_retention).await {
+            Ok(pruned) => tracing::debug!(?pruned, "pruned"),
+            Err(error) => tracing::warn!(%error, "pruning failed; retrying later"),
+        }
+    }
+}
+
+/// The database URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_logs() {
+        assert_eq!(
+            redact("postgres://ipgate:secret@db:5432/ipgate"),
+            "postgres://ipgate:***@db:5432/ipgate"
+        );
+        assert_eq!(redact("postgres://ipgate@db/x"), "postgres://ipgate@db/x");
+        assert_eq!(
+            redact("sqlite://.ipgate/ipgate.db"),
+            "sqlite://.ipgate/ipgate.db"
+        );
+    }
+}

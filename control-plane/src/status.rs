@@ -1,0 +1,150 @@
+//! Errors as gRPC statuses: every RPC error of the control plane becomes a
+//! `tonic::Status` in exactly one function, [`status`].
+
+use std::fmt;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::{auth::AuthError, store::StoreError};
+
+/// One bad field of a request: its path (`allowlist.entries[2].cidr`) and
+/// what is wrong with it, as shown to the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadField {
+    pub field: String,
+    pub description: String,
+}
+
+/// A request that cannot be served as given; one entry per bad field.
+#[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
+#[error("{}", self.summary())]
+pub struct InvalidRequest {
+    pub fields: Vec<BadField>,
+}
+
+impl InvalidRequest {
+    /// A request with one bad field.
+    pub fn field(field: impl Into<String>, description: impl fmt::Display) -> Self {
+        let mut invalid = InvalidRequest::default();
+        invalid.add(field, description);
+        invalid
+    }
+
+    /// Notes one more bad field.
+    pub fn add(&mut self, field: impl Into<String>, description: impl fmt::Display) {
+        self.fields.push(BadField {
+            field: field.into(),
+            description: description.to_string(),
+        });
+    }
+
+    /// Keeps the value of `result`, or notes its error against `field`.
+    pub fn check<T, E: fmt::Display>(
+        &mut self,
+        field: impl Into<String>,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        result.map_err(|e| self.add(field, e)).ok()
+    }
+
+    /// `value` when no field was bad, otherwise every bad field at once.
+    pub fn or_value<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, InvalidRequest> {
+        if self.fields.is_empty() {
+            // Every `check` succeeded, so the parts are all there.
+            value().ok_or(self)
+        } else {
+            Err(self)
+        }
+    }
+
+    fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .fields
+            .iter()
+            .map(|f| format!("{}: {}", f.field, f.description))
+            .collect();
+        format!("invalid request: {}", parts.join("; "))
+    }
+}
+
+/// Everything an RPC of the control plane can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// The status an error is answered with.
+pub fn status(error: RpcError) -> Status {
+    match error {
+        RpcError::Auth(AuthError::Missing | AuthError::Unknown) => {
+            Status::unauthenticated(error.to_string())
+        }
+        RpcError::Auth(AuthError::Forbidden { .. }) => Status::permission_denied(error.to_string()),
+        RpcError::Auth(AuthError::Store(e)) | RpcError::Store(e) => store_status(e),
+        RpcError::Invalid(invalid) => {
+            let violations: Vec<FieldViolation> = invalid
+                .fields
+                .iter()
+                .map(|f| FieldViolation::new(f.field.clone(), f.description.clone()))
+                .collect();
+            Status::with_error_details(
+                Code::InvalidArgument,
+                invalid.to_string(),
+                ErrorDetails::with_bad_request(violations),
+            )
+        }
+        RpcError::Unavailable(message) => Status::unavailable(message),
+    }
+}
+
+fn store_status(error: StoreError) -> Status {
+    match error {
+        StoreError::ApiExists(_) => Status::already_exists(error.to_string()),
+        StoreError::ApiNotFound(_) | StoreError::KeyNotFound(_) => {
+            Status::not_found(error.to_string())
+        }
+        StoreError::StaleEtag { .. } => Status::aborted(error.to_string()),
+        StoreError::Database(
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
+        ) => {
+            tracing::warn!(%error, "database unavailable");
+            Status::unavailable("the database is unavailable; retry shortly")
+        }
+        StoreError::TokenRoleConflict { .. } | StoreError::Corrupt(_) | StoreError::Database(_) => {
+            tracing::error!(%error, "internal error");
+            Status::internal("internal error; the control plane's log says more")
+        }
+    }
+}
+
+impl From<RpcError> for Status {
+    fn from(error: RpcError) -> Status {
+        status(error)
+    }
+}
+
+impl From<AuthError> for Status {
+    fn from(error: AuthError) -> Status {
+        status(error.into())
+    }
+}
+
+impl From<InvalidRequest> for Status {
+    fn from(error: InvalidRequest) -> Status {
+        status(error.into())
+    }
+}
+
+impl From<StoreError> for Status {
+    fn from(error: StoreError) -> Status {
+        status(error.into())
+    }
+}

@@ -1,0 +1,421 @@
+//! [`SqlStore`]: the one SQL implementation of [`Store`](super::Store), on
+//! sqlx's `Any` driver over SQLite or PostgreSQL.
+//!
+//! Queries use `$1, $2…` placeholders, which both databases accept; every
+//! integer is a BIGINT (`i64`), bytes are BLOB/BYTEA, times Unix milliseconds.
+
+use std::{
+    path::Path,
+    str::FromStr,
+    time::{Duration, SystemTime},
+};
+
+use ipgate_shared::{
+    ApiSlug, EnforcerId, KeyId, Revision, allowlist::Allowlist, proto::sync::v1 as wire,
+};
+use prost::Message;
+use sqlx::{
+    Any, AnyPool, Executor, Row, Transaction,
+    any::{AnyConnectOptions, AnyPoolOptions},
+};
+use tokio::sync::watch;
+
+use super::{
+    ApiRecord, Backlog, EnforcerRecord, Expected, KeyRecord, NewApi, NewKey, Principal, Pruned,
+    Role, Snapshot, Store, StoreError, StoreResult, Stored, TenantId, UsageBatch, UsageCursor,
+    UsageFilter, UsageRecord,
+};
+
+/// An open transaction on either database.
+pub(super) type Tx = Transaction<'static, Any>;
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DATABASE")]
+    UnsupportedUrl(String),
+    #[error("cannot create the directory {path} for the SQLite database: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("cannot migrate the database schema: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The store, over a connection pool.
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pub(super) pool: AnyPool,
+    pub(super) backend: Backend,
+    pub(super) committed: watch::Sender<Revision>,
+}
+
+impl SqlStore {
+    /// Opens (creating a SQLite file and its directory if missing) and
+    /// migrates the database at `url`.
+    pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = prepare_url(url)?;
+        // Each connection to `sqlite::memory:` would be a database of its own.
+        let max_connections = match backend {
+            Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => 1,
+            Backend::Sqlite => 8,
+            Backend::Postgres => 16,
+        };
+        let options = AnyConnectOptions::from_str(&url).map_err(OpenError::Connect)?;
+        let pool = match backend {
+            Backend::Sqlite => AnyPoolOptions::new()
+                // Pragmas are per connection, so every new one gets them.
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => AnyPoolOptions::new(),
+        }
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .map_err(OpenError::Connect)?;
+
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        let store = SqlStore {
+            pool,
+            backend,
+            committed: watch::Sender::new(Revision::ZERO),
+        };
+        let current = store.read_revision().await.map_err(|e| match e {
+            StoreError::Database(e) => OpenError::Connect(e),
+            other => OpenError::Connect(sqlx::Error::Protocol(other.to_string())),
+        })?;
+        store.committed.send_replace(current);
+        Ok(store)
+    }
+
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Closes every connection; pending queries finish first.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Starts a write transaction. SQLite takes the write lock at once
+    /// (`BEGIN IMMEDIATE`) so two writers never deadlock upgrading a read lock.
+    pub(super) async fn begin_write(&self) -> StoreResult<Tx> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    /// Starts a read transaction that sees one snapshot of the database.
+    /// PostgreSQL needs REPEATABLE READ for that (READ COMMITTED gives each
+    /// statement its own); a SQLite read transaction in WAL mode has it.
+    pub(super) async fn begin_read(&self) -> StoreResult<Tx> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin().await?,
+            Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        })
+    }
+
+    /// Commits `tx` when `result` is a success, rolls it back otherwise.
+    pub(super) async fn finish<T>(tx: Tx, result: StoreResult<T>) -> StoreResult<T> {
+        match result {
+            Ok(value) => {
+                tx.commit().await?;
+                Ok(value)
+            }
+            Err(e) => {
+                // The error that made us roll back is the one worth reporting.
+                if let Err(rollback) = tx.rollback().await {
+                    tracing::warn!(error = %rollback, "rollback failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Tells the change feed that `revision` committed.
+    pub(super) fn announce(&self, revision: Revision) {
+        self.committed.send_if_modified(|current| {
+            let newer = revision > *current;
+            if newer {
+                *current = revision;
+            }
+            newer
+        });
+    }
+}
+
+// === impl Store ===
+
+impl Store for SqlStore {
+    async fn current_revision(&self) -> StoreResult<Revision> {
+        self.read_revision().await
+    }
+
+    fn committed(&self) -> watch::Receiver<Revision> {
+        self.committed.subscribe()
+    }
+
+    async fn create_api(
+        &self,
+        tenant: TenantId,
+        api: NewApi,
+        now: SystemTime,
+    ) -> StoreResult<ApiRecord> {
+        self.create_api_tx(tenant, api, now).await
+    }
+
+    async fn api(&self, tenant: TenantId, slug: &ApiSlug) -> StoreResult<Option<ApiRecord>> {
+        self.api_by_slug(tenant, slug).await
+    }
+
+    async fn set_api_allowlist(
+        &self,
+        tenant: TenantId,
+        slug: &ApiSlug,
+        allowlist: Allowlist,
+        expected: Expected,
+        now: SystemTime,
+    ) -> StoreResult<ApiRecord> {
+        self.set_api_allowlist_tx(tenant, slug, allowlist, expected, now)
+            .await
+    }
+
+    async fn create_key(
+        &self,
+        tenant: TenantId,
+        key: NewKey,
+        now: SystemTime,
+    ) -> StoreResult<KeyRecord> {
+        self.create_key_tx(tenant, key, now).await
+    }
+
+    async fn key(&self, tenant: TenantId, id: &KeyId) -> StoreResult<Option<KeyRecord>> {
+        self.key_by_id(tenant, id).await
+    }
+
+    async fn set_key_allowlist(
+        &self,
+        tenant: TenantId,
+        id: &KeyId,
+        allowlist: Allowlist,
+        expected: Expected,
+        now: SystemTime,
+    ) -> StoreResult<KeyRecord> {
+        self.set_key_allowlist_tx(tenant, id, allowlist, expected, now)
+            .await
+    }
+
+    async fn snapshot(&self) -> StoreResult<Snapshot> {
+        self.read_snapshot().await
+    }
+
+    async fn changes_after(&self, after: Revision, limit: u32) -> StoreResult<Backlog> {
+        self.read_changes_after(after, limit).await
+    }
+
+    async fn record_ack(
+        &self,
+        tenant: TenantId,
+        enforcer: &EnforcerId,
+        revision: Revision,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        self.upsert_enforcer(tenant, enforcer, revision, None, now)
+            .await
+    }
+
+    async fn record_nack(
+        &self,
+        tenant: TenantId,
+        enforcer: &EnforcerId,
+        revision: Revision,
+        reason: &str,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        self.upsert_enforcer(
+            tenant,
+            enforcer,
+            Revision::ZERO,
+            Some((revision, reason)),
+            now,
+        )
+        .await
+    }
+
+    async fn enforcers(&self) -> StoreResult<Vec<EnforcerRecord>> {
+        self.read_enforcers().await
+    }
+
+    async fn store_usage(&self, tenant: TenantId, batch: UsageBatch) -> StoreResult<Stored> {
+        self.store_usage_tx(tenant, batch).await
+    }
+
+    async fn query_usage(
+        &self,
+        tenant: TenantId,
+        filter: &UsageFilter,
+        cursor: Option<UsageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        self.query_usage_rows(tenant, filter, cursor, limit).await
+    }
+
+    async fn prune(&self, usage_before: SystemTime, keep_revisions: u64) -> StoreResult<Pruned> {
+        self.prune_tx(usage_before, keep_revisions).await
+    }
+
+    async fn ensure_token(
+        &self,
+        tenant: TenantId,
+        role: Role,
+        sha256: [u8; 32],
+        name: &str,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        self.ensure_token_tx(tenant, role, sha256, name, now).await
+    }
+
+    async fn token_count(&self) -> StoreResult<u64> {
+        self.count_tokens().await
+    }
+
+    async fn token(&self, sha256: [u8; 32]) -> StoreResult<Option<Principal>> {
+        self.token_by_hash(sha256).await
+    }
+}
+
+// === inside a write transaction ===
+
+/// Takes the next revision: the first statement of every write, so the
+/// transaction holds the write lock (SQLite) or the `meta` row lock
+/// (PostgreSQL) until it commits, and revisions commit in order.
+pub(super) async fn bump_revision(tx: &mut Tx) -> StoreResult<Revision> {
+    let row =
+        sqlx::query("UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision")
+            .fetch_one(&mut **tx)
+            .await?;
+    revision(row.try_get(0)?)
+}
+
+/// Appends the delta of `revision` to the change log.
+pub(super) async fn append_change(
+    tx: &mut Tx,
+    tenant: TenantId,
+    revision: Revision,
+    changes: Vec<wire::Change>,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let delta = wire::Delta {
+        revision: revision.get(),
+        changes,
+    };
+    sqlx::query(
+        "INSERT INTO changes (revision, tenant_id, committed_at, delta) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(db_int(revision.get()))
+    .bind(tenant.0)
+    .bind(now_ms)
+    .bind(delta.encode_to_vec())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A revision read from the database.
+pub(super) fn revision(n: i64) -> StoreResult<Revision> {
+    u64::try_from(n)
+        .map(Revision::new)
+        .map_err(|_| StoreError::Corrupt(format!("negative revision {n}")))
+}
+
+/// A counter or revision as a database integer (BIGINT is signed).
+pub(super) fn db_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Splits off the backend and, for SQLite, makes sure the file can be
+/// created: its directory exists and the URL asks for `mode=rwc`.
+fn prepare_url(url: &str) -> Result<(Backend, String), OpenError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok((Backend::Postgres, url.to_owned()));
+    }
+    let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    else {
+        return Err(OpenError::UnsupportedUrl(url.to_owned()));
+    };
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path.is_empty() || path == ":memory:" || query.contains("mode=memory");
+    if !in_memory
+        && let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    let url = if in_memory || query.contains("mode=") {
+        url.to_owned()
+    } else if query.is_empty() {
+        format!("sqlite://{path}?mode=rwc")
+    } else {
+        format!("sqlite://{path}?{query}&mode=rwc")
+    };
+    Ok((Backend::Sqlite, url))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_ask_to_create_the_file() {
+        let (backend, url) = prepare_url("sqlite::memory:").unwrap();
+        assert_eq!(
+            (backend, url.as_str()),
+            (Backend::Sqlite, "sqlite::memory:")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nested/ipgate.db");
+        let (_, url) = prepare_url(&format!("sqlite://{}", file.display())).unwrap();
+        assert_eq!(url, format!("sqlite://{}?mode=rwc", file.display()));
+        assert!(file.parent().unwrap().is_dir());
+        let (backend, _) = prepare_url("postgres://u@h/db").unwrap();
+        assert_eq!(backend, Backend::Postgres);
+        assert!(matches!(
+            prepare_url("mysql://x"),
+            Err(OpenError::UnsupportedUrl(_))
+        ));
+    }
+}

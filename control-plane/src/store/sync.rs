@@ -1,0 +1,185 @@
+//! What the sync server reads and records: snapshots, the change log,
+//! enforcers' acknowledgements, and change-log compaction.
+
+use std::time::SystemTime;
+
+use ipgate_shared::{EnforcerId, Revision, proto::sync::v1 as wire, time};
+use prost::Message;
+use sqlx::Row;
+
+use super::{
+    Backlog, Committed, EnforcerRecord, Pruned, Snapshot, StoreError, StoreResult, TenantId,
+    objects::{api_config, key_config},
+    sql::{SqlStore, Tx, db_int, revision},
+};
+
+impl SqlStore {
+    pub(super) async fn read_revision(&self) -> StoreResult<Revision> {
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query("SELECT revision FROM meta WHERE id = 1")
+            .fetch_one(&mut *conn)
+            .await?;
+        revision(row.try_get(0)?)
+    }
+
+    pub(super) async fn read_snapshot(&self) -> StoreResult<Snapshot> {
+        let mut tx = self.begin_read().await?;
+        let result = read_snapshot(&mut tx).await;
+        SqlStore::finish(tx, result).await
+    }
+
+    pub(super) async fn read_changes_after(
+        &self,
+        after: Revision,
+        limit: u32,
+    ) -> StoreResult<Backlog> {
+        let mut tx = self.begin_read().await?;
+        let result = read_changes_after(&mut tx, after, limit).await;
+        SqlStore::finish(tx, result).await
+    }
+
+    pub(super) async fn upsert_enforcer(
+        &self,
+        tenant: TenantId,
+        enforcer: &EnforcerId,
+        acked: Revision,
+        nack: Option<(Revision, &str)>,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await?;
+        // CASE rather than MAX/GREATEST: the one spelling both databases share.
+        sqlx::query(
+            "INSERT INTO enforcers (id, tenant_id, acked_revision, last_seen) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (id) DO UPDATE SET \
+               acked_revision = CASE WHEN excluded.acked_revision > enforcers.acked_revision \
+                 THEN excluded.acked_revision ELSE enforcers.acked_revision END, \
+               last_seen = excluded.last_seen",
+        )
+        .bind(enforcer.as_str())
+        .bind(tenant.0)
+        .bind(db_int(acked.get()))
+        .bind(time::to_millis(now))
+        .execute(&mut *conn)
+        .await?;
+        if let Some((nacked, reason)) = nack {
+            sqlx::query(
+                "UPDATE enforcers SET nacked_revision = $1, nack_reason = $2 WHERE id = $3",
+            )
+            .bind(db_int(nacked.get()))
+            .bind(reason)
+            .bind(enforcer.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn read_enforcers(&self) -> StoreResult<Vec<EnforcerRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        let rows = sqlx::query("SELECT id, acked_revision, last_seen FROM enforcers ORDER BY id")
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EnforcerRecord {
+                    id: row.try_get("id")?,
+                    acked: revision(row.try_get("acked_revision")?)?,
+                    last_seen: time::from_millis(row.try_get("last_seen")?),
+                })
+            })
+            .collect()
+    }
+
+    pub(super) async fn prune_tx(
+        &self,
+        usage_before: SystemTime,
+        keep_revisions: u64,
+    ) -> StoreResult<Pruned> {
+        let current = self.read_revision().await?;
+        let oldest_kept = current.get().saturating_sub(keep_revisions);
+        let mut conn = self.pool.acquire().await?;
+        let changes = sqlx::query("DELETE FROM changes WHERE revision <= $1")
+            .bind(db_int(oldest_kept))
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        let before_ms = time::to_millis(usage_before);
+        let usage_events = sqlx::query("DELETE FROM usage_events WHERE time_ms < $1")
+            .bind(before_ms)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        // Batch ids are kept as long as events of their age: a retry older
+        // than that could not be told from a new batch anyway.
+        sqlx::query("DELETE FROM usage_batches WHERE received_at < $1")
+            .bind(before_ms)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Pruned {
+            usage_events,
+            changes,
+        })
+    }
+}
+
+async fn read_snapshot(tx: &mut Tx) -> StoreResult<Snapshot> {
+    let row = sqlx::query("SELECT revision FROM meta WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let revision = revision(row.try_get(0)?)?;
+    let apis = sqlx::query("SELECT config FROM apis ORDER BY slug")
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| api_config(&row.try_get::<Vec<u8>, _>(0)?))
+        .collect::<StoreResult<_>>()?;
+    let keys = sqlx::query("SELECT config FROM api_keys WHERE revoked = 0 ORDER BY id")
+        .fetch_all(&mut **tx)
+        .await?
+        .iter()
+        .map(|row| key_config(&row.try_get::<Vec<u8>, _>(0)?))
+        .collect::<StoreResult<_>>()?;
+    Ok(Snapshot {
+        revision,
+        apis,
+        keys,
+    })
+}
+
+async fn read_changes_after(tx: &mut Tx, after: Revision, limit: u32) -> StoreResult<Backlog> {
+    let row = sqlx::query("SELECT revision FROM meta WHERE id = 1")
+        .fetch_one(&mut **tx)
+        .await?;
+    let current = revision(row.try_get(0)?)?;
+    if current <= after {
+        return Ok(Backlog::Changes(Vec::new()));
+    }
+    let rows = sqlx::query(
+        "SELECT revision, delta FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2",
+    )
+    .bind(db_int(after.get()))
+    .bind(i64::from(limit.max(1)))
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut changes = Vec::with_capacity(rows.len());
+    let mut expected = after.next();
+    for row in &rows {
+        let rev = revision(row.try_get("revision")?)?;
+        if rev != expected {
+            // Revisions commit without holes, so a missing one was compacted.
+            return Ok(Backlog::Compacted);
+        }
+        let bytes: Vec<u8> = row.try_get("delta")?;
+        let delta = wire::Delta::decode(bytes.as_slice())
+            .map_err(|e| StoreError::Corrupt(format!("change {rev}: {e}")))?;
+        changes.push(Committed {
+            revision: rev,
+            delta,
+        });
+        expected = expected.next();
+    }
+    if changes.is_empty() {
+        return Ok(Backlog::Compacted);
+    }
+    Ok(Backlog::Changes(changes))
+}

@@ -1,0 +1,234 @@
+//! The usage log: batches stored at most once, and filtered, paged reads.
+
+use std::{collections::HashMap, fmt::Write as _};
+
+use ipgate_shared::{time, usage::UsageEvent};
+use sqlx::{
+    Any, Row,
+    any::{AnyArguments, AnyRow},
+    query::Query,
+};
+
+use super::{
+    StoreError, StoreResult, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord,
+    sql::{SqlStore, Tx, db_int},
+};
+
+/// Events per INSERT statement: 13 parameters each stays far below both
+/// databases' limits on bind parameters.
+const ROWS_PER_INSERT: usize = 100;
+const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_ms, api, \
+     api_key_id, method, path, status_code, client_ip, reason, matched_label";
+
+impl SqlStore {
+    pub(super) async fn store_usage_tx(
+        &self,
+        tenant: TenantId,
+        batch: UsageBatch,
+    ) -> StoreResult<Stored> {
+        let mut tx = self.begin_write().await?;
+        let result = store_batch(&mut tx, tenant, &batch).await;
+        SqlStore::finish(tx, result).await
+    }
+
+    pub(super) async fn query_usage_rows(
+        &self,
+        tenant: TenantId,
+        filter: &UsageFilter,
+        cursor: Option<UsageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        let mut sql = String::from(
+            "SELECT id, request_id, time_ms, api, api_key_id, method, path, status_code, \
+             client_ip, reason, matched_label, enforcer_id FROM usage_events WHERE ",
+        );
+        let mut args = Args::default();
+        // Events for APIs nobody owns (unknown slugs) belong to the
+        // installation: the default tenant sees them.
+        let tenant_param = args.int(tenant.0);
+        if tenant == TenantId::DEFAULT {
+            let _ = write!(sql, "(tenant_id = {tenant_param} OR tenant_id IS NULL)");
+        } else {
+            let _ = write!(sql, "tenant_id = {tenant_param}");
+        }
+        let UsageFilter {
+            api,
+            api_key_id,
+            method,
+            status,
+        } = filter;
+        for (column, value) in [("api", api), ("api_key_id", api_key_id), ("method", method)] {
+            if let Some(value) = value {
+                let p = args.text(value);
+                let _ = write!(sql, " AND {column} = {p}");
+            }
+        }
+        if let Some(status) = status {
+            let p = args.int(i64::from(*status));
+            let _ = write!(sql, " AND status_code = {p}");
+        }
+        if let Some(UsageCursor { time_ms, id }) = cursor {
+            let t = args.int(time_ms);
+            let i = args.int(id);
+            let _ = write!(sql, " AND (time_ms < {t} OR (time_ms = {t} AND id < {i}))");
+        }
+        let l = args.int(i64::from(limit));
+        let _ = write!(sql, " ORDER BY time_ms DESC, id DESC LIMIT {l}");
+
+        let mut conn = self.pool.acquire().await?;
+        let rows = args
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter().map(usage_record).collect()
+    }
+}
+
+async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> StoreResult<Stored> {
+    let received_ms = time::to_millis(batch.received_at);
+    let inserted = sqlx::query(
+        "INSERT INTO usage_batches (id, enforcer_id, received_at, events, dropped_allowed, \
+         dropped_blocked) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(batch.id.to_string())
+    .bind(batch.enforcer.as_str())
+    .bind(received_ms)
+    .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+    .bind(db_int(batch.dropped_allowed))
+    .bind(db_int(batch.dropped_blocked))
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(Stored::Duplicate);
+    }
+
+    let tenants = tenants_of(tx, &batch.events).await?;
+    for chunk in batch.events.chunks(ROWS_PER_INSERT) {
+        let mut sql = format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES ");
+        let mut args = Args::default();
+        for (i, event) in chunk.iter().enumerate() {
+            let placeholders = [
+                args.opt_int(tenants.get(event.api.as_str()).copied()),
+                args.text(&batch.id.to_string()),
+                args.text(batch.enforcer.as_str()),
+                args.text(&event.request_id),
+                args.int(time::to_millis(event.time)),
+                args.text(&event.api),
+                args.text(&event.key_id.map(|id| id.to_string()).unwrap_or_default()),
+                args.text(&event.method),
+                args.text(&event.path),
+                args.int(i64::from(event.status)),
+                args.text(&event.client_ip.to_string()),
+                args.text(event.reason.as_str()),
+                args.text(&event.matched_label),
+            ];
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}({})", placeholders.join(", "));
+        }
+        args.bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .execute(&mut **tx)
+            .await?;
+    }
+
+    sqlx::query(
+        "INSERT INTO enforcers (id, tenant_id, acked_revision, last_seen, dropped_allowed, \
+         dropped_blocked) VALUES ($1, $2, 0, $3, $4, $5) \
+         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, \
+           dropped_allowed = enforcers.dropped_allowed + excluded.dropped_allowed, \
+           dropped_blocked = enforcers.dropped_blocked + excluded.dropped_blocked",
+    )
+    .bind(batch.enforcer.as_str())
+    .bind(tenant.0)
+    .bind(received_ms)
+    .bind(db_int(batch.dropped_allowed))
+    .bind(db_int(batch.dropped_blocked))
+    .execute(&mut **tx)
+    .await?;
+    Ok(Stored::New)
+}
+
+/// The tenant owning each API slug the events name, for the known ones.
+async fn tenants_of(tx: &mut Tx, events: &[UsageEvent]) -> StoreResult<HashMap<String, i64>> {
+    let mut slugs: Vec<&str> = events.iter().map(|e| e.api.as_str()).collect();
+    slugs.sort_unstable();
+    slugs.dedup();
+    let mut tenants = HashMap::with_capacity(slugs.len());
+    for chunk in slugs.chunks(500) {
+        let mut args = Args::default();
+        let placeholders: Vec<String> = chunk.iter().map(|s| args.text(s)).collect();
+        let sql = format!(
+            "SELECT slug, tenant_id FROM apis WHERE slug IN ({})",
+            placeholders.join(", ")
+        );
+        let rows = args
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_all(&mut **tx)
+            .await?;
+        for row in rows {
+            tenants.insert(row.try_get("slug")?, row.try_get("tenant_id")?);
+        }
+    }
+    Ok(tenants)
+}
+
+fn usage_record(row: &AnyRow) -> StoreResult<UsageRecord> {
+    let status: i64 = row.try_get("status_code")?;
+    Ok(UsageRecord {
+        id: row.try_get("id")?,
+        request_id: row.try_get("request_id")?,
+        time_ms: row.try_get("time_ms")?,
+        api: row.try_get("api")?,
+        api_key_id: row.try_get("api_key_id")?,
+        method: row.try_get("method")?,
+        path: row.try_get("path")?,
+        status: u16::try_from(status)
+            .map_err(|_| StoreError::Corrupt(format!("status code {status}")))?,
+        client_ip: row.try_get("client_ip")?,
+        reason: row.try_get("reason")?,
+        matched_label: row.try_get("matched_label")?,
+        enforcer_id: row.try_get("enforcer_id")?,
+    })
+}
+
+/// Bind values collected while a statement is built, each handed out as
+/// its numbered placeholder (`$n`), which SQLite and PostgreSQL both accept.
+#[derive(Default)]
+struct Args(Vec<Arg>);
+
+enum Arg {
+    Int(Option<i64>),
+    Text(String),
+}
+
+impl Args {
+    fn push(&mut self, arg: Arg) -> String {
+        self.0.push(arg);
+        format!("${}", self.0.len())
+    }
+
+    fn int(&mut self, n: i64) -> String {
+        self.push(Arg::Int(Some(n)))
+    }
+
+    fn opt_int(&mut self, n: Option<i64>) -> String {
+        self.push(Arg::Int(n))
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        self.push(Arg::Text(s.to_owned()))
+    }
+
+    fn bind(
+        self,
+        mut query: Query<'static, Any, AnyArguments>,
+    ) -> Query<'static, Any, AnyArguments> {
+        for arg in self.0 {
+            query = match arg {
+                Arg::Int(n) => query.bind(n),
+                Arg::Text(s) => query.bind(s),
+            };
+        }
+        query
+    }
+}

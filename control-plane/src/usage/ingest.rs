@@ -1,0 +1,109 @@
+//! `ReportEventsRequest` -> a validated [`UsageBatch`]: nothing of a batch
+//! is stored unless every event in it is valid.
+
+use std::time::SystemTime;
+
+use ipgate_shared::{EnforcerId, proto::sync::v1 as wire, usage::UsageEvent};
+
+use crate::{status::InvalidRequest, store::UsageBatch};
+
+/// Most events one batch may carry (enforcers send at most 1,000).
+pub const MAX_BATCH_EVENTS: usize = 10_000;
+
+/// Validates a batch; each bad event is named by its index and field.
+pub fn batch(
+    req: wire::ReportEventsRequest,
+    now: SystemTime,
+) -> Result<UsageBatch, InvalidRequest> {
+    let wire::ReportEventsRequest {
+        batch_id,
+        enforcer_id,
+        events,
+        dropped_allowed,
+        dropped_blocked,
+    } = req;
+    let mut bad = InvalidRequest::default();
+    let id = bad.check(
+        "batch_id",
+        uuid::Uuid::parse_str(&batch_id).map_err(|_| {
+            format!(
+                "{batch_id:?} is not a UUID; give each batch a fresh one and reuse it on retries"
+            )
+        }),
+    );
+    let enforcer = bad.check("enforcer_id", enforcer_id.parse::<EnforcerId>());
+    if events.len() > MAX_BATCH_EVENTS {
+        bad.add(
+            "events",
+            format!(
+                "{} events in one batch; at most {MAX_BATCH_EVENTS}",
+                events.len()
+            ),
+        );
+    }
+    let events: Vec<Option<UsageEvent>> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| {
+            UsageEvent::try_from(e)
+                .map_err(|err| bad.add(format!("events[{i}].{}", err.field), err.message))
+                .ok()
+        })
+        .collect();
+    bad.or_value(|| {
+        Some(UsageBatch {
+            id: id?,
+            enforcer: enforcer?,
+            events: events.into_iter().collect::<Option<_>>()?,
+            dropped_allowed,
+            dropped_blocked,
+            received_at: now,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> wire::UsageEvent {
+        wire::UsageEvent {
+            request_id: "r1".into(),
+            time: Some(ipgate_shared::time::to_timestamp(SystemTime::now())),
+            api: "orders".into(),
+            api_key_id: String::new(),
+            method: "GET".into(),
+            path: "/".into(),
+            status_code: 200,
+            client_ip: "203.0.113.5".into(),
+            reason: "ALLOWED".into(),
+            matched_label: String::new(),
+        }
+    }
+
+    #[test]
+    fn bad_events_are_named_by_index_and_field() {
+        let mut bad_ip = event();
+        bad_ip.client_ip = "nope".into();
+        let req = wire::ReportEventsRequest {
+            batch_id: uuid::Uuid::new_v4().to_string(),
+            enforcer_id: "e1".into(),
+            events: vec![event(), bad_ip],
+            ..Default::default()
+        };
+        let err = batch(req, SystemTime::now()).unwrap_err();
+        assert_eq!(err.fields[0].field, "events[1].client_ip");
+    }
+
+    #[test]
+    fn batch_ids_are_uuids() {
+        let req = wire::ReportEventsRequest {
+            batch_id: "not-a-uuid".into(),
+            enforcer_id: "e1".into(),
+            events: vec![event()],
+            ..Default::default()
+        };
+        let err = batch(req, SystemTime::now()).unwrap_err();
+        assert_eq!(err.fields[0].field, "batch_id");
+    }
+}
