@@ -23,4 +23,4 @@ pub use ipgate_shared as shared;
 pub use config::Config;
 pub use error::Error;
 pub use server::{Running, start};
-pub use state::{DecisionInput, Enforcer, Outcome};
+pub use state::{DecisionInput, Enforcer, Outcome, PendingEvent};

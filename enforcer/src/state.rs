@@ -80,6 +80,13 @@ impl Enforcer {
 
     /// Decides one request, queues its usage event and returns the answer.
     pub fn decide(&self, input: DecisionInput<'_>) -> Outcome {
+        self.decide_pending(input).0
+    }
+
+    /// Decides one request; its usage event is queued when the returned
+    /// [`PendingEvent`] is dropped, so a door that forwards the request can
+    /// first record the status the client finally got.
+    pub fn decide_pending(&self, input: DecisionInput<'_>) -> (Outcome, PendingEvent<'_>) {
         let client_ip = normalize_ip(input.client_ip);
         let now = SystemTime::now();
         let request = Request {
@@ -118,8 +125,11 @@ impl Enforcer {
             matched_label: event.matched_label.clone(),
             key_id: decision.key_id,
         };
-        self.events.push(event);
-        outcome
+        let pending = PendingEvent {
+            sink: &self.events,
+            event: Some(event),
+        };
+        (outcome, pending)
     }
 
     /// The index in force, if any.
@@ -135,6 +145,32 @@ impl Enforcer {
     /// Puts `index` in force for every request that starts from now on.
     pub(crate) fn install(&self, index: Arc<Index>) {
         self.index.store(Some(index));
+    }
+}
+
+/// A decided request's usage event, queued when dropped — also when the
+/// client goes away before the answer, so no decision escapes the log.
+#[derive(Debug)]
+#[must_use = "the event is queued when this is dropped"]
+pub struct PendingEvent<'e> {
+    sink: &'e EventSink,
+    event: Option<UsageEvent>,
+}
+
+impl PendingEvent<'_> {
+    /// Records the HTTP status the client got (e.g. the upstream's, or 502).
+    pub fn set_status(&mut self, status: u16) {
+        if let Some(event) = &mut self.event {
+            event.status = status;
+        }
+    }
+}
+
+impl Drop for PendingEvent<'_> {
+    fn drop(&mut self) {
+        if let Some(event) = self.event.take() {
+            self.sink.push(event);
+        }
     }
 }
 

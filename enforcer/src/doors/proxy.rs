@@ -108,7 +108,7 @@ impl ProxyDoor {
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
         let client_ip = client_ip::from_peer(peer);
-        let outcome = self.enforcer.decide(DecisionInput {
+        let (outcome, mut event) = self.enforcer.decide_pending(DecisionInput {
             api: self.api.as_str(),
             key: presented_key(request.headers()),
             client_ip,
@@ -119,7 +119,10 @@ impl ProxyDoor {
         if !outcome.allowed() {
             return denial(&outcome);
         }
-        self.forward(request, client_ip, &outcome).await
+        let response = self.forward(request, client_ip, &outcome).await;
+        // The usage log keeps the status the client got, not just "allowed".
+        event.set_status(response.status().as_u16());
+        response
     }
 
     async fn forward(

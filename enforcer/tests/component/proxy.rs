@@ -152,6 +152,42 @@ async fn an_allowed_request_reaches_the_upstream_with_a_request_id() {
         upstream_saw.headers["x-api-key"],
         world.local.secret.as_str()
     );
+    // The usage log keeps the status the client got from the upstream.
+    eventually("the allowed request in the usage log", || async {
+        fake.events()
+            .iter()
+            .any(|e| e.request_id == request_id && e.reason == "ALLOWED" && e.status_code == 201)
+    })
+    .await;
+    running.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_logged_502() {
+    let mut fake = FakeControlPlane::start().await;
+    let world = World::new();
+    // A port nothing listens on: bind one, then let it go.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (running, _session) = proxy_for(&mut fake, &world, closed).await;
+
+    let request = get("/orders")
+        .header("x-api-key", &world.local.secret)
+        .body(Full::default())
+        .unwrap();
+    let (status, headers, body) = send(&running, request).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(String::from_utf8_lossy(&body).contains("UPSTREAM_UNAVAILABLE"));
+    let request_id = headers["x-request-id"].to_str().unwrap().to_owned();
+    eventually("the 502 in the usage log", || async {
+        fake.events()
+            .iter()
+            .any(|e| e.request_id == request_id && e.status_code == 502)
+    })
+    .await;
     running.shutdown().await.unwrap();
 }
 
