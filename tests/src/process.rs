@@ -5,7 +5,7 @@ use std::{
     fs::File,
     io::{BufRead, BufReader},
     net::SocketAddr,
-    path::PathBuf,
+    path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -60,6 +60,17 @@ impl Proc {
         envs: &[(&str, &str)],
         ready: &[&str],
     ) -> (Proc, Vec<SocketAddr>) {
+        Self::start_in(None, name, args, envs, ready)
+    }
+
+    /// Like [`Proc::start`], in working directory `cwd`.
+    fn start_in(
+        cwd: Option<&Path>,
+        name: &str,
+        args: &[String],
+        envs: &[(&str, &str)],
+        ready: &[&str],
+    ) -> (Proc, Vec<SocketAddr>) {
         let log_dir = std::env::temp_dir().join("ipgate-e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log directory");
         let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
@@ -74,6 +85,9 @@ impl Proc {
             .stderr(Stdio::from(stderr));
         for (k, v) in envs {
             cmd.env(k, v);
+        }
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
         }
         let mut child = cmd
             .spawn()
@@ -271,6 +285,37 @@ impl Enforcer {
             _proc: proc,
             grpc_addr: addrs[0],
             proxy_addr: addrs[1],
+        }
+    }
+}
+
+/// `ipgate dev` with its default addresses, in a working directory of the
+/// test's choosing (its state goes to `<dir>/.ipgate/`).
+pub struct DevMode {
+    _proc: Proc,
+    /// The control plane's address, as `ipgate dev` printed it.
+    pub control_plane: SocketAddr,
+    /// The enforcer's HTTP proxy address.
+    pub proxy: SocketAddr,
+}
+
+impl DevMode {
+    /// Starts `ipgate dev` in `dir` and waits until both parts listen.
+    pub fn start(dir: &Path) -> DevMode {
+        let (proc, addrs) = Proc::start_in(
+            Some(dir),
+            "dev",
+            &["dev".to_owned()],
+            &[],
+            &[
+                "control-plane serving gRPC on",
+                "enforcer serving HTTP proxy on",
+            ],
+        );
+        DevMode {
+            _proc: proc,
+            control_plane: addrs[0],
+            proxy: addrs[1],
         }
     }
 }
