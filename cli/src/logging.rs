@@ -2,6 +2,8 @@
 //! `RUST_LOG`-style directives. Stdout is kept for the few lines scripts read
 //! (listening addresses, bootstrap tokens).
 
+use std::io::IsTerminal;
+
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
@@ -32,6 +34,7 @@ pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&args.log)?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Human => builder.try_init(),
