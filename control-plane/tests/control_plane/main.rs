@@ -1,0 +1,10 @@
+//! Component tests of the control plane: the store suite and the gRPC
+//! services, each on SQLite and on PostgreSQL (one test binary, so the
+//! crate is linked once).
+
+mod admin;
+mod common;
+mod server;
+mod store;
+mod sync;
+mod usage;

@@ -1,0 +1,505 @@
+//! The store suite, run against SQLite and PostgreSQL alike: revisions and
+//! the change log, etags, snapshots vs deltas, usage batches and queries,
+//! compaction, and reopening.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use ipgate_control_plane::store::{
+    Backlog, NewApi, NewKey, SqlStore, Store, StoreError, Stored, TenantId, UsageBatch,
+    UsageCursor, UsageFilter,
+};
+use ipgate_shared::{
+    ApiConfig, ApiSlug, Change, Entry, Index, KeyConfig, KeyId, Revision, RouteRule, SecretHash,
+    allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey, proto::sync::v1 as wire,
+    time, usage::UsageEvent,
+};
+
+use crate::{common::Db, on_both_backends};
+
+const T: TenantId = TenantId::DEFAULT;
+
+fn slug(s: &str) -> ApiSlug {
+    s.parse().expect("slug")
+}
+
+fn list(cidrs: &[&str]) -> Allowlist {
+    let entries = cidrs
+        .iter()
+        .map(|c| Entry::new(c.parse().expect("cidr"), Default::default(), None))
+        .collect();
+    Allowlist::new(entries, false)
+}
+
+async fn open(db: &Db) -> SqlStore {
+    SqlStore::open(db.url()).await.expect("open the store")
+}
+
+async fn new_api(store: &SqlStore, name: &str) -> Revision {
+    let api = NewApi {
+        slug: slug(name),
+        name: format!("{name} API"),
+        routes: vec![RouteRule::new("GET", "/orders", "orders:read").expect("route")],
+    };
+    store
+        .create_api(T, api, SystemTime::now())
+        .await
+        .expect("create API")
+        .revision
+}
+
+async fn new_key(store: &SqlStore, api: &str) -> (KeyId, Revision) {
+    let generated = GeneratedKey::generate();
+    let key = NewKey {
+        name: "key".into(),
+        description: String::new(),
+        config: KeyConfig {
+            id: generated.id,
+            api: slug(api),
+            secret_hash: SecretHash::of(&generated.secret),
+            scopes: vec!["orders:read".parse().expect("scope")],
+            expires_at: None,
+            allowlist: list(&["203.0.113.0/24"]),
+        },
+    };
+    let record = store
+        .create_key(T, key, SystemTime::now())
+        .await
+        .expect("create key");
+    (record.config.id, record.revision)
+}
+
+async fn backlog(store: &SqlStore, after: u64) -> Vec<wire::Delta> {
+    match store
+        .changes_after(Revision::new(after), 10_000)
+        .await
+        .expect("read changes")
+    {
+        Backlog::Changes(changes) => changes.into_iter().map(|c| c.delta).collect(),
+        Backlog::Compacted => panic!("the change log after {after} was compacted"),
+    }
+}
+
+async fn revisions_commit_in_order_with_their_change_rows(db: Db) {
+    let store = Arc::new(open(&db).await);
+    assert_eq!(store.current_revision().await.unwrap(), Revision::ZERO);
+    assert_eq!(new_api(&store, "orders").await, Revision::new(1));
+    let (key, rev) = new_key(&store, "orders").await;
+    assert_eq!(rev, Revision::new(2));
+
+    // Concurrent writers each get their own revision, with no holes.
+    let writers: Vec<_> = (0..8)
+        .map(|i| {
+            let store = Arc::clone(&store);
+            tokio::spawn(async move {
+                let cidr = format!("198.51.100.{i}");
+                store
+                    .set_key_allowlist(T, &key, list(&[&cidr]), None, SystemTime::now())
+                    .await
+                    .expect("write")
+                    .revision
+            })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for w in writers {
+        revisions.push(w.await.unwrap().get());
+    }
+    revisions.sort_unstable();
+    assert_eq!(revisions, (3..=10).collect::<Vec<u64>>());
+    assert_eq!(store.current_revision().await.unwrap(), Revision::new(10));
+
+    // One change row per revision, holding the object's full new state.
+    let deltas = backlog(&store, 0).await;
+    let numbers: Vec<u64> = deltas.iter().map(|d| d.revision).collect();
+    assert_eq!(numbers, (1..=10).collect::<Vec<u64>>());
+    let change = Change::try_from(deltas[0].changes[0].clone()).unwrap();
+    assert!(
+        matches!(change, Change::PutApi(api) if api.slug.as_str() == "orders" && api.routes.len() == 1)
+    );
+    let stored = store.key(T, &key).await.unwrap().expect("key");
+    let last = Change::try_from(deltas[9].changes[0].clone()).unwrap();
+    assert_eq!(last, Change::PutKey(stored.config.clone()));
+    assert_eq!(stored.revision, Revision::new(10));
+}
+
+async fn a_stale_etag_changes_nothing(db: Db) {
+    let store = open(&db).await;
+    let read_at = new_api(&store, "orders").await;
+    let updated = store
+        .set_api_allowlist(
+            T,
+            &slug("orders"),
+            list(&["203.0.113.5"]),
+            Some(read_at),
+            SystemTime::now(),
+        )
+        .await
+        .expect("a fresh etag is accepted");
+    assert_eq!(updated.revision, Revision::new(2));
+
+    let err = store
+        .set_api_allowlist(
+            T,
+            &slug("orders"),
+            list(&["198.51.100.1"]),
+            Some(read_at),
+            SystemTime::now(),
+        )
+        .await
+        .expect_err("a stale etag is refused");
+    assert!(
+        matches!(err, StoreError::StaleEtag { given, current } if given == read_at && current == Revision::new(2))
+    );
+    assert_eq!(store.current_revision().await.unwrap(), Revision::new(2));
+    assert_eq!(backlog(&store, 0).await.len(), 2);
+    let api = store.api(T, &slug("orders")).await.unwrap().expect("API");
+    assert_eq!(api.config.allowlist, list(&["203.0.113.5"]));
+
+    // Unknown objects are refused the same way: revision unchanged.
+    let missing = store
+        .set_api_allowlist(T, &slug("nope"), list(&[]), None, SystemTime::now())
+        .await;
+    assert!(matches!(missing, Err(StoreError::ApiNotFound(_))));
+    let dup = store
+        .create_api(
+            T,
+            NewApi {
+                slug: slug("orders"),
+                name: "x".into(),
+                routes: vec![],
+            },
+            SystemTime::now(),
+        )
+        .await;
+    assert!(matches!(dup, Err(StoreError::ApiExists(_))));
+    assert_eq!(store.current_revision().await.unwrap(), Revision::new(2));
+}
+
+/// Every API and key of a snapshot, by name.
+type State = (BTreeMap<String, ApiConfig>, BTreeMap<String, KeyConfig>);
+
+fn apply(state: &mut State, delta: &wire::Delta) {
+    for change in &delta.changes {
+        match Change::try_from(change.clone()).expect("valid change") {
+            Change::PutApi(api) => {
+                state.0.insert(api.slug.to_string(), api);
+            }
+            Change::DeleteApi(slug) => {
+                state.0.remove(slug.as_str());
+            }
+            Change::PutKey(key) => {
+                state.1.insert(key.id.to_string(), key);
+            }
+            Change::DeleteKey(id) => {
+                state.1.remove(id.as_str());
+            }
+        }
+    }
+}
+
+async fn a_snapshot_plus_later_deltas_is_the_later_snapshot(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let (first_key, _) = new_key(&store, "orders").await;
+    let early = store.snapshot().await.expect("snapshot");
+    assert_eq!(early.revision, Revision::new(2));
+
+    new_api(&store, "billing").await;
+    let (second_key, _) = new_key(&store, "billing").await;
+    store
+        .set_api_allowlist(
+            T,
+            &slug("orders"),
+            list(&["203.0.113.0/24", "2001:db8::/48"]),
+            None,
+            SystemTime::now(),
+        )
+        .await
+        .unwrap();
+    store
+        .set_key_allowlist(T, &first_key, list(&[]), None, SystemTime::now())
+        .await
+        .unwrap();
+    let late = store.snapshot().await.expect("snapshot");
+    assert_eq!(late.revision, Revision::new(6));
+
+    // The domain objects agree...
+    let deltas = backlog(&store, early.revision.get()).await;
+    let mut state: State = (
+        early
+            .apis
+            .iter()
+            .map(|a| (a.slug.to_string(), a.clone()))
+            .collect(),
+        early
+            .keys
+            .iter()
+            .map(|k| (k.id.to_string(), k.clone()))
+            .collect(),
+    );
+    for delta in &deltas {
+        apply(&mut state, delta);
+    }
+    let expected: State = (
+        late.apis
+            .iter()
+            .map(|a| (a.slug.to_string(), a.clone()))
+            .collect(),
+        late.keys
+            .iter()
+            .map(|k| (k.id.to_string(), k.clone()))
+            .collect(),
+    );
+    assert_eq!(state, expected);
+
+    // ...and so do indexes built both ways, object by object.
+    let mut incremental = Index::from_snapshot(early.revision, early.apis, early.keys);
+    for delta in deltas {
+        let changes: Vec<Change> = delta
+            .changes
+            .into_iter()
+            .map(|c| Change::try_from(c).expect("valid change"))
+            .collect();
+        incremental.apply(Revision::new(delta.revision), changes);
+    }
+    let whole = Index::from_snapshot(late.revision, late.apis, late.keys);
+    assert_eq!(incremental.revision(), whole.revision());
+    assert_eq!(incremental.api_count(), 2);
+    assert_eq!(incremental.key_count(), whole.key_count());
+    for api in ["orders", "billing"] {
+        assert_eq!(
+            format!("{:?}", incremental.api(api)),
+            format!("{:?}", whole.api(api))
+        );
+    }
+    for key in [first_key, second_key] {
+        assert_eq!(
+            format!("{:?}", incremental.key(&key)),
+            format!("{:?}", whole.key(&key))
+        );
+    }
+}
+
+fn event(api: &str, key: Option<KeyId>, method: &str, status: u16, at_ms: i64) -> UsageEvent {
+    UsageEvent {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        time: time::from_millis(at_ms),
+        api: api.into(),
+        key_id: key,
+        method: method.into(),
+        path: "/orders/7".into(),
+        status,
+        client_ip: "203.0.113.5".parse().unwrap(),
+        reason: if status == 200 {
+            Reason::Allowed
+        } else {
+            Reason::IpNotAllowedKey
+        },
+        matched_label: String::new(),
+    }
+}
+
+fn batch(events: Vec<UsageEvent>) -> UsageBatch {
+    UsageBatch {
+        id: uuid::Uuid::new_v4(),
+        enforcer: "enforcer-1".parse().unwrap(),
+        events,
+        dropped_allowed: 2,
+        dropped_blocked: 1,
+        received_at: SystemTime::now(),
+    }
+}
+
+async fn a_usage_batch_is_stored_once(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let now = time::to_millis(SystemTime::now());
+    let b = batch(
+        (0..3)
+            .map(|i| event("orders", None, "GET", 200, now + i))
+            .collect(),
+    );
+    assert_eq!(store.store_usage(T, b.clone()).await.unwrap(), Stored::New);
+    assert_eq!(store.store_usage(T, b).await.unwrap(), Stored::Duplicate);
+    let rows = store
+        .query_usage(T, &UsageFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3);
+    // Newest first.
+    assert_eq!(rows[0].time_ms, now + 2);
+    assert_eq!(rows[0].enforcer_id, "enforcer-1");
+    // Usage batches never touch the configuration revision.
+    assert_eq!(store.current_revision().await.unwrap(), Revision::new(1));
+}
+
+async fn usage_queries_filter_and_page(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let (key, _) = new_key(&store, "orders").await;
+    let t0 = time::to_millis(SystemTime::now());
+    let mut events = Vec::new();
+    for i in 0..10 {
+        // Pairs share a millisecond, so paging must order by id too.
+        let at = t0 + i / 2;
+        let (method, status) = if i % 3 == 0 {
+            ("POST", 403)
+        } else {
+            ("GET", 200)
+        };
+        let key = (i % 2 == 0).then_some(key);
+        events.push(event("orders", key, method, status, at));
+    }
+    events.push(event("unknown-api", None, "GET", 404, t0 + 100));
+    store.store_usage(T, batch(events)).await.unwrap();
+
+    let count = |filter: UsageFilter| {
+        let store = &store;
+        async move {
+            store
+                .query_usage(T, &filter, None, 1000)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(count(UsageFilter::default()).await, 11);
+    assert_eq!(
+        count(UsageFilter {
+            api: Some("orders".into()),
+            ..Default::default()
+        })
+        .await,
+        10
+    );
+    assert_eq!(
+        count(UsageFilter {
+            api_key_id: Some(key.to_string()),
+            ..Default::default()
+        })
+        .await,
+        5
+    );
+    assert_eq!(
+        count(UsageFilter {
+            method: Some("POST".into()),
+            ..Default::default()
+        })
+        .await,
+        4
+    );
+    assert_eq!(
+        count(UsageFilter {
+            status: Some(403),
+            ..Default::default()
+        })
+        .await,
+        4
+    );
+    assert_eq!(
+        count(UsageFilter {
+            status: Some(404),
+            ..Default::default()
+        })
+        .await,
+        1
+    );
+    let both = UsageFilter {
+        api_key_id: Some(key.to_string()),
+        method: Some("POST".into()),
+        status: Some(403),
+        ..Default::default()
+    };
+    assert_eq!(count(both).await, 2); // i = 0, 6
+
+    // Pages of 3 walk every row once, newest first by (time, id).
+    let all = store
+        .query_usage(T, &UsageFilter::default(), None, 1000)
+        .await
+        .unwrap();
+    let mut paged = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .query_usage(T, &UsageFilter::default(), cursor, 3)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        cursor = Some(UsageCursor {
+            time_ms: last.time_ms,
+            id: last.id,
+        });
+        paged.extend(page);
+    }
+    assert_eq!(paged, all);
+    let order: Vec<(i64, i64)> = all.iter().map(|r| (r.time_ms, r.id)).collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(order, sorted);
+}
+
+async fn a_compacted_change_log_asks_for_a_snapshot(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    for i in 0..4 {
+        let cidr = format!("203.0.113.{i}");
+        store
+            .set_api_allowlist(T, &slug("orders"), list(&[&cidr]), None, SystemTime::now())
+            .await
+            .unwrap();
+    }
+    let pruned = store.prune(SystemTime::UNIX_EPOCH, 2).await.unwrap();
+    assert_eq!(pruned.changes, 3);
+    assert_eq!(
+        store.changes_after(Revision::ZERO, 100).await.unwrap(),
+        Backlog::Compacted
+    );
+    assert_eq!(
+        store.changes_after(Revision::new(2), 100).await.unwrap(),
+        Backlog::Compacted
+    );
+    assert_eq!(backlog(&store, 3).await.len(), 2);
+    assert!(backlog(&store, 5).await.is_empty());
+
+    // Old usage events go too.
+    let old = event(
+        "orders",
+        None,
+        "GET",
+        200,
+        time::to_millis(SystemTime::now() - Duration::from_secs(40 * 86_400)),
+    );
+    store.store_usage(T, batch(vec![old])).await.unwrap();
+    let pruned = store
+        .prune(SystemTime::now() - Duration::from_secs(30 * 86_400), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(pruned.usage_events, 1);
+}
+
+async fn reopening_keeps_data_and_revision(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let (key, rev) = new_key(&store, "orders").await;
+    store.close().await;
+    drop(store);
+
+    let store = open(&db).await;
+    assert_eq!(store.current_revision().await.unwrap(), rev);
+    assert!(store.key(T, &key).await.unwrap().is_some());
+    assert_eq!(new_api(&store, "billing").await, rev.next());
+}
+
+on_both_backends!(
+    revisions_commit_in_order_with_their_change_rows,
+    a_stale_etag_changes_nothing,
+    a_snapshot_plus_later_deltas_is_the_later_snapshot,
+    a_usage_batch_is_stored_once,
+    usage_queries_filter_and_page,
+    a_compacted_change_log_asks_for_a_snapshot,
+    reopening_keeps_data_and_revision,
+);

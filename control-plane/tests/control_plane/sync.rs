@@ -1,0 +1,341 @@
+//! Sync sessions over a real gRPC server, driven by hand: snapshot, deltas,
+//! live updates, heartbeats, acks and revision status, compaction, auth,
+//! and shutdown.
+
+use std::time::{Duration, SystemTime};
+
+use ipgate_control_plane::store::{SqlStore, Store};
+use ipgate_shared::proto::{
+    admin::v1::{
+        Allowlist, AllowlistEntry, CreateApiKeyRequest, CreateApiRequest, GetRevisionStatusRequest,
+        SetApiAllowlistRequest,
+    },
+    sync::v1::{Ack, Hello, StreamRequest, StreamResponse, stream_request, stream_response::Kind},
+};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
+
+use crate::{
+    common::{Admin, Db, ENFORCER, OWNER, admin, eventually, sync_with},
+    on_both_backends,
+};
+
+/// How long a test waits for a message it expects.
+const PATIENCE: Duration = Duration::from_secs(10);
+/// How soon a committed write must reach a following enforcer (the change
+/// feed is woken by the commit itself, not by its one-second poll).
+const LIVE: Duration = Duration::from_secs(1);
+
+/// A hand-driven enforcer stream.
+struct Enforcer {
+    requests: mpsc::Sender<StreamRequest>,
+    responses: Streaming<StreamResponse>,
+}
+
+async fn connect(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    first: stream_request::Kind,
+) -> Result<Enforcer, Status> {
+    let mut client = sync_with(addr, token).await;
+    let (requests, rx) = mpsc::channel(16);
+    requests
+        .send(StreamRequest { kind: Some(first) })
+        .await
+        .expect("queue the first message");
+    let responses = client.stream(ReceiverStream::new(rx)).await?.into_inner();
+    Ok(Enforcer {
+        requests,
+        responses,
+    })
+}
+
+fn hello(id: &str, known: u64) -> stream_request::Kind {
+    stream_request::Kind::Hello(Hello {
+        enforcer_id: id.into(),
+        known_revision: known,
+    })
+}
+
+impl Enforcer {
+    async fn start(addr: std::net::SocketAddr, id: &str, known: u64) -> Enforcer {
+        connect(addr, Some(ENFORCER), hello(id, known))
+            .await
+            .expect("open a sync stream")
+    }
+
+    /// The next message, within `within`.
+    async fn next_within(&mut self, within: Duration) -> Result<Kind, Status> {
+        let message = tokio::time::timeout(within, self.responses.message())
+            .await
+            .expect("a message in time")?;
+        Ok(message.and_then(|m| m.kind).expect("a message with a kind"))
+    }
+
+    /// The next snapshot chunk or delta, skipping heartbeats.
+    async fn next_update(&mut self, within: Duration) -> Kind {
+        loop {
+            match self.next_within(within).await.expect("stream stays open") {
+                Kind::Heartbeat(_) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    /// A whole snapshot: (revision, API slugs, key count).
+    async fn snapshot(&mut self) -> (u64, Vec<String>, usize) {
+        let mut apis = Vec::new();
+        let mut keys = 0;
+        let mut expected_index = 0;
+        loop {
+            let Kind::Snapshot(chunk) = self.next_update(PATIENCE).await else {
+                panic!("expected a snapshot chunk");
+            };
+            assert_eq!(chunk.index, expected_index);
+            expected_index += 1;
+            apis.extend(chunk.apis.into_iter().map(|a| a.slug));
+            keys += chunk.keys.len();
+            if chunk.last {
+                return (chunk.revision, apis, keys);
+            }
+        }
+    }
+
+    /// The revision of the next delta, which must come within `within`.
+    async fn delta(&mut self, within: Duration) -> u64 {
+        match self.next_update(within).await {
+            Kind::Delta(delta) => delta.revision,
+            other => panic!("expected a delta, got {other:?}"),
+        }
+    }
+
+    async fn ack(&self, revision: u64) {
+        self.requests
+            .send(StreamRequest {
+                kind: Some(stream_request::Kind::Ack(Ack { revision })),
+            })
+            .await
+            .expect("send an ack");
+    }
+}
+
+async fn set_orders_list(admin: &mut Admin, cidr: &str) -> u64 {
+    admin
+        .set_api_allowlist(SetApiAllowlistRequest {
+            slug: "orders".into(),
+            allowlist: Some(Allowlist {
+                entries: vec![AllowlistEntry {
+                    cidr: cidr.into(),
+                    ..Default::default()
+                }],
+                report_only: false,
+            }),
+            etag: String::new(),
+        })
+        .await
+        .expect("set the API allowlist")
+        .into_inner()
+        .revision
+}
+
+async fn with_orders(admin: &mut Admin) {
+    admin
+        .create_api(CreateApiRequest {
+            slug: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create API");
+    admin
+        .create_api_key(CreateApiKeyRequest {
+            api: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create key");
+}
+
+async fn hello_zero_gets_a_snapshot_then_live_deltas(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    with_orders(&mut admin).await;
+    let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 0).await;
+    let (revision, apis, keys) = enforcer.snapshot().await;
+    assert_eq!((revision, apis, keys), (2, vec!["orders".to_owned()], 1));
+
+    let written = set_orders_list(&mut admin, "203.0.113.5").await;
+    assert_eq!(written, 3);
+    assert_eq!(enforcer.delta(LIVE).await, 3);
+    let written = set_orders_list(&mut admin, "203.0.113.6").await;
+    assert_eq!(enforcer.delta(LIVE).await, written);
+    server.shutdown().await.unwrap();
+}
+
+async fn a_known_revision_gets_only_later_deltas(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    with_orders(&mut admin).await;
+    set_orders_list(&mut admin, "203.0.113.5").await;
+    let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 1).await;
+    assert_eq!(enforcer.delta(PATIENCE).await, 2);
+    assert_eq!(enforcer.delta(PATIENCE).await, 3);
+    set_orders_list(&mut admin, "203.0.113.6").await;
+    assert_eq!(enforcer.delta(LIVE).await, 4);
+
+    // Up to date, or ahead of this database: just follow.
+    let mut current = Enforcer::start(server.addr, "enforcer-2", 4).await;
+    let mut ahead = Enforcer::start(server.addr, "enforcer-3", 50).await;
+    set_orders_list(&mut admin, "203.0.113.7").await;
+    assert_eq!(current.delta(LIVE).await, 5);
+    // Nothing at or below its revision is sent: the next message is a heartbeat.
+    let next = ahead.next_within(PATIENCE).await.unwrap();
+    assert!(matches!(next, Kind::Heartbeat(_)), "{next:?}");
+    server.shutdown().await.unwrap();
+}
+
+async fn sync_needs_an_enforcer_token_and_a_hello(db: Db) {
+    let server = db.start().await;
+    let refused = |token| async move {
+        connect(server.addr, token, hello("enforcer-1", 0))
+            .await
+            .err()
+            .map(|s| s.code())
+    };
+    assert_eq!(refused(None).await, Some(Code::Unauthenticated));
+    assert_eq!(
+        refused(Some("ipg_enf_bogus")).await,
+        Some(Code::Unauthenticated)
+    );
+    assert_eq!(refused(Some(OWNER)).await, Some(Code::PermissionDenied));
+
+    let ack_first = stream_request::Kind::Ack(Ack { revision: 1 });
+    let mut confused = connect(server.addr, Some(ENFORCER), ack_first)
+        .await
+        .unwrap();
+    let status = confused.next_within(PATIENCE).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let mut nameless = connect(server.addr, Some(ENFORCER), hello("has space", 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        nameless.next_within(PATIENCE).await.unwrap_err().code(),
+        Code::InvalidArgument
+    );
+    server.shutdown().await.unwrap();
+}
+
+async fn acks_make_a_revision_live(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    with_orders(&mut admin).await;
+    let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 0).await;
+    let (revision, ..) = enforcer.snapshot().await;
+    enforcer.ack(revision).await;
+    let reader = admin.clone();
+    let status = |revision| {
+        let mut admin = reader.clone();
+        async move {
+            admin
+                .get_revision_status(GetRevisionStatusRequest { revision })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    eventually(PATIENCE, "the ack to be recorded", || async {
+        let s = status(revision).await;
+        (s.live && s.enforcers_acked == 1).then_some(())
+    })
+    .await;
+
+    let written = set_orders_list(&mut admin, "203.0.113.5").await;
+    let s = status(written).await;
+    assert_eq!(
+        (s.enforcers_connected, s.enforcers_acked, s.live),
+        (1, 0, false)
+    );
+    assert_eq!(s.enforcers[0].enforcer_id, "enforcer-1");
+    assert!(s.enforcers[0].connected);
+    assert_eq!(enforcer.delta(PATIENCE).await, written);
+    enforcer.ack(written).await;
+    eventually(PATIENCE, "the new revision to be live", || async {
+        status(written).await.live.then_some(())
+    })
+    .await;
+
+    // Disconnected enforcers are remembered but do not hold a revision back.
+    drop(enforcer);
+    let written = set_orders_list(&mut admin, "203.0.113.6").await;
+    let s = eventually(PATIENCE, "the enforcer to disconnect", || async {
+        let s = status(written).await;
+        (s.enforcers_connected == 0).then_some(s)
+    })
+    .await;
+    assert!(s.live);
+    assert_eq!(s.enforcers[0].acked_revision, written - 1);
+    server.shutdown().await.unwrap();
+}
+
+async fn idle_streams_carry_heartbeats(db: Db) {
+    let server = db.start().await;
+    let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 0).await;
+    let (revision, ..) = enforcer.snapshot().await;
+    assert_eq!(revision, 0);
+    match enforcer.next_within(PATIENCE).await.unwrap() {
+        Kind::Heartbeat(beat) => assert_eq!(beat.revision, 0),
+        other => panic!("expected a heartbeat, got {other:?}"),
+    }
+    server.shutdown().await.unwrap();
+}
+
+async fn a_compacted_log_is_replaced_by_a_snapshot(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    with_orders(&mut admin).await;
+    for i in 0..3 {
+        set_orders_list(&mut admin, &format!("203.0.113.{i}")).await;
+    }
+    // Another handle on the same database compacts all but the last revision.
+    let store = SqlStore::open(db.url()).await.unwrap();
+    store.prune(SystemTime::UNIX_EPOCH, 1).await.unwrap();
+    store.close().await;
+
+    let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 1).await;
+    let (revision, apis, keys) = enforcer.snapshot().await;
+    assert_eq!((revision, apis.len(), keys), (5, 1, 1));
+    let mut recent = Enforcer::start(server.addr, "enforcer-2", 4).await;
+    assert_eq!(recent.delta(PATIENCE).await, 5);
+    server.shutdown().await.unwrap();
+}
+
+async fn shutdown_ends_sessions(db: Db) {
+    let server = db.start().await;
+    let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 0).await;
+    enforcer.snapshot().await;
+    tokio::time::timeout(PATIENCE, server.shutdown())
+        .await
+        .expect("shutdown does not wait for sync streams")
+        .expect("clean shutdown");
+    let ended = loop {
+        match enforcer.responses.message().await {
+            Ok(Some(_)) => continue,
+            other => break other,
+        }
+    };
+    // The stream ends, with UNAVAILABLE (so the enforcer reconnects) when
+    // the session's farewell got out before the connection closed.
+    if let Err(status) = ended {
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    }
+}
+
+on_both_backends!(
+    hello_zero_gets_a_snapshot_then_live_deltas,
+    a_known_revision_gets_only_later_deltas,
+    sync_needs_an_enforcer_token_and_a_hello,
+    acks_make_a_revision_live,
+    idle_streams_carry_heartbeats,
+    a_compacted_log_is_replaced_by_a_snapshot,
+    shutdown_ends_sessions,
+);

@@ -1,0 +1,227 @@
+//! The usage log over gRPC: enforcers report batches (stored at most once,
+//! all or nothing), operators query them with filters, page by page.
+
+use std::time::{Duration, SystemTime};
+
+use ipgate_shared::{
+    proto::{
+        admin::v1::{CreateApiKeyRequest, CreateApiRequest, QueryUsageLogsRequest, UsageLogEntry},
+        sync::v1::{ReportEventsRequest, UsageEvent},
+    },
+    time,
+};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::{
+    common::{Admin, Db, OWNER, admin, sync_with},
+    on_both_backends,
+};
+
+fn event(i: u32, key: &str, method: &str, status: u32, at: SystemTime) -> UsageEvent {
+    UsageEvent {
+        request_id: format!("req-{i}"),
+        time: Some(time::to_timestamp(at)),
+        api: "orders".into(),
+        api_key_id: key.into(),
+        method: method.into(),
+        path: format!("/orders/{i}"),
+        status_code: status,
+        client_ip: "203.0.113.5".into(),
+        reason: if status == 200 {
+            "ALLOWED"
+        } else {
+            "IP_NOT_ALLOWED_KEY"
+        }
+        .into(),
+        matched_label: String::new(),
+    }
+}
+
+fn batch(events: Vec<UsageEvent>) -> ReportEventsRequest {
+    ReportEventsRequest {
+        batch_id: uuid::Uuid::new_v4().to_string(),
+        enforcer_id: "enforcer-1".into(),
+        events,
+        dropped_allowed: 0,
+        dropped_blocked: 0,
+    }
+}
+
+async fn query(admin: &mut Admin, req: QueryUsageLogsRequest) -> (Vec<UsageLogEntry>, String) {
+    let page = admin
+        .query_usage_logs(req)
+        .await
+        .expect("query")
+        .into_inner();
+    (page.entries, page.next_page_token)
+}
+
+async fn reports_are_stored_once_and_queried_by_filter_and_page(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    admin
+        .create_api(CreateApiRequest {
+            slug: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let key = admin
+        .create_api_key(CreateApiKeyRequest {
+            api: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key
+        .unwrap()
+        .id;
+    let mut sync = sync_with(server.addr, Some(crate::common::ENFORCER)).await;
+
+    // Event i happened i seconds after t0: i = 0 is the oldest.
+    let t0 = SystemTime::now() - Duration::from_secs(60);
+    let events: Vec<UsageEvent> = (0..12)
+        .map(|i| {
+            let (method, status) = if i % 3 == 0 {
+                ("POST", 403)
+            } else {
+                ("GET", 200)
+            };
+            let key = if i % 2 == 0 { key.as_str() } else { "" };
+            event(
+                i,
+                key,
+                method,
+                status,
+                t0 + Duration::from_secs(u64::from(i)),
+            )
+        })
+        .collect();
+    let request = batch(events);
+    let first = sync
+        .report_events(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.duplicate);
+    let retry = sync.report_events(request).await.unwrap().into_inner();
+    assert!(retry.duplicate);
+
+    let (all, token) = query(&mut admin, QueryUsageLogsRequest::default()).await;
+    assert_eq!(all.len(), 12);
+    assert!(token.is_empty());
+    let ids: Vec<&str> = all.iter().map(|e| e.request_id.as_str()).collect();
+    let newest_first: Vec<String> = (0..12).rev().map(|i| format!("req-{i}")).collect();
+    assert_eq!(ids, newest_first);
+    assert_eq!(all[0].enforcer_id, "enforcer-1");
+
+    let count = |req: QueryUsageLogsRequest| {
+        let mut admin = admin.clone();
+        async move { query(&mut admin, req).await.0.len() }
+    };
+    let by_key = QueryUsageLogsRequest {
+        api_key_id: key.clone(),
+        ..Default::default()
+    };
+    assert_eq!(count(by_key).await, 6);
+    let by_method = QueryUsageLogsRequest {
+        method: "post".into(),
+        ..Default::default()
+    };
+    assert_eq!(count(by_method).await, 4);
+    let by_status = QueryUsageLogsRequest {
+        status_code: 403,
+        ..Default::default()
+    };
+    assert_eq!(count(by_status).await, 4);
+    let by_api = QueryUsageLogsRequest {
+        api: "billing".into(),
+        ..Default::default()
+    };
+    assert_eq!(count(by_api).await, 0);
+    let combined = QueryUsageLogsRequest {
+        api: "orders".into(),
+        api_key_id: key.clone(),
+        method: "GET".into(),
+        status_code: 200,
+        ..Default::default()
+    };
+    assert_eq!(count(combined).await, 4); // i = 2, 4, 8, 10
+
+    // Pages of 5: 5 + 5 + 2, in order, then no token.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let req = QueryUsageLogsRequest {
+            page_size: 5,
+            page_token: token.clone(),
+            ..Default::default()
+        };
+        let (entries, next) = query(&mut admin, req).await;
+        pages += 1;
+        paged.extend(entries.into_iter().map(|e| e.request_id));
+        if next.is_empty() {
+            break;
+        }
+        token = next;
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(paged, newest_first);
+
+    for bad in [
+        QueryUsageLogsRequest {
+            page_token: "garbage".into(),
+            ..Default::default()
+        },
+        QueryUsageLogsRequest {
+            page_size: 1001,
+            ..Default::default()
+        },
+        QueryUsageLogsRequest {
+            status_code: 99,
+            ..Default::default()
+        },
+    ] {
+        let status = admin.query_usage_logs(bad).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+async fn a_bad_event_refuses_the_whole_batch(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    let mut sync = sync_with(server.addr, Some(crate::common::ENFORCER)).await;
+    let now = SystemTime::now();
+    let mut broken = event(1, "", "GET", 200, now);
+    broken.client_ip = "not-an-ip".into();
+    let status = sync
+        .report_events(batch(vec![event(0, "", "GET", 200, now), broken]))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    let bad = status.get_details_bad_request().expect("field violations");
+    assert_eq!(bad.field_violations[0].field, "events[1].client_ip");
+    let (entries, _) = query(&mut admin, QueryUsageLogsRequest::default()).await;
+    assert!(entries.is_empty());
+
+    // Events for unknown APIs are kept (they show probing), admin tokens may not report.
+    let mut unknown = event(2, "", "GET", 404, now);
+    unknown.api = "no-such-api".into();
+    unknown.reason = "API_NOT_FOUND".into();
+    sync.report_events(batch(vec![unknown])).await.unwrap();
+    let (entries, _) = query(&mut admin, QueryUsageLogsRequest::default()).await;
+    assert_eq!(entries.len(), 1);
+    let mut as_admin = sync_with(server.addr, Some(OWNER)).await;
+    let refused = as_admin.report_events(batch(vec![])).await.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    server.shutdown().await.unwrap();
+}
+
+on_both_backends!(
+    reports_are_stored_once_and_queried_by_filter_and_page,
+    a_bad_event_refuses_the_whole_batch,
+);
