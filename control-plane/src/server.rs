@@ -19,9 +19,12 @@ use crate::{
     sync::{ChangeFeed, Registry, SyncApi},
 };
 
+/// How long a shutdown waits for calls and streams to finish before it
+/// drops the connections left (an enforcer that stopped reading).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often old usage events and change-log rows are pruned.
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
-/// TCP keepalive on accepted connections, to notice vanished enforcers.
+/// HTTP/2 keepalive pings on accepted connections, to notice vanished enforcers.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
 
 /// A running control plane.
@@ -140,7 +143,19 @@ impl Running {
             store,
             ..
         } = self;
-        let served = server.await;
+        let mut server = server;
+        let mut stopping = shutdown.subscribe();
+        let served = tokio::select! {
+            served = &mut server => served,
+            () = async {
+                let _ = stopping.wait_for(|stop| *stop).await;
+                tokio::time::sleep(DRAIN_TIMEOUT).await;
+            } => {
+                tracing::warn!("connections still open after {DRAIN_TIMEOUT:?}; dropping them");
+                server.abort();
+                server.await
+            }
+        };
         // The server is gone, whatever the reason: stop the rest too.
         shutdown.send_replace(true);
         for task in tasks {
@@ -148,8 +163,12 @@ impl Running {
         }
         store.close().await;
         tracing::info!("control plane stopped");
-        served??;
-        Ok(())
+        match served {
+            Ok(result) => Ok(result?),
+            // Aborted after the drain timeout: a shutdown, not a failure.
+            Err(e) if e.is_cancelled() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

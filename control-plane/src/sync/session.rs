@@ -34,6 +34,8 @@ use crate::{
 
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the status ending a session may wait for room in the queue.
+const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Revisions read from the change log per query while catching up.
 const BACKLOG_PAGE: u32 = 256;
 
@@ -75,7 +77,7 @@ pub async fn run<S: Store>(ctx: Context<S>, mut inbound: Streaming<StreamRequest
         Ok(hello) => hello,
         Err(status) => {
             tracing::info!(%status, "sync handshake refused");
-            let _ = out.send(Err(status)).await;
+            farewell(&out, status).await;
             return;
         }
     };
@@ -105,7 +107,7 @@ pub async fn run<S: Store>(ctx: Context<S>, mut inbound: Streaming<StreamRequest
         Ok(()) | Err(End::Gone) => tracing::info!("enforcer disconnected"),
         Err(End::Failed(status)) => {
             tracing::info!(%status, "sync session ended");
-            let _ = session.out.send(Err(status)).await;
+            farewell(&session.out, status).await;
         }
     }
 }
@@ -205,11 +207,7 @@ impl<S: Store> Session<S> {
         loop {
             let idle = tokio::time::sleep_until(self.last_sent + self.ctx.heartbeat);
             tokio::select! {
-                () = stopping(&mut shutdown) => {
-                    return Err(End::Failed(Status::unavailable(
-                        "the control plane is shutting down; reconnect",
-                    )));
-                }
+                () = stopping(&mut shutdown) => return Err(shutting_down()),
                 update = self.updates.recv() => self.on_update(update).await?,
                 message = self.inbound.message() => self.on_message(message).await?,
                 _ = idle => self.send_heartbeat().await?,
@@ -303,12 +301,14 @@ impl<S: Store> Session<S> {
         .await
     }
 
-    /// Sends one message, waiting for room in the outbound queue.
+    /// Sends one message, waiting for room in the outbound queue (but not
+    /// past the start of a shutdown).
     async fn send(&mut self, kind: stream_response::Kind) -> Step {
-        self.out
-            .send(Ok(response(kind)))
-            .await
-            .map_err(|_| End::Gone)?;
+        let mut shutdown = self.ctx.shutdown.clone();
+        tokio::select! {
+            sent = self.out.send(Ok(response(kind))) => sent.map_err(|_| End::Gone)?,
+            () = stopping(&mut shutdown) => return Err(shutting_down()),
+        }
         self.last_sent = Instant::now();
         Ok(())
     }
@@ -317,6 +317,18 @@ impl<S: Store> Session<S> {
         self.position = revision;
         self.span.record("revision", revision.get());
     }
+}
+
+fn shutting_down() -> End {
+    End::Failed(Status::unavailable(
+        "the control plane is shutting down; reconnect",
+    ))
+}
+
+/// Sends the status a session ends with, unless the enforcer does not read
+/// it in time (it learns from the stream's end anyway).
+async fn farewell(out: &Outbound, status: Status) {
+    let _ = tokio::time::timeout(FAREWELL_TIMEOUT, out.send(Err(status))).await;
 }
 
 /// Resolves once the server starts shutting down.

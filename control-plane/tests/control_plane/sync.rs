@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use ipgate_control_plane::store::{SqlStore, Store};
+use ipgate_control_plane::store::{SqlStore, Store, TenantId};
 use ipgate_shared::proto::{
     admin::v1::{
         Allowlist, AllowlistEntry, CreateApiKeyRequest, CreateApiRequest, GetRevisionStatusRequest,
@@ -309,6 +309,55 @@ async fn a_compacted_log_is_replaced_by_a_snapshot(db: Db) {
     server.shutdown().await.unwrap();
 }
 
+/// An enforcer that stops reading while many revisions commit is not
+/// buffered for without bound: it is resynced with a snapshot, and what it
+/// receives still applies in order, without gaps, up to the last revision.
+async fn a_slow_enforcer_is_resynced_with_a_snapshot(db: Db) {
+    const WRITES: u64 = 1500;
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    with_orders(&mut admin).await;
+    let mut enforcer = Enforcer::start(server.addr, "slow", 2).await;
+    // Another handle on the database writes quickly; the server's feed
+    // picks the revisions up from the change log.
+    let store = SqlStore::open(db.url()).await.unwrap();
+    let orders: ipgate_shared::ApiSlug = "orders".parse().unwrap();
+    for i in 0..WRITES {
+        let cidr = format!("203.0.{}.{}/32", 113 + i / 250, i % 250);
+        let entry = ipgate_shared::Entry::new(cidr.parse().unwrap(), Default::default(), None);
+        let list = ipgate_shared::allowlist::Allowlist::new(vec![entry], false);
+        store
+            .set_api_allowlist(TenantId::DEFAULT, &orders, list, None, SystemTime::now())
+            .await
+            .unwrap();
+    }
+    store.close().await;
+    let last = 2 + WRITES;
+
+    // Apply like an enforcer: deltas only in sequence, snapshots whole.
+    let mut applied = 2;
+    let mut snapshots = 0;
+    while applied < last {
+        match enforcer.next_update(PATIENCE).await {
+            Kind::Delta(delta) if delta.revision <= applied => {}
+            Kind::Delta(delta) => {
+                assert_eq!(delta.revision, applied + 1, "a gap after {applied}");
+                applied = delta.revision;
+            }
+            Kind::Snapshot(chunk) => {
+                if chunk.last {
+                    snapshots += 1;
+                    applied = applied.max(chunk.revision);
+                }
+            }
+            Kind::Heartbeat(_) => unreachable!("skipped by next_update"),
+        }
+    }
+    assert!(snapshots >= 1, "the slow enforcer was never resynced");
+    assert_eq!(applied, last);
+    server.shutdown().await.unwrap();
+}
+
 async fn shutdown_ends_sessions(db: Db) {
     let server = db.start().await;
     let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 0).await;
@@ -337,5 +386,6 @@ on_both_backends!(
     acks_make_a_revision_live,
     idle_streams_carry_heartbeats,
     a_compacted_log_is_replaced_by_a_snapshot,
+    a_slow_enforcer_is_resynced_with_a_snapshot,
     shutdown_ends_sessions,
 );
