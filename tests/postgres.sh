@@ -10,7 +10,23 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 dir="$root/target/ipgate-test-pg"
-port="${IPGATE_TEST_PG_PORT:-54329}"
+
+port_in_use() {
+  (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# The port this checkout's server uses: remembered once chosen, so a later
+# run finds the server it started; the first free one from 54329 otherwise.
+pick_port() {
+  if [ -n "${IPGATE_TEST_PG_PORT:-}" ]; then echo "$IPGATE_TEST_PG_PORT"; return; fi
+  if [ -f "$dir/port" ]; then cat "$dir/port"; return; fi
+  local p
+  for p in $(seq 54329 54399); do
+    port_in_use "$p" || { echo "$p"; return; }
+  done
+  echo "tests/postgres.sh: no free port in 54329-54399" >&2
+  return 1
+}
 
 find_bin() {
   local b
@@ -40,6 +56,9 @@ start() {
   bin="$(find_bin)" || { install_postgres; bin="$(find_bin)"; }
   mkdir -p "$dir"
   if [ "$(id -u)" = 0 ]; then chown postgres "$dir"; fi
+  local port
+  port="$(pick_port)"
+  echo "$port" > "$dir/port"
   if ! run_as_postgres "$bin/pg_ctl" -D "$dir/data" status >/dev/null 2>&1; then
     if [ ! -f "$dir/data/PG_VERSION" ]; then
       run_as_postgres "$bin/initdb" -D "$dir/data" -U ipgate --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1

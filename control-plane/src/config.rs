@@ -94,20 +94,17 @@ impl Config {
     }
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h` or plain seconds (`5`).
+/// Parses a positive duration: `250ms`, `5s`, `2m`, `1h` (humantime's
+/// syntax) or plain seconds (`5`).
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
     let s = input.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let bad =
-        || format!("{input:?} is not a duration: use e.g. 500ms, 5s, 2m, 1h or plain seconds");
-    let n: u64 = number.parse().map_err(|_| bad())?;
-    let duration = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "" | "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n.saturating_mul(60)),
-        "h" => Duration::from_secs(n.saturating_mul(3600)),
-        _ => return Err(bad()),
+    let duration = match s.parse::<u64>() {
+        Ok(seconds) => Duration::from_secs(seconds),
+        Err(_) => humantime::parse_duration(s).map_err(|e| {
+            format!(
+                "{input:?} is not a duration ({e}): use e.g. 500ms, 5s, 2m, 1h or plain seconds"
+            )
+        })?,
     };
     if duration.is_zero() {
         return Err(format!("{input:?} is zero; give a positive duration"));
@@ -134,7 +131,8 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
-        for bad in ["", "s", "5x", "-1s", "0s", "1.5s"] {
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "s", "5x", "-1s", "0s", "0"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
         }
     }

@@ -209,7 +209,7 @@ async fn a_snapshot_plus_later_deltas_is_the_later_snapshot(db: Db) {
     assert_eq!(early.revision, Revision::new(2));
 
     new_api(&store, "billing").await;
-    let (second_key, _) = new_key(&store, "billing").await;
+    new_key(&store, "billing").await;
     store
         .set_api_allowlist(
             T,
@@ -267,21 +267,8 @@ async fn a_snapshot_plus_later_deltas_is_the_later_snapshot(db: Db) {
         incremental.apply(Revision::new(delta.revision), changes);
     }
     let whole = Index::from_snapshot(late.revision, late.apis, late.keys);
-    assert_eq!(incremental.revision(), whole.revision());
     assert_eq!(incremental.api_count(), 2);
-    assert_eq!(incremental.key_count(), whole.key_count());
-    for api in ["orders", "billing"] {
-        assert_eq!(
-            format!("{:?}", incremental.api(api)),
-            format!("{:?}", whole.api(api))
-        );
-    }
-    for key in [first_key, second_key] {
-        assert_eq!(
-            format!("{:?}", incremental.key(&key)),
-            format!("{:?}", whole.key(&key))
-        );
-    }
+    assert_eq!(incremental, whole);
 }
 
 fn event(api: &str, key: Option<KeyId>, method: &str, status: u16, at_ms: i64) -> UsageEvent {

@@ -36,7 +36,7 @@ pub enum ListMatch<'a> {
 }
 
 /// An allowlist compiled for lookups.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq, Eq)]
 pub struct CompiledList {
     v4: Family<u32>,
     v6: Family<u128>,
@@ -47,14 +47,14 @@ pub struct CompiledList {
     report_only: bool,
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct Meta {
     label: Box<str>,
     expires_at: UnixMillis,
 }
 
 /// The entries of one address family.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 enum Family<T> {
     /// (network, mask, entry number), in list order.
     Flat(Box<[(T, T, u32)]>),
@@ -68,7 +68,7 @@ impl<T> Default for Family<T> {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 struct Group<T> {
     mask: T,
     /// (network, entry number), sorted by network.

@@ -137,8 +137,18 @@ impl Index {
     }
 }
 
+/// Two indexes are equal when they hold the same objects at the same
+/// revision (the slug interner is a cache, not content).
+impl PartialEq for Index {
+    fn eq(&self, other: &Self) -> bool {
+        self.revision == other.revision && self.apis == other.apis && self.keys == other.keys
+    }
+}
+
+impl Eq for Index {}
+
 /// An API ready for decisions.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct CompiledApi {
     pub(crate) enabled: bool,
     pub(crate) allowlist: CompiledList,
@@ -146,7 +156,7 @@ pub struct CompiledApi {
 }
 
 /// A key ready for decisions.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct CompiledKey {
     pub(crate) api: Arc<str>,
     pub(crate) secret_hash: SecretHash,
@@ -189,5 +199,27 @@ mod tests {
         assert!(index.api("orders").is_some_and(|a| !a.enabled));
         index.apply(Revision::new(3), [Change::DeleteApi(slug)]);
         assert!(index.api("orders").is_none());
+    }
+
+    #[test]
+    fn indexes_compare_by_content() {
+        let api = ApiConfig {
+            slug: "orders".parse().unwrap(),
+            enabled: true,
+            allowlist: Allowlist::default(),
+            routes: vec![],
+        };
+        let whole = Index::from_snapshot(Revision::new(2), [api.clone()], []);
+        let mut built = Index::from_snapshot(Revision::new(1), [], []);
+        built.apply(Revision::new(2), [Change::PutApi(api.clone())]);
+        assert_eq!(whole, built);
+        built.apply(
+            Revision::new(2),
+            [Change::PutApi(ApiConfig {
+                enabled: false,
+                ..api
+            })],
+        );
+        assert_ne!(whole, built);
     }
 }
