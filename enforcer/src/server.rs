@@ -117,11 +117,21 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 /// Check, reflection (v1 and v1alpha) and health on one server.
 async fn grpc_router(enforcer: Arc<Enforcer>) -> Result<Router, Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    // Serving from the start: before the first snapshot the door answers
-    // (503 ENFORCER_NOT_READY, or allows with --fail-open-until-synced).
-    health
-        .set_serving::<ipgate_shared::proto::check::v1::check_service_server::CheckServiceServer<CheckDoor>>()
-        .await;
+    // The server ("") is SERVING as soon as it listens (liveness). The check
+    // service turns SERVING with the first snapshot (readiness), or at once
+    // with --fail-open-until-synced; until then its door answers 503.
+    type Door =
+        ipgate_shared::proto::check::v1::check_service_server::CheckServiceServer<CheckDoor>;
+    if enforcer.fails_open_until_synced() {
+        health.set_serving::<Door>().await;
+    } else {
+        health.set_not_serving::<Door>().await;
+        let synced = enforcer.clone();
+        tokio::spawn(async move {
+            synced.synced().await;
+            health.set_serving::<Door>().await;
+        });
+    }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)

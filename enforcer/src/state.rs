@@ -8,6 +8,7 @@ use ipgate_shared::{
     Decision, Index, KeyId, PresentedKey, Reason, Request, Revision, decide, normalize_ip, time,
     usage::UsageEvent,
 };
+use tokio::sync::watch;
 
 use crate::events::EventSink;
 
@@ -64,6 +65,8 @@ impl Outcome {
 pub struct Enforcer {
     /// `None` until the first snapshot; readers never lock.
     index: ArcSwapOption<Index>,
+    /// Flips to true with the first index, for readiness.
+    synced: watch::Sender<bool>,
     fail_open_until_synced: bool,
     events: EventSink,
 }
@@ -73,6 +76,7 @@ impl Enforcer {
     pub fn new(fail_open_until_synced: bool, events: EventSink) -> Self {
         Enforcer {
             index: ArcSwapOption::empty(),
+            synced: watch::Sender::new(false),
             fail_open_until_synced,
             events,
         }
@@ -132,6 +136,11 @@ impl Enforcer {
         (outcome, pending)
     }
 
+    /// True when requests are allowed until the first snapshot.
+    pub fn fails_open_until_synced(&self) -> bool {
+        self.fail_open_until_synced
+    }
+
     /// The index in force, if any.
     pub fn index(&self) -> Option<Arc<Index>> {
         self.index.load_full()
@@ -145,6 +154,15 @@ impl Enforcer {
     /// Puts `index` in force for every request that starts from now on.
     pub(crate) fn install(&self, index: Arc<Index>) {
         self.index.store(Some(index));
+        self.synced
+            .send_if_modified(|synced| !std::mem::replace(synced, true));
+    }
+
+    /// Resolves once the first index is in force.
+    pub async fn synced(&self) {
+        let mut synced = self.synced.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = synced.wait_for(|s| *s).await;
     }
 }
 

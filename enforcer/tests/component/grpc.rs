@@ -44,7 +44,7 @@ async fn an_unparsable_client_ip_is_invalid_argument_naming_the_field() {
 
 #[tokio::test]
 async fn health_and_reflection_answer_on_the_grpc_port() {
-    let fake = FakeControlPlane::start().await;
+    let mut fake = FakeControlPlane::start().await;
     let running = ipgate_enforcer::start(config(fake.addr, &[]))
         .await
         .unwrap();
@@ -54,17 +54,31 @@ async fn health_and_reflection_answer_on_the_grpc_port() {
         .await
         .unwrap();
 
-    let mut health = HealthClient::new(channel.clone());
-    for service in ["", "ipgate.check.v1.CheckService"] {
-        let answer = health
-            .check(HealthCheckRequest {
+    // Liveness from the start; readiness of the check service only with
+    // the first snapshot.
+    let health = HealthClient::new(channel.clone());
+    let status = |service: &'static str| {
+        let mut health = health.clone();
+        async move {
+            let request = HealthCheckRequest {
                 service: service.into(),
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(answer.status(), ServingStatus::Serving, "{service:?}");
-    }
+            };
+            health.check(request).await.unwrap().into_inner().status()
+        }
+    };
+    assert_eq!(status("").await, ServingStatus::Serving);
+    assert_eq!(
+        status("ipgate.check.v1.CheckService").await,
+        ServingStatus::NotServing
+    );
+    let mut session = fake.next_session().await;
+    session.send_all(World::new().snapshot(1));
+    assert_eq!(session.expect_ack().await, 1);
+    eventually("the check service to be ready", || async {
+        status("ipgate.check.v1.CheckService").await == ServingStatus::Serving
+    })
+    .await;
+    assert_eq!(status("").await, ServingStatus::Serving);
 
     // grpcurl 1.8 speaks only v1alpha.
     let mut reflection = ServerReflectionClient::new(channel);
