@@ -71,24 +71,29 @@ impl Proc {
         envs: &[(&str, &str)],
         ready: &[&str],
     ) -> (Proc, Vec<SocketAddr>) {
-        let log_dir = std::env::temp_dir().join("ipgate-e2e-logs");
-        std::fs::create_dir_all(&log_dir).expect("log directory");
-        let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
-        let stderr = File::create(&log).expect("log file");
         let mut cmd = Command::new(ipgate_bin());
-        cmd.args(args)
-            .env(
-                "IPGATE_LOG",
-                "info,ipgate_control_plane=debug,ipgate_enforcer=debug",
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(stderr));
+        cmd.args(args);
         for (k, v) in envs {
             cmd.env(k, v);
         }
         if let Some(dir) = cwd {
             cmd.current_dir(dir);
         }
+        Self::spawn(name, cmd, ready)
+    }
+
+    /// Spawns `cmd` with its logs in a file and waits for its ready lines.
+    fn spawn(name: &str, mut cmd: Command, ready: &[&str]) -> (Proc, Vec<SocketAddr>) {
+        let log_dir = std::env::temp_dir().join("ipgate-e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("log directory");
+        let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
+        let stderr = File::create(&log).expect("log file");
+        cmd.env(
+            "IPGATE_LOG",
+            "info,ipgate_control_plane=debug,ipgate_enforcer=debug",
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr));
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
@@ -317,5 +322,28 @@ impl DevMode {
             control_plane: addrs[0],
             proxy: addrs[1],
         }
+    }
+}
+
+/// A shell command line from the docs, run as written (with `cargo run -p
+/// ipgate --` standing for the built binary), until dropped.
+pub struct DocCommand {
+    _proc: Proc,
+    /// The addresses of its ready lines, in the order asked for.
+    pub addrs: Vec<SocketAddr>,
+}
+
+impl DocCommand {
+    /// Runs `line` with bash in `cwd` and waits for every `ready` line.
+    pub fn start(cwd: &Path, line: &str, ready: &[&str]) -> DocCommand {
+        let bin = ipgate_bin();
+        let line = line.replace("cargo run -p ipgate --", &bin.display().to_string());
+        // `exec env …` makes the ipgate process itself the child, so killing
+        // it stops the server, not just a shell around it.
+        let mut cmd = Command::new("bash");
+        cmd.args(["-c", &format!("exec env {line}")])
+            .current_dir(cwd);
+        let (proc, addrs) = Proc::spawn("doc-command", cmd, ready);
+        DocCommand { _proc: proc, addrs }
     }
 }

@@ -5,7 +5,10 @@
 
 use std::{path::Path, process::Command, time::Duration};
 
-use ipgate_tests::{eventually, process::DevMode};
+use ipgate_tests::{
+    eventually, http,
+    process::{DevMode, DocCommand},
+};
 
 /// The `sh` code blocks of the README section titled `section`.
 fn shell_blocks(readme: &str, section: &str) -> Vec<String> {
@@ -131,4 +134,50 @@ async fn the_walkthrough_works_as_written() {
             "error output lacks {expected:?}\n{stderr}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parts_run_alone_as_written() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
+            .expect("README.md");
+    let blocks = shell_blocks(&readme, "Running the parts alone");
+    assert_eq!(blocks.len(), 2, "one block per terminal: {blocks:?}");
+    // Drop the comment line; join continued lines.
+    let command = |block: &str| -> String {
+        block
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .map(|l| l.trim_end_matches('\\').trim())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let control_plane = DocCommand::start(
+        dir.path(),
+        &command(&blocks[0]),
+        &["control-plane serving gRPC on"],
+    );
+    assert_eq!(control_plane.addrs[0].to_string(), "127.0.0.1:50052");
+    let enforcer = DocCommand::start(
+        dir.path(),
+        &command(&blocks[1]),
+        &["enforcer serving gRPC on", "enforcer serving HTTP proxy on"],
+    );
+    assert_eq!(enforcer.addrs[1].to_string(), "127.0.0.1:8082");
+    assert!(
+        dir.path().join("parts.db").exists(),
+        "the SQLite file is where the README says"
+    );
+    // Synced with the token: the API is unknown (404), not "not ready" (503).
+    let proxy = enforcer.addrs[1];
+    eventually(
+        Duration::from_secs(15),
+        "the enforcer to sync with the token",
+        || async move {
+            let res = http::get("127.0.0.1".parse().expect("address"), proxy, "/", &[]).await;
+            (res.status == 404).then_some(())
+        },
+    )
+    .await;
 }
