@@ -80,6 +80,7 @@ fn key_config(key: &NewKey, api: &str, allowlist: Allowlist) -> KeyConfig {
         scopes: vec![],
         expires_at: None,
         allowlist,
+        previous_secrets: vec![],
     }
 }
 

@@ -9,7 +9,7 @@ use crate::{
     api::{ApiConfig, ApiSlug, RouteRule},
     entry::{Cidr, Entry, Label},
     index::Change,
-    key::{KeyConfig, KeyId, SecretHash},
+    key::{KeyConfig, KeyId, PreviousSecret, SecretHash},
     proto::sync::v1 as wire,
     time,
 };
@@ -138,8 +138,27 @@ impl TryFrom<wire::KeyConfig> for KeyConfig {
             scopes,
             expires_at,
             allowlist: list,
+            previous_secrets,
         } = key;
+        let previous_secrets = previous_secrets
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let wire::PreviousSecret {
+                    secret_sha256,
+                    valid_until,
+                } = p;
+                let field = |f: &str| format!("previous_secrets[{i}].{f}");
+                Ok(PreviousSecret {
+                    hash: SecretHash::try_from(secret_sha256.as_slice())
+                        .map_err(|_| WireError::new(field("secret_sha256"), "must be 32 bytes"))?,
+                    valid_until: expiry(&field("valid_until"), valid_until)?
+                        .ok_or_else(|| WireError::new(field("valid_until"), "missing"))?,
+                })
+            })
+            .collect::<Result<_, WireError>>()?;
         Ok(KeyConfig {
+            previous_secrets,
             id: id.parse().map_err(|e| WireError::new("id", e))?,
             api: api.parse().map_err(|e| WireError::new("api", e))?,
             secret_hash: SecretHash::try_from(secret_sha256.as_slice())
@@ -238,8 +257,16 @@ impl From<&KeyConfig> for wire::KeyConfig {
             scopes,
             expires_at,
             allowlist,
+            previous_secrets,
         } = key;
         wire::KeyConfig {
+            previous_secrets: previous_secrets
+                .iter()
+                .map(|p| wire::PreviousSecret {
+                    secret_sha256: p.hash.as_bytes().to_vec(),
+                    valid_until: Some(time::to_timestamp(p.valid_until)),
+                })
+                .collect(),
             id: id.to_string(),
             api: api.to_string(),
             secret_sha256: secret_hash.as_bytes().to_vec(),
@@ -284,6 +311,10 @@ mod tests {
                 )],
                 true,
             ),
+            previous_secrets: vec![PreviousSecret {
+                hash: SecretHash::of("old"),
+                valid_until: time::from_millis(1_900_000_001_000),
+            }],
         }
     }
 

@@ -10,7 +10,7 @@ use std::{fmt, net::IpAddr, str::FromStr};
 use crate::{
     api::required_scope,
     entry::normalize_ip,
-    index::{Index, ListMatch},
+    index::{Index, ListMatch, MatchedEntry},
     key::{self, KeyId, SecretHash},
     time::UnixMillis,
 };
@@ -25,6 +25,10 @@ pub enum PresentedKey<'a> {
     One(&'a str),
     /// Two different keys: refused with `401`.
     Conflicting,
+    /// A key known by its id, authenticated by someone else: the admin
+    /// API's TestAccess asks "what if this key called?". Doors never build
+    /// it from a request.
+    Simulated(KeyId),
 }
 
 impl<'a> PresentedKey<'a> {
@@ -228,9 +232,23 @@ pub struct Decision<'i> {
     pub reason: Reason,
     /// Id of the presented key when it was well-formed (even if refused).
     pub key_id: Option<KeyId>,
-    /// For allowed requests, the label of the entry that matched (the key's
-    /// entry when the key has a list, else the API's).
-    pub matched_label: Option<&'i str>,
+    /// For allowed requests, the entry that let the address through: the
+    /// key's when the key has a list, else the API's.
+    pub matched: Option<Matched<'i>>,
+}
+
+/// Which list an entry that matched is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListKind {
+    Api,
+    Key,
+}
+
+/// An entry that matched, and its list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Matched<'i> {
+    pub list: ListKind,
+    pub entry: MatchedEntry<'i>,
 }
 
 impl Decision<'_> {
@@ -243,7 +261,7 @@ impl Decision<'_> {
                 Reason::NotSynced
             },
             key_id: well_formed_id(key),
-            matched_label: None,
+            matched: None,
         }
     }
 
@@ -251,11 +269,17 @@ impl Decision<'_> {
     pub fn allowed(&self) -> bool {
         self.reason.allowed()
     }
+
+    /// The label of the entry that matched ("" when none did or it has none).
+    pub fn matched_label(&self) -> &str {
+        self.matched.map_or("", |m| m.entry.label)
+    }
 }
 
 fn well_formed_id(key: PresentedKey<'_>) -> Option<KeyId> {
     match key {
         PresentedKey::One(k) => key::parse_presented(k).ok(),
+        PresentedKey::Simulated(id) => Some(id),
         PresentedKey::Missing | PresentedKey::Conflicting => None,
     }
 }
@@ -266,7 +290,7 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
     let deny = |reason| Decision {
         reason,
         key_id,
-        matched_label: None,
+        matched: None,
     };
 
     // 1. The API.
@@ -280,22 +304,32 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
     // 2. The API's allowlist, before any authentication.
     let ip = normalize_ip(req.client_ip);
     let mut would_block = false;
-    let mut label = None;
+    let mut matched = None;
     match api.allowlist.lookup(ip, req.now) {
         ListMatch::Empty => {}
-        ListMatch::Matched(l) => label = Some(l),
+        ListMatch::Matched(entry) => {
+            matched = Some(Matched {
+                list: ListKind::Api,
+                entry,
+            })
+        }
         ListMatch::NotMatched if api.allowlist.report_only() => would_block = true,
         ListMatch::NotMatched => return deny(Reason::IpNotAllowedApi),
     }
 
-    // 3. The key: well-formed, known, for this API, the right secret, unexpired.
-    let (PresentedKey::One(presented), Some(id)) = (req.key, key_id) else {
+    // 3. The key: well-formed, known, for this API, the right secret (or
+    // one still in its rotation grace period), unexpired.
+    let Some(id) = key_id.filter(|_| !matches!(req.key, PresentedKey::Conflicting)) else {
         return deny(Reason::InvalidApiKey);
     };
     let authentic = index.key(&id).filter(|key| {
         &*key.api == req.api
             && key.expires_at > req.now
-            && key.secret_hash.matches(&SecretHash::of(presented))
+            && match req.key {
+                PresentedKey::One(presented) => key.accepts(&SecretHash::of(presented), req.now),
+                PresentedKey::Simulated(_) => true,
+                PresentedKey::Missing | PresentedKey::Conflicting => false,
+            }
     });
     let Some(key) = authentic else {
         return deny(Reason::InvalidApiKey);
@@ -309,7 +343,12 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
     // 5. The key's allowlist.
     match key.allowlist.lookup(ip, req.now) {
         ListMatch::Empty => {}
-        ListMatch::Matched(l) => label = Some(l),
+        ListMatch::Matched(entry) => {
+            matched = Some(Matched {
+                list: ListKind::Key,
+                entry,
+            })
+        }
         ListMatch::NotMatched if key.allowlist.report_only() => would_block = true,
         ListMatch::NotMatched => return deny(Reason::IpNotAllowedKey),
     }
@@ -321,7 +360,7 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
             Reason::Allowed
         },
         key_id,
-        matched_label: label,
+        matched,
     }
 }
 
@@ -334,7 +373,7 @@ mod tests {
         allowlist::Allowlist,
         api::{ApiConfig, RouteRule},
         entry::{Entry, Label},
-        key::{KeyConfig, NewKey},
+        key::{KeyConfig, NewKey, PreviousSecret},
         revision::Revision,
         time,
     };
@@ -358,6 +397,8 @@ mod tests {
     struct World {
         index: Index,
         key: String,
+        /// The key's secret before a rotation; valid until NOW + 1000.
+        rotated_out: String,
         other_api_key: String,
         expired_key: String,
     }
@@ -370,6 +411,7 @@ mod tests {
             routes: vec![RouteRule::new("POST", "/orders", "orders:write").unwrap()],
         };
         let key = NewKey::generate();
+        let rotated_out = NewKey::with_id(key.id);
         let other = NewKey::generate();
         let expired = NewKey::generate();
         let cfg = |k: &NewKey, api: &str, expires_at: Option<SystemTime>, allowlist| KeyConfig {
@@ -379,8 +421,14 @@ mod tests {
             scopes: vec!["orders:read".parse().unwrap()],
             expires_at,
             allowlist,
+            previous_secrets: vec![],
         };
         let past = time::from_millis(NOW - 1);
+        let mut rotated = cfg(&key, "orders", None, key_list);
+        rotated.previous_secrets = vec![PreviousSecret {
+            hash: SecretHash::of(&rotated_out.secret),
+            valid_until: time::from_millis(NOW + 1000),
+        }];
         let index = Index::from_snapshot(
             Revision::new(1),
             [
@@ -388,7 +436,7 @@ mod tests {
                 api("billing", Allowlist::default()),
             ],
             [
-                cfg(&key, "orders", None, key_list),
+                rotated,
                 cfg(&other, "billing", None, Allowlist::default()),
                 cfg(&expired, "orders", Some(past), Allowlist::default()),
             ],
@@ -396,6 +444,7 @@ mod tests {
         World {
             index,
             key: key.secret,
+            rotated_out: rotated_out.secret,
             other_api_key: other.secret,
             expired_key: expired.secret,
         }
@@ -448,7 +497,8 @@ mod tests {
         }
         let d = decide(&w.index, &req(PresentedKey::One(&w.key), "203.0.113.9"));
         assert_eq!(d.reason, Reason::Allowed);
-        assert_eq!(d.matched_label, Some("label 203.0.113.0/24"));
+        assert_eq!(d.matched_label(), "label 203.0.113.0/24");
+        assert_eq!(d.matched.map(|m| m.list), Some(ListKind::Api));
     }
 
     #[test]
@@ -499,7 +549,12 @@ mod tests {
             &req(PresentedKey::One(&w.key), "::ffff:203.0.113.5"),
         );
         assert_eq!(ok.reason, Reason::Allowed);
-        assert_eq!(ok.matched_label, Some("label 203.0.113.5"));
+        assert_eq!(ok.matched_label(), "label 203.0.113.5");
+        let matched = ok.matched.expect("an entry matched");
+        assert_eq!(
+            (matched.list, matched.entry.cidr.to_string()),
+            (ListKind::Key, "203.0.113.5/32".to_owned())
+        );
     }
 
     #[test]
@@ -533,6 +588,47 @@ mod tests {
         assert_eq!(decide(&w.index, &r).reason, Reason::Allowed);
         r.now = NOW + 1000;
         assert_eq!(decide(&w.index, &r).reason, Reason::IpNotAllowedKey);
+    }
+
+    #[test]
+    fn a_rotated_out_secret_works_until_its_grace_period_ends() {
+        let w = world(Allowlist::default(), Allowlist::default(), true);
+        let mut r = req(PresentedKey::One(&w.rotated_out), "203.0.113.5");
+        assert_eq!(decide(&w.index, &r).reason, Reason::Allowed);
+        r.now = NOW + 1000;
+        assert_eq!(decide(&w.index, &r).reason, Reason::InvalidApiKey);
+        r.key = PresentedKey::One(&w.key);
+        assert_eq!(decide(&w.index, &r).reason, Reason::Allowed);
+    }
+
+    #[test]
+    fn a_simulated_key_skips_only_the_secret() {
+        let w = world(Allowlist::default(), list(&["203.0.113.5"], false), true);
+        let id = key::parse_presented(&w.key).unwrap();
+        let allowed = decide(&w.index, &req(PresentedKey::Simulated(id), "203.0.113.5"));
+        assert_eq!(allowed.reason, Reason::Allowed);
+        assert_eq!(allowed.key_id, Some(id));
+        let blocked = decide(&w.index, &req(PresentedKey::Simulated(id), "198.51.100.1"));
+        assert_eq!(blocked.reason, Reason::IpNotAllowedKey);
+        // Still refused for another API, and when expired.
+        let other = key::parse_presented(&w.other_api_key).unwrap();
+        assert_eq!(
+            decide(
+                &w.index,
+                &req(PresentedKey::Simulated(other), "203.0.113.5")
+            )
+            .reason,
+            Reason::InvalidApiKey
+        );
+        let expired = key::parse_presented(&w.expired_key).unwrap();
+        assert_eq!(
+            decide(
+                &w.index,
+                &req(PresentedKey::Simulated(expired), "203.0.113.5")
+            )
+            .reason,
+            Reason::InvalidApiKey
+        );
     }
 
     #[test]

@@ -229,6 +229,15 @@ pub struct KeyConfig {
     pub scopes: Vec<Scope>,
     pub expires_at: Option<SystemTime>,
     pub allowlist: Allowlist,
+    /// Secrets replaced by a rotation that still work for a grace period.
+    pub previous_secrets: Vec<PreviousSecret>,
+}
+
+/// A rotated-out secret that keeps working until `valid_until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PreviousSecret {
+    pub hash: SecretHash,
+    pub valid_until: SystemTime,
 }
 
 #[cfg(test)]

@@ -22,5 +22,5 @@ pub use api::{ApiConfig, ApiSlug, RouteRule, Scope};
 pub use decision::{Decision, PresentedKey, Reason, Request, decide};
 pub use entry::{Cidr, CidrError, Entry, EntryError, Label, normalize_ip};
 pub use index::{Change, Index};
-pub use key::{KeyConfig, KeyFormatError, KeyId, SecretHash};
+pub use key::{KeyConfig, KeyFormatError, KeyId, PreviousSecret, SecretHash};
 pub use revision::{EnforcerId, Revision};

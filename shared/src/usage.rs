@@ -53,7 +53,7 @@ impl UsageEvent {
             status: decision.reason.http_status(),
             client_ip,
             reason: decision.reason,
-            matched_label: decision.matched_label.unwrap_or_default().to_owned(),
+            matched_label: decision.matched_label().to_owned(),
         }
     }
 }

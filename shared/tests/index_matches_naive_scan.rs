@@ -82,17 +82,17 @@ proptest! {
         let compiled = CompiledList::new(&Allowlist::new(entries.clone(), false));
         for ip in probes {
             let now_ok = |e: &&Entry| e.expires_at().is_none_or(|t| time::to_millis(t) > NOW);
-            let naive: Vec<&str> = entries
+            let naive: Vec<(ipnet::IpNet, &str)> = entries
                 .iter()
                 .filter(|e| e.cidr().net().contains(&normalize_ip(ip)))
                 .filter(now_ok)
-                .map(|e| e.label())
+                .map(|e| (e.cidr().net(), e.label()))
                 .collect();
             match compiled.lookup(ip, NOW) {
                 ListMatch::Empty => prop_assert!(entries.is_empty()),
                 ListMatch::NotMatched => prop_assert!(naive.is_empty(), "{ip} should match one of {naive:?}"),
-                ListMatch::Matched(label) => {
-                    prop_assert!(naive.contains(&label), "{ip} matched {label:?}, naive scan says {naive:?}");
+                ListMatch::Matched(m) => {
+                    prop_assert!(naive.contains(&(m.cidr, m.label)), "{ip} matched {m:?}, naive scan says {naive:?}");
                 }
             }
         }

@@ -15,7 +15,8 @@ use ipgate_shared::{
     KeyConfig, ListRules, SecretHash,
     key::NewKey as GeneratedKey,
     proto::admin::v1::{
-        Api, ApiKey, CreateApiKeyRequest, CreateApiKeyResponse, CreateApiRequest, GetApiKeyRequest,
+        self as admin, Api, ApiAllowlistResponse, ApiKey, ApiKeyAllowlistResponse,
+        CreateApiKeyRequest, CreateApiKeyResponse, CreateApiRequest, GetApiKeyRequest,
         GetApiRequest, GetRevisionStatusRequest, QueryUsageLogsRequest, QueryUsageLogsResponse,
         RevisionStatus, SetApiAllowlistRequest, SetApiKeyAllowlistRequest,
         admin_service_server::AdminService,
@@ -98,7 +99,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     async fn set_api_allowlist(
         &self,
         request: Request<SetApiAllowlistRequest>,
-    ) -> Result<Response<Api>, Status> {
+    ) -> Result<Response<ApiAllowlistResponse>, Status> {
         let caller = self.caller(&request, Access::Write).await?;
         let now = SystemTime::now();
         let set = request::set_api_allowlist(request.into_inner(), self.api_rules, now)?;
@@ -107,7 +108,11 @@ impl<S: Store> AdminService for AdminApi<S> {
             .set_api_allowlist(caller.tenant, &set.target, set.allowlist, set.expected, now)
             .await?;
         committed(record.revision);
-        Ok(Response::new(response::api(&record)))
+        Ok(Response::new(ApiAllowlistResponse {
+            api: Some(response::api(&record)),
+            lockout: None,
+            validate_only: false,
+        }))
     }
 
     #[tracing::instrument(name = "CreateApiKey", skip_all, fields(api = %request.get_ref().api, key = field::Empty, revision = field::Empty))]
@@ -130,6 +135,7 @@ impl<S: Store> AdminService for AdminApi<S> {
                 scopes: create.scopes,
                 expires_at: create.expires_at,
                 allowlist: create.allowlist,
+                previous_secrets: Vec::new(),
             },
         };
         let record = self.store.create_key(caller.tenant, key, now).await?;
@@ -159,7 +165,7 @@ impl<S: Store> AdminService for AdminApi<S> {
     async fn set_api_key_allowlist(
         &self,
         request: Request<SetApiKeyAllowlistRequest>,
-    ) -> Result<Response<ApiKey>, Status> {
+    ) -> Result<Response<ApiKeyAllowlistResponse>, Status> {
         let caller = self.caller(&request, Access::Write).await?;
         let now = SystemTime::now();
         let set = request::set_api_key_allowlist(request.into_inner(), self.key_rules, now)?;
@@ -168,7 +174,11 @@ impl<S: Store> AdminService for AdminApi<S> {
             .set_key_allowlist(caller.tenant, &set.target, set.allowlist, set.expected, now)
             .await?;
         committed(record.revision);
-        Ok(Response::new(response::api_key(&record)))
+        Ok(Response::new(ApiKeyAllowlistResponse {
+            key: Some(response::api_key(&record)),
+            lockout: None,
+            validate_only: false,
+        }))
     }
 
     #[tracing::instrument(name = "QueryUsageLogs", skip_all)]
@@ -190,5 +200,182 @@ impl<S: Store> AdminService for AdminApi<S> {
         let asked = request::get_revision_status(request.into_inner());
         let status = revision::status(&*self.store, &self.registry, asked).await?;
         Ok(Response::new(status))
+    }
+
+    async fn create_tenant(
+        &self,
+        _request: Request<admin::CreateTenantRequest>,
+    ) -> Result<Response<admin::CreateTenantResponse>, Status> {
+        Err(Status::unimplemented(
+            "create_tenant is not implemented yet",
+        ))
+    }
+
+    async fn list_tenants(
+        &self,
+        _request: Request<admin::ListTenantsRequest>,
+    ) -> Result<Response<admin::ListTenantsResponse>, Status> {
+        Err(Status::unimplemented("list_tenants is not implemented yet"))
+    }
+
+    async fn create_token(
+        &self,
+        _request: Request<admin::CreateTokenRequest>,
+    ) -> Result<Response<admin::CreateTokenResponse>, Status> {
+        Err(Status::unimplemented("create_token is not implemented yet"))
+    }
+
+    async fn list_tokens(
+        &self,
+        _request: Request<admin::ListTokensRequest>,
+    ) -> Result<Response<admin::ListTokensResponse>, Status> {
+        Err(Status::unimplemented("list_tokens is not implemented yet"))
+    }
+
+    async fn revoke_token(
+        &self,
+        _request: Request<admin::RevokeTokenRequest>,
+    ) -> Result<Response<admin::Token>, Status> {
+        Err(Status::unimplemented("revoke_token is not implemented yet"))
+    }
+
+    async fn list_apis(
+        &self,
+        _request: Request<admin::ListApisRequest>,
+    ) -> Result<Response<admin::ListApisResponse>, Status> {
+        Err(Status::unimplemented("list_apis is not implemented yet"))
+    }
+
+    async fn update_api(
+        &self,
+        _request: Request<admin::UpdateApiRequest>,
+    ) -> Result<Response<admin::Api>, Status> {
+        Err(Status::unimplemented("update_api is not implemented yet"))
+    }
+
+    async fn delete_api(
+        &self,
+        _request: Request<admin::DeleteApiRequest>,
+    ) -> Result<Response<admin::DeleteApiResponse>, Status> {
+        Err(Status::unimplemented("delete_api is not implemented yet"))
+    }
+
+    async fn add_api_allowlist_entries(
+        &self,
+        _request: Request<admin::AddApiAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
+        Err(Status::unimplemented(
+            "add_api_allowlist_entries is not implemented yet",
+        ))
+    }
+
+    async fn remove_api_allowlist_entries(
+        &self,
+        _request: Request<admin::RemoveApiAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
+        Err(Status::unimplemented(
+            "remove_api_allowlist_entries is not implemented yet",
+        ))
+    }
+
+    async fn update_api_allowlist_entry(
+        &self,
+        _request: Request<admin::UpdateApiAllowlistEntryRequest>,
+    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
+        Err(Status::unimplemented(
+            "update_api_allowlist_entry is not implemented yet",
+        ))
+    }
+
+    async fn list_api_keys(
+        &self,
+        _request: Request<admin::ListApiKeysRequest>,
+    ) -> Result<Response<admin::ListApiKeysResponse>, Status> {
+        Err(Status::unimplemented(
+            "list_api_keys is not implemented yet",
+        ))
+    }
+
+    async fn update_api_key(
+        &self,
+        _request: Request<admin::UpdateApiKeyRequest>,
+    ) -> Result<Response<admin::ApiKey>, Status> {
+        Err(Status::unimplemented(
+            "update_api_key is not implemented yet",
+        ))
+    }
+
+    async fn revoke_api_key(
+        &self,
+        _request: Request<admin::RevokeApiKeyRequest>,
+    ) -> Result<Response<admin::ApiKey>, Status> {
+        Err(Status::unimplemented(
+            "revoke_api_key is not implemented yet",
+        ))
+    }
+
+    async fn rotate_api_key(
+        &self,
+        _request: Request<admin::RotateApiKeyRequest>,
+    ) -> Result<Response<admin::RotateApiKeyResponse>, Status> {
+        Err(Status::unimplemented(
+            "rotate_api_key is not implemented yet",
+        ))
+    }
+
+    async fn add_api_key_allowlist_entries(
+        &self,
+        _request: Request<admin::AddApiKeyAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
+        Err(Status::unimplemented(
+            "add_api_key_allowlist_entries is not implemented yet",
+        ))
+    }
+
+    async fn remove_api_key_allowlist_entries(
+        &self,
+        _request: Request<admin::RemoveApiKeyAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
+        Err(Status::unimplemented(
+            "remove_api_key_allowlist_entries is not implemented yet",
+        ))
+    }
+
+    async fn update_api_key_allowlist_entry(
+        &self,
+        _request: Request<admin::UpdateApiKeyAllowlistEntryRequest>,
+    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
+        Err(Status::unimplemented(
+            "update_api_key_allowlist_entry is not implemented yet",
+        ))
+    }
+
+    async fn test_access(
+        &self,
+        _request: Request<admin::TestAccessRequest>,
+    ) -> Result<Response<admin::TestAccessResponse>, Status> {
+        Err(Status::unimplemented("test_access is not implemented yet"))
+    }
+
+    async fn list_audit_events(
+        &self,
+        _request: Request<admin::ListAuditEventsRequest>,
+    ) -> Result<Response<admin::ListAuditEventsResponse>, Status> {
+        Err(Status::unimplemented(
+            "list_audit_events is not implemented yet",
+        ))
+    }
+
+    type ExportUsageLogsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<admin::ExportUsageLogsChunk, Status>> + Send>,
+    >;
+
+    async fn export_usage_logs(
+        &self,
+        _request: Request<admin::ExportUsageLogsRequest>,
+    ) -> Result<Response<Self::ExportUsageLogsStream>, Status> {
+        Err(Status::unimplemented(
+            "export_usage_logs is not implemented yet",
+        ))
     }
 }

@@ -44,7 +44,12 @@ pub struct CreateKey {
 
 /// `CreateApi`: slug, name (the slug when empty) and route rules.
 pub fn create_api(req: admin::CreateApiRequest) -> Result<NewApi, InvalidRequest> {
-    let admin::CreateApiRequest { slug, name, routes } = req;
+    let admin::CreateApiRequest {
+        slug,
+        name,
+        routes,
+        validate_only: _,
+    } = req;
     let mut bad = InvalidRequest::default();
     let slug = bad.check("slug", slug.parse::<ApiSlug>());
     let name = bad.check("name", text(&name, MAX_NAME_CHARS));
@@ -98,6 +103,7 @@ pub fn set_api_allowlist(
         slug,
         allowlist: list,
         etag: tag,
+        options: _,
     } = req;
     let mut bad = InvalidRequest::default();
     let target = bad.check("slug", slug.parse::<ApiSlug>());
@@ -125,6 +131,7 @@ pub fn create_api_key(
         scopes,
         expires_at,
         allowlist: list,
+        validate_only: _,
     } = req;
     let mut bad = InvalidRequest::default();
     let api = bad.check("api", api.parse::<ApiSlug>());
@@ -187,6 +194,7 @@ pub fn set_api_key_allowlist(
         id,
         allowlist: list,
         etag: tag,
+        options: _,
     } = req;
     let mut bad = InvalidRequest::default();
     let target = bad.check("id", id.parse::<KeyId>());
@@ -229,6 +237,8 @@ fn allowlist(
                 cidr,
                 label,
                 expires_at,
+                created_at: _,
+                created_by: _,
             } = entry;
             let expires_at = expires_at.and_then(|ts| {
                 let t = time::from_timestamp(&ts);
@@ -317,6 +327,7 @@ mod tests {
                 report_only: false,
             }),
             etag: "x".into(),
+            options: None,
         };
         let err = set_api_key_allowlist(req, ListRules::for_keys(), now()).unwrap_err();
         let fields: Vec<&str> = err.fields.iter().map(|f| f.field.as_str()).collect();
@@ -341,6 +352,7 @@ mod tests {
                 report_only: true,
             }),
             etag: "7".into(),
+            options: None,
         };
         let set = set_api_allowlist(req, ListRules::for_apis(), now()).unwrap();
         assert_eq!(set.expected, Some(Revision::new(7)));
@@ -367,6 +379,7 @@ mod tests {
                 path_prefix: "orders".into(),
                 scope: "orders:read".into(),
             }],
+            validate_only: false,
         })
         .unwrap_err();
         let fields: Vec<&str> = err.fields.iter().map(|f| f.field.as_str()).collect();

@@ -31,6 +31,7 @@ pub fn api(record: &ApiRecord) -> admin::Api {
         revision: revision.get(),
         created_at: Some(time::to_timestamp(*created_at)),
         updated_at: Some(time::to_timestamp(*updated_at)),
+        key_count: 0,
     }
 }
 
@@ -65,6 +66,8 @@ pub fn api_key(record: &KeyRecord) -> admin::ApiKey {
         revision: revision.get(),
         created_at: Some(time::to_timestamp(*created_at)),
         updated_at: Some(time::to_timestamp(*updated_at)),
+        revoked_at: None,
+        previous_secret_expires_at: None,
     }
 }
 
@@ -77,6 +80,8 @@ fn allowlist(list: &Allowlist) -> admin::Allowlist {
                 cidr: e.cidr().to_string(),
                 label: e.label().to_owned(),
                 expires_at: e.expires_at().map(time::to_timestamp),
+                created_at: None,
+                created_by: String::new(),
             })
             .collect(),
         report_only: list.report_only(),

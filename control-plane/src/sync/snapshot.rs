@@ -113,6 +113,7 @@ mod tests {
                         scopes: vec![],
                         expires_at: None,
                         allowlist: allowlist.clone(),
+                        previous_secrets: vec![],
                     }
                 })
                 .collect(),

@@ -32,6 +32,10 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         status_code,
         page_size,
         page_token,
+        reason: _,
+        client_ip: _,
+        start_time: _,
+        end_time: _,
     } = req;
     let mut bad = InvalidRequest::default();
     let status = match status_code {

@@ -37,6 +37,7 @@ async fn create_orders(admin: &mut Admin) -> String {
                 path_prefix: "/orders".into(),
                 scope: "orders:read".into(),
             }],
+            validate_only: false,
         })
         .await
         .expect("create API");
@@ -78,10 +79,13 @@ async fn every_rejected_entry_is_named_and_nothing_is_stored(db: Db) {
             slug: "orders".into(),
             allowlist: list(&["198.51.100.7"]),
             etag: String::new(),
+            options: None,
         })
         .await
         .expect("a good list")
-        .into_inner();
+        .into_inner()
+        .api
+        .expect("the API");
 
     // (entry, text its violation must contain)
     let rejected = [
@@ -111,6 +115,7 @@ async fn every_rejected_entry_is_named_and_nothing_is_stored(db: Db) {
             slug: "orders".into(),
             allowlist: list(&cidrs),
             etag: String::new(),
+            options: None,
         })
         .await
         .expect_err("the list is refused");
@@ -129,6 +134,7 @@ async fn every_rejected_entry_is_named_and_nothing_is_stored(db: Db) {
             slug: "orders".into(),
             allowlist: list(&["203.0.113.5", "203.0.113.5/32"]),
             etag: String::new(),
+            options: None,
         })
         .await
         .expect_err("duplicates are refused");
@@ -161,6 +167,7 @@ async fn a_key_holds_at_most_twenty_entries(db: Db) {
             id: key.clone(),
             allowlist: list(&refs),
             etag: String::new(),
+            options: None,
         })
         .await
         .expect_err("21 entries are refused");
@@ -174,11 +181,15 @@ async fn a_key_holds_at_most_twenty_entries(db: Db) {
             id: key.clone(),
             allowlist: list(&refs[..20]),
             etag: String::new(),
+            options: None,
         })
         .await
         .expect("20 entries are fine")
         .into_inner();
-    assert_eq!(stored.allowlist.unwrap().entries[0].cidr, "203.0.113.0/32");
+    assert_eq!(
+        stored.key.unwrap().allowlist.unwrap().entries[0].cidr,
+        "203.0.113.0/32"
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -295,16 +306,20 @@ async fn objects_etags_and_errors(db: Db) {
             id: key_id.clone(),
             allowlist: list(&["198.51.100.0/24"]),
             etag: first.etag.clone(),
+            options: None,
         })
         .await
         .expect("current etag")
-        .into_inner();
+        .into_inner()
+        .key
+        .expect("the key");
     assert_ne!(updated.etag, first.etag);
     let stale = admin
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
             id: key_id.clone(),
             allowlist: list(&["203.0.113.1"]),
             etag: first.etag,
+            options: None,
         })
         .await
         .unwrap_err();

@@ -63,6 +63,7 @@ async fn new_key(store: &SqlStore, api: &str) -> (KeyId, Revision) {
             scopes: vec!["orders:read".parse().expect("scope")],
             expires_at: None,
             allowlist: list(&["203.0.113.0/24"]),
+            previous_secrets: vec![],
         },
     };
     let record = store

@@ -132,10 +132,13 @@ async fn set_orders_list(admin: &mut Admin, cidr: &str) -> u64 {
                 report_only: false,
             }),
             etag: String::new(),
+            options: None,
         })
         .await
         .expect("set the API allowlist")
         .into_inner()
+        .api
+        .expect("the API")
         .revision
 }
 

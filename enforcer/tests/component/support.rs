@@ -172,6 +172,7 @@ impl World {
                 )],
                 false,
             ),
+            previous_secrets: vec![],
         })
     }
 

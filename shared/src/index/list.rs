@@ -13,7 +13,9 @@
 //! Expired entries are skipped at lookup time, so an entry stops matching at
 //! its instant whether or not the control plane has removed it yet.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use crate::{
     allowlist::Allowlist,
@@ -29,10 +31,18 @@ pub const SMALL_LIST: usize = 32;
 pub enum ListMatch<'a> {
     /// The list has no entries: every address passes.
     Empty,
-    /// An unexpired entry covers the address; its label ("" when none).
-    Matched(&'a str),
+    /// An unexpired entry covers the address.
+    Matched(MatchedEntry<'a>),
     /// No unexpired entry covers the address.
     NotMatched,
+}
+
+/// The entry that let an address through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MatchedEntry<'a> {
+    pub cidr: IpNet,
+    /// Its label ("" when none).
+    pub label: &'a str,
 }
 
 /// An allowlist compiled for lookups.
@@ -76,9 +86,29 @@ struct Group<T> {
 }
 
 /// Integer address types the layouts work on.
-trait Bits: Copy + Ord + std::ops::BitAnd<Output = Self> {}
-impl Bits for u32 {}
-impl Bits for u128 {}
+trait Bits: Copy + Ord + std::ops::BitAnd<Output = Self> {
+    /// The network `net`/`mask` as a CIDR.
+    fn cidr(net: Self, mask: Self) -> IpNet;
+}
+
+impl Bits for u32 {
+    fn cidr(net: u32, mask: u32) -> IpNet {
+        // Masks are built from valid prefixes, so the length is in range.
+        IpNet::V4(Ipv4Net::new_assert(
+            Ipv4Addr::from(net),
+            mask.count_ones() as u8,
+        ))
+    }
+}
+
+impl Bits for u128 {
+    fn cidr(net: u128, mask: u128) -> IpNet {
+        IpNet::V6(Ipv6Net::new_assert(
+            Ipv6Addr::from(net),
+            mask.count_ones() as u8,
+        ))
+    }
+}
 
 impl<T: Bits> Family<T> {
     fn build(mut nets: Vec<(T, T, u32)>, grouped: bool) -> Self {
@@ -111,13 +141,13 @@ impl<T: Bits> Family<T> {
         }
     }
 
-    /// The first entry covering `addr` that `live` accepts.
-    fn find(&self, addr: T, live: impl Fn(u32) -> bool) -> Option<u32> {
+    /// The first entry covering `addr` that `live` accepts: its number and network.
+    fn find(&self, addr: T, live: impl Fn(u32) -> bool) -> Option<(u32, IpNet)> {
         match self {
             Family::Flat(nets) => nets
                 .iter()
                 .find(|(net, mask, idx)| addr & *mask == *net && live(*idx))
-                .map(|(_, _, idx)| *idx),
+                .map(|(net, mask, idx)| (*idx, T::cidr(*net, *mask))),
             Family::Grouped(groups) => groups.iter().find_map(|g| {
                 let masked = addr & g.mask;
                 g.nets
@@ -125,6 +155,7 @@ impl<T: Bits> Family<T> {
                     .ok()
                     .map(|pos| g.nets[pos].1)
                     .filter(|idx| live(*idx))
+                    .map(|idx| (idx, T::cidr(masked, g.mask)))
             }),
         }
     }
@@ -195,7 +226,10 @@ impl CompiledList {
             IpAddr::V6(a) => self.v6.find(u128::from(a), live),
         };
         match hit {
-            Some(idx) => ListMatch::Matched(self.meta(idx).map_or("", |m| &m.label)),
+            Some((idx, cidr)) => ListMatch::Matched(MatchedEntry {
+                cidr,
+                label: self.meta(idx).map_or("", |m| &m.label),
+            }),
             None => ListMatch::NotMatched,
         }
     }
@@ -220,14 +254,19 @@ mod tests {
         )
     }
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    /// The matched entry as text: "label cidr", or "-" when none matched.
+    fn hit(list: &CompiledList, ip: &str, now: UnixMillis) -> String {
+        match list.lookup(ip.parse().unwrap(), now) {
+            ListMatch::Matched(m) => format!("{} {}", m.label, m.cidr),
+            ListMatch::NotMatched => "-".into(),
+            ListMatch::Empty => "empty".into(),
+        }
     }
 
     #[test]
     fn an_empty_list_says_empty() {
         let list = CompiledList::new(&Allowlist::default());
-        assert_eq!(list.lookup(ip("203.0.113.5"), 0), ListMatch::Empty);
+        assert_eq!(hit(&list, "203.0.113.5", 0), "empty");
     }
 
     #[test]
@@ -239,29 +278,23 @@ mod tests {
             ],
             false,
         ));
+        assert_eq!(hit(&list, "203.0.113.77", 0), "office 203.0.113.0/24");
         assert_eq!(
-            list.lookup(ip("203.0.113.77"), 0),
-            ListMatch::Matched("office")
+            hit(&list, "::ffff:203.0.113.77", 0),
+            "office 203.0.113.0/24"
         );
-        assert_eq!(
-            list.lookup(ip("::ffff:203.0.113.77"), 0),
-            ListMatch::Matched("office")
-        );
-        assert_eq!(list.lookup(ip("203.0.114.1"), 0), ListMatch::NotMatched);
-        assert_eq!(
-            list.lookup(ip("2001:db8:0:1::5"), 0),
-            ListMatch::Matched("v6")
-        );
-        assert_eq!(list.lookup(ip("2001:db8:1::5"), 0), ListMatch::NotMatched);
+        assert_eq!(hit(&list, "203.0.114.1", 0), "-");
+        assert_eq!(hit(&list, "2001:db8:0:1::5", 0), "v6 2001:db8::/48");
+        assert_eq!(hit(&list, "2001:db8:1::5", 0), "-");
         // IPv4-compatible is not IPv4.
-        assert_eq!(list.lookup(ip("::203.0.113.77"), 0), ListMatch::NotMatched);
+        assert_eq!(hit(&list, "::203.0.113.77", 0), "-");
     }
 
     #[test]
     fn unlabelled_lists_carry_no_meta() {
         let list = CompiledList::new(&Allowlist::new(vec![entry("203.0.113.5", "", None)], false));
         assert!(list.meta.is_empty());
-        assert_eq!(list.lookup(ip("203.0.113.5"), 0), ListMatch::Matched(""));
+        assert_eq!(hit(&list, "203.0.113.5", 0), " 203.0.113.5/32");
     }
 
     #[test]
@@ -272,11 +305,8 @@ mod tests {
             false,
         ));
         let at_ms = time::to_millis(at);
-        assert_eq!(
-            list.lookup(ip("203.0.113.5"), at_ms - 1),
-            ListMatch::Matched("temp")
-        );
-        assert_eq!(list.lookup(ip("203.0.113.5"), at_ms), ListMatch::NotMatched);
+        assert_eq!(hit(&list, "203.0.113.5", at_ms - 1), "temp 203.0.113.5/32");
+        assert_eq!(hit(&list, "203.0.113.5", at_ms), "-");
     }
 
     #[test]
@@ -287,18 +317,14 @@ mod tests {
             .collect();
         entries.push(entry("203.0.113.5", "host", Some(at)));
         entries.push(entry("203.0.113.0/24", "net", None));
+        entries.push(entry("2001:db8::/64", "v6", None));
         let list = CompiledList::new(&Allowlist::new(entries, false));
         assert!(matches!(list.v4, Family::Grouped(_)));
         let at_ms = time::to_millis(at);
-        assert_eq!(
-            list.lookup(ip("203.0.113.5"), at_ms - 1),
-            ListMatch::Matched("host")
-        );
-        assert_eq!(
-            list.lookup(ip("203.0.113.5"), at_ms),
-            ListMatch::Matched("net")
-        );
-        assert_eq!(list.lookup(ip("198.51.42.9"), 0), ListMatch::Matched(""));
-        assert_eq!(list.lookup(ip("198.51.142.9"), 0), ListMatch::NotMatched);
+        assert_eq!(hit(&list, "203.0.113.5", at_ms - 1), "host 203.0.113.5/32");
+        assert_eq!(hit(&list, "203.0.113.5", at_ms), "net 203.0.113.0/24");
+        assert_eq!(hit(&list, "198.51.42.9", 0), " 198.51.42.0/24");
+        assert_eq!(hit(&list, "198.51.142.9", 0), "-");
+        assert_eq!(hit(&list, "2001:db8::9", 0), "v6 2001:db8::/64");
     }
 }

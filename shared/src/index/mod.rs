@@ -16,7 +16,7 @@ use std::sync::Arc;
 // on the table are not in a caller's hands.
 use hashbrown::{HashMap, HashSet};
 
-pub use list::{CompiledList, ListMatch, SMALL_LIST};
+pub use list::{CompiledList, ListMatch, MatchedEntry, SMALL_LIST};
 
 use crate::{
     api::{ApiConfig, ApiSlug, RouteRule, Scope},
@@ -107,6 +107,11 @@ impl Index {
             scopes: key.scopes.into_boxed_slice(),
             expires_at: key.expires_at.map_or(NEVER, time::to_millis),
             allowlist: CompiledList::new(&key.allowlist),
+            previous_secrets: key
+                .previous_secrets
+                .iter()
+                .map(|p| (p.hash, time::to_millis(p.valid_until)))
+                .collect(),
         };
         self.keys.insert(key.id, Arc::new(compiled));
     }
@@ -163,12 +168,24 @@ pub struct CompiledKey {
     pub(crate) scopes: Box<[Scope]>,
     pub(crate) expires_at: UnixMillis,
     pub(crate) allowlist: CompiledList,
+    /// Rotated-out secrets and the instant each stops working.
+    pub(crate) previous_secrets: Box<[(SecretHash, UnixMillis)]>,
 }
 
 impl CompiledKey {
     /// True when the key carries `scope`.
     pub(crate) fn has_scope(&self, scope: &Scope) -> bool {
         self.scopes.iter().any(|s| s == scope)
+    }
+
+    /// True when `presented` is the key's secret, or a rotated-out one
+    /// still within its grace period at `now`.
+    pub(crate) fn accepts(&self, presented: &SecretHash, now: UnixMillis) -> bool {
+        self.secret_hash.matches(presented)
+            || self
+                .previous_secrets
+                .iter()
+                .any(|(hash, until)| *until > now && hash.matches(presented))
     }
 }
 
