@@ -4,15 +4,20 @@
 //! PostgreSQL, and talks to them as users do: gRPC for the admin API, HTTP
 //! from chosen 127.0.0.x source addresses through the proxy.
 
+pub mod admin;
 pub mod backend;
+pub mod events;
 pub mod http;
 pub mod process;
+pub mod tools;
 pub mod upstream;
+pub mod world;
 
 use std::{future::Future, time::Duration};
 
 pub use backend::Backend;
 pub use process::{ControlPlane, Enforcer};
+pub use world::World;
 
 /// Owner token every test control plane is bootstrapped with.
 pub const OWNER_TOKEN: &str = "ipg_admin_e2eOwnerTokenForTestsOnly0000000000000000000";

@@ -11,7 +11,10 @@ use std::{
     time::Duration,
 };
 
-use ipgate_shared::proto::admin::v1::admin_service_client::AdminServiceClient;
+use ipgate_shared::proto::{
+    admin::v1::admin_service_client::AdminServiceClient,
+    sync::v1::sync_service_client::SyncServiceClient,
+};
 use tonic::{
     metadata::MetadataValue,
     service::{Interceptor, interceptor::InterceptedService},
@@ -143,6 +146,10 @@ impl Proc {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILL: no graceful shutdown, like a crash.
     fn kill(&mut self) {
         let _ = self.child.kill();
@@ -185,28 +192,43 @@ impl Interceptor for Bearer {
 /// An admin API client with a token.
 pub type AdminClient = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 
+/// A sync service client with a token: what an enforcer speaks.
+pub type SyncClient = SyncServiceClient<InterceptedService<Channel, Bearer>>;
+
 /// A control plane child process.
 pub struct ControlPlane {
     proc: Option<Proc>,
     /// The gRPC address it listens on (kept across restarts).
     pub addr: SocketAddr,
     database: String,
+    extra_args: Vec<String>,
 }
 
 impl ControlPlane {
     /// Starts a control plane on `backend`, on a free loopback port.
     pub fn start(backend: &Backend) -> ControlPlane {
-        Self::start_at(backend.url(), "127.0.0.1:0".parse().expect("address"))
+        Self::start_with(backend, &[])
     }
 
-    fn start_at(database: &str, listen: SocketAddr) -> ControlPlane {
-        let args = vec![
+    /// Like [`ControlPlane::start`], with more flags (kept across restarts).
+    pub fn start_with(backend: &Backend, extra_args: &[&str]) -> ControlPlane {
+        let extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        Self::start_at(
+            backend.url(),
+            "127.0.0.1:0".parse().expect("address"),
+            extra_args,
+        )
+    }
+
+    fn start_at(database: &str, listen: SocketAddr, extra_args: Vec<String>) -> ControlPlane {
+        let mut args = vec![
             "control-plane".to_owned(),
             "--listen".to_owned(),
             listen.to_string(),
             "--database".to_owned(),
             database.to_owned(),
         ];
+        args.extend(extra_args.iter().cloned());
         let envs = [
             ("IPGATE_BOOTSTRAP_TOKEN", OWNER_TOKEN),
             ("IPGATE_BOOTSTRAP_ENFORCER_TOKEN", ENFORCER_TOKEN),
@@ -216,7 +238,13 @@ impl ControlPlane {
             proc: Some(proc),
             addr: addrs[0],
             database: database.to_owned(),
+            extra_args,
         }
+    }
+
+    /// The process id, e.g. to read its memory from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.proc.as_ref().expect("the control plane runs").pid()
     }
 
     /// Kills the process with SIGKILL, like a crash.
@@ -229,7 +257,7 @@ impl ControlPlane {
     /// Starts it again on the same address and database.
     pub fn restart(&mut self) {
         self.kill();
-        *self = Self::start_at(&self.database.clone(), self.addr);
+        *self = Self::start_at(&self.database.clone(), self.addr, self.extra_args.clone());
     }
 
     /// `http://<addr>`, for enforcers and clients.
@@ -244,12 +272,25 @@ impl ControlPlane {
 
     /// An admin client with another token.
     pub async fn admin_with(&self, token: &str) -> AdminClient {
-        let channel = Channel::from_shared(self.url())
+        AdminServiceClient::with_interceptor(self.channel().await, Bearer::new(token))
+    }
+
+    /// A sync service client with the bootstrap enforcer token.
+    pub async fn sync(&self) -> SyncClient {
+        self.sync_with(ENFORCER_TOKEN).await
+    }
+
+    /// A sync service client with another token.
+    pub async fn sync_with(&self, token: &str) -> SyncClient {
+        SyncServiceClient::with_interceptor(self.channel().await, Bearer::new(token))
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url())
             .expect("url")
             .connect()
             .await
-            .expect("connect to the control plane");
-        AdminServiceClient::with_interceptor(channel, Bearer::new(token))
+            .expect("connect to the control plane")
     }
 }
 
@@ -263,6 +304,16 @@ pub struct Enforcer {
 impl Enforcer {
     /// Starts an enforcer synced from `control_plane`, proxying API `api` to `upstream`.
     pub fn start(control_plane: &ControlPlane, api: &str, upstream: SocketAddr) -> Enforcer {
+        Self::start_with_token(control_plane, api, upstream, ENFORCER_TOKEN)
+    }
+
+    /// Like [`Enforcer::start`], presenting enforcer token `token`.
+    pub fn start_with_token(
+        control_plane: &ControlPlane,
+        api: &str,
+        upstream: SocketAddr,
+        token: &str,
+    ) -> Enforcer {
         let args: Vec<String> = [
             "enforcer",
             "--control-plane",
@@ -279,7 +330,7 @@ impl Enforcer {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        let envs = [("IPGATE_ENFORCER_TOKEN", ENFORCER_TOKEN)];
+        let envs = [("IPGATE_ENFORCER_TOKEN", token)];
         let (proc, addrs) = Proc::start(
             "enforcer",
             &args,

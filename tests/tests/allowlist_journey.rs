@@ -8,8 +8,8 @@ use std::{
 };
 
 use ipgate_shared::proto::admin::v1::{
-    Allowlist, AllowlistEntry, CreateApiKeyRequest, CreateApiRequest, GetApiKeyRequest,
-    GetRevisionStatusRequest, QueryUsageLogsRequest, SetApiAllowlistRequest,
+    Allowlist, AllowlistEntry, AllowlistWriteOptions, CreateApiKeyRequest, CreateApiRequest,
+    GetApiKeyRequest, GetRevisionStatusRequest, QueryUsageLogsRequest, SetApiAllowlistRequest,
     SetApiKeyAllowlistRequest, UsageLogEntry,
 };
 use ipgate_tests::{
@@ -24,6 +24,13 @@ const API_BODY: &str = r#"{"error":{"code":"IP_NOT_ALLOWED","message":"Request I
 
 fn ip(s: &str) -> IpAddr {
     s.parse().expect("address")
+}
+
+fn ack_lockout() -> AllowlistWriteOptions {
+    AllowlistWriteOptions {
+        validate_only: false,
+        acknowledge_lockout_risk: true,
+    }
 }
 
 fn list(cidrs: &[&str]) -> Option<Allowlist> {
@@ -102,11 +109,15 @@ impl World {
             .set_api_key_allowlist(SetApiKeyAllowlistRequest {
                 id: self.key_id.clone(),
                 allowlist: list(cidrs),
-                etag: String::new(),
+                // These tests block callers on purpose.
+                options: Some(ack_lockout()),
+                ..Default::default()
             })
             .await
             .expect("set key allowlist")
             .into_inner()
+            .key
+            .expect("the key as stored")
             .revision
     }
 
@@ -173,7 +184,8 @@ async fn allowlist_changes_reach_the_enforcer(backend: Backend) {
         .set_api_allowlist(SetApiAllowlistRequest {
             slug: "orders".into(),
             allowlist: list(&["127.0.0.2"]),
-            etag: String::new(),
+            options: Some(ack_lockout()),
+            ..Default::default()
         })
         .await
         .expect("set API allowlist");

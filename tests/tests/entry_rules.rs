@@ -115,7 +115,7 @@ async fn rejected_entries_change_nothing(backend: Backend) {
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
             id: key.id.clone(),
             allowlist: entries(&["203.0.113.7"]),
-            etag: String::new(),
+            ..Default::default()
         })
         .await
         .expect("a valid list is stored");
@@ -127,7 +127,7 @@ async fn rejected_entries_change_nothing(backend: Backend) {
             .set_api_key_allowlist(SetApiKeyAllowlistRequest {
                 id: key.id.clone(),
                 allowlist: entries(&["198.51.100.1", input]),
-                etag: String::new(),
+                ..Default::default()
             })
             .await
             .expect_err(input);
@@ -137,7 +137,7 @@ async fn rejected_entries_change_nothing(backend: Backend) {
             .set_api_allowlist(SetApiAllowlistRequest {
                 slug: "orders".into(),
                 allowlist: entries(&[input]),
-                etag: String::new(),
+                ..Default::default()
             })
             .await
             .expect_err(input);
@@ -149,7 +149,7 @@ async fn rejected_entries_change_nothing(backend: Backend) {
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
             id: key.id.clone(),
             allowlist: entries(&["010.0.0.1", "203.0.113.9", "203.0.113.5/24", "203.0.113.9"]),
-            etag: String::new(),
+            ..Default::default()
         })
         .await
         .expect_err("three bad entries");
@@ -176,7 +176,7 @@ async fn rejected_entries_change_nothing(backend: Backend) {
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
             id: key.id.clone(),
             allowlist: entries(&many),
-            etag: String::new(),
+            ..Default::default()
         })
         .await
         .expect_err("21 entries");
