@@ -4,7 +4,8 @@
 use std::{fmt::Debug, net::IpAddr, time::SystemTime};
 
 use ipgate_shared::proto::admin::v1::{
-    Allowlist, AllowlistEntry, AllowlistWriteOptions, GetRevisionStatusRequest,
+    Allowlist, AllowlistEntry, AllowlistWriteOptions, ExportUsageLogsRequest,
+    GetRevisionStatusRequest,
 };
 use tonic::{Code, Status};
 
@@ -95,4 +96,18 @@ pub fn expect_code<T: Debug>(
             status
         }
     }
+}
+
+/// `ExportUsageLogs` read to the end: the whole CSV, or the first error
+/// (whether it came when the stream opened or in it).
+pub async fn export_csv(
+    admin: &mut AdminClient,
+    request: ExportUsageLogsRequest,
+) -> Result<String, Status> {
+    let mut stream = admin.export_usage_logs(request).await?.into_inner();
+    let mut csv = String::new();
+    while let Some(chunk) = stream.message().await? {
+        csv.push_str(&chunk.csv);
+    }
+    Ok(csv)
 }

@@ -171,20 +171,29 @@ impl Drop for Proc {
     }
 }
 
-/// Adds `authorization: Bearer <token>` to every call.
+/// Adds `authorization: Bearer <token>` to every call (nothing for [`Bearer::none`]).
 #[derive(Clone)]
-pub struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
 
 impl Bearer {
     /// An interceptor for `token`.
     pub fn new(token: &str) -> Self {
-        Bearer(format!("Bearer {token}").parse().expect("ascii token"))
+        Bearer(Some(
+            format!("Bearer {token}").parse().expect("ascii token"),
+        ))
+    }
+
+    /// An interceptor that sends no `authorization` metadata at all.
+    pub fn none() -> Self {
+        Bearer(None)
     }
 }
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        req.metadata_mut().insert("authorization", self.0.clone());
+        if let Some(value) = &self.0 {
+            req.metadata_mut().insert("authorization", value.clone());
+        }
         Ok(req)
     }
 }
@@ -273,6 +282,11 @@ impl ControlPlane {
     /// An admin client with another token.
     pub async fn admin_with(&self, token: &str) -> AdminClient {
         AdminServiceClient::with_interceptor(self.channel().await, Bearer::new(token))
+    }
+
+    /// An admin client that sends no token.
+    pub async fn admin_without_token(&self) -> AdminClient {
+        AdminServiceClient::with_interceptor(self.channel().await, Bearer::none())
     }
 
     /// A sync service client with the bootstrap enforcer token.

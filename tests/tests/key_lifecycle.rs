@@ -1,0 +1,435 @@
+//! An API key's life, seen through a real enforcer on SQLite and
+//! PostgreSQL: rotation with a grace period (the old secret works until it
+//! ends, then gets 401), rotation without one, revocation, expiry, scopes
+//! against route rules, and listing keys with filters and pages.
+
+use std::time::{Duration, SystemTime};
+
+use ipgate_shared::proto::admin::v1::{
+    ApiKeyStatus, CreateApiKeyRequest, CreateApiRequest, GetApiKeyRequest, ListApiKeysRequest,
+    RevokeApiKeyRequest, RotateApiKeyRequest, RouteRule, RouteRules, Scopes,
+    SetApiKeyAllowlistRequest, UpdateApiKeyRequest, UpdateApiRequest,
+};
+use ipgate_tests::{
+    Backend, ControlPlane, World,
+    admin::{ack, cidrs, entries, timestamp},
+    world::API,
+};
+
+fn to_system_time(ts: prost_types::Timestamp) -> SystemTime {
+    ipgate_shared::time::from_timestamp(&ts).expect("a valid timestamp")
+}
+
+async fn rotation_keeps_the_old_secret_for_the_grace_period(backend: Backend) {
+    let mut w = World::start(&backend).await;
+    w.admin
+        .set_api_key_allowlist(SetApiKeyAllowlistRequest {
+            id: w.key_id.clone(),
+            allowlist: entries(&["127.0.0.1", "127.0.0.2"]),
+            options: ack(),
+            ..Default::default()
+        })
+        .await
+        .expect("key list");
+    w.wait_for("127.0.0.3", &w.key, 403).await;
+    let old = w.key.clone();
+
+    // A dry run shows no secret and changes nothing.
+    let dry = w
+        .admin
+        .rotate_api_key(RotateApiKeyRequest {
+            id: w.key_id.clone(),
+            grace_period: Some(prost_types::Duration {
+                seconds: 3,
+                nanos: 0,
+            }),
+            validate_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("dry-run rotation")
+        .into_inner();
+    assert!(dry.secret.is_empty(), "a dry run shows no secret");
+
+    let grace = Duration::from_secs(4);
+    let asked = SystemTime::now();
+    let rotated = w
+        .admin
+        .rotate_api_key(RotateApiKeyRequest {
+            id: w.key_id.clone(),
+            grace_period: Some(prost_types::Duration {
+                seconds: 4,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("rotate with a grace period")
+        .into_inner();
+    let key = rotated.key.expect("key");
+    let new = rotated.secret;
+    assert_eq!(key.id, w.key_id, "same id");
+    assert!(
+        new.starts_with(&format!("ipg_live_{}_", w.key_id)) && new != old,
+        "a new secret with the visible prefix and the id"
+    );
+    assert_eq!(key.prefix, format!("ipg_live_{}_", w.key_id));
+    assert_eq!(
+        cidrs(key.allowlist.as_ref()),
+        ["127.0.0.1/32", "127.0.0.2/32"],
+        "same allowlist"
+    );
+    let grace_end = to_system_time(
+        key.previous_secret_expires_at
+            .expect("previous_secret_expires_at"),
+    );
+    let off = grace_end
+        .duration_since(asked + grace)
+        .unwrap_or_else(|e| e.duration());
+    assert!(
+        off < Duration::from_secs(2),
+        "grace ends {off:?} off the period asked"
+    );
+
+    // During the grace period both secrets work, under the same list.
+    w.wait_for("127.0.0.1", &new, 200).await;
+    assert!(
+        SystemTime::now() + Duration::from_millis(500) < grace_end,
+        "the new secret took too long to arrive to check the grace period"
+    );
+    assert_eq!(
+        w.call("127.0.0.1", &old).await.status,
+        200,
+        "old secret in its grace period"
+    );
+    assert_eq!(
+        w.call("127.0.0.3", &new).await.status,
+        403,
+        "the list applies to the new secret"
+    );
+
+    // Then the old secret is refused; the new one keeps working.
+    let refused = loop {
+        let res = w.call("127.0.0.1", &old).await;
+        let now = SystemTime::now();
+        if res.status == 401 {
+            assert!(
+                now + Duration::from_millis(100) >= grace_end,
+                "refused before the grace period ended"
+            );
+            break now.duration_since(grace_end).unwrap_or_default();
+        }
+        assert_eq!(res.status, 200, "{res:?}");
+        assert!(
+            now < grace_end + Duration::from_secs(3),
+            "the old secret still works 3 s after its grace period"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!("old secret refused {refused:?} after its grace period ended");
+    assert_eq!(w.call("127.0.0.1", &new).await.status, 200);
+
+    // Without a grace period the previous secret stops at once.
+    let again = w
+        .admin
+        .rotate_api_key(RotateApiKeyRequest {
+            id: w.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("rotate without grace")
+        .into_inner();
+    w.wait_for("127.0.0.1", &again.secret, 200).await;
+    let res = w.call("127.0.0.1", &new).await;
+    assert_eq!(res.status, 401, "{res:?}");
+    assert!(res.body.contains("INVALID_API_KEY"), "{res:?}");
+}
+
+async fn revoked_and_expired_keys_are_refused(backend: Backend) {
+    let mut w = World::start(&backend).await;
+    let expires_at = SystemTime::now() + Duration::from_secs(3);
+    let expiring = w
+        .admin
+        .create_api_key(CreateApiKeyRequest {
+            api: API.into(),
+            name: "short-lived".into(),
+            expires_at: Some(timestamp(expires_at)),
+            ..Default::default()
+        })
+        .await
+        .expect("a key with an expiry")
+        .into_inner();
+    let expiring_id = expiring.key.expect("key").id;
+
+    // A typo in a secret: refused (the checksum catches it).
+    let mut typo = w.key.clone().into_bytes();
+    let i = typo.len() - 10;
+    typo[i] = if typo[i] == b'a' { b'b' } else { b'a' };
+    let typo = String::from_utf8(typo).expect("ascii");
+    assert_eq!(w.call("127.0.0.1", &typo).await.status, 401);
+
+    // Revoked: a dry run changes nothing; the real one reaches the enforcer.
+    let dry = w
+        .admin
+        .revoke_api_key(RevokeApiKeyRequest {
+            id: w.key_id.clone(),
+            validate_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("dry-run revoke")
+        .into_inner();
+    assert_eq!(dry.status, i32::from(ApiKeyStatus::Revoked), "{dry:?}");
+    assert_eq!(w.call("127.0.0.1", &w.key).await.status, 200);
+    let revoked = w
+        .admin
+        .revoke_api_key(RevokeApiKeyRequest {
+            id: w.key_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("revoke")
+        .into_inner();
+    assert_eq!(revoked.status, i32::from(ApiKeyStatus::Revoked));
+    assert!(revoked.revoked_at.is_some());
+    let res = w.wait_for("127.0.0.1", &w.key, 401).await;
+    assert!(res.body.contains("INVALID_API_KEY"), "{res:?}");
+
+    // Expired: works until its instant, then refused, and listed as expired.
+    w.wait_for("127.0.0.1", &expiring.secret, 200).await;
+    let (res, _) =
+        ipgate_tests::eventually(Duration::from_secs(6), "the key to expire", || async {
+            let res = w.call("127.0.0.1", &expiring.secret).await;
+            (res.status == 401).then_some(res)
+        })
+        .await;
+    assert!(
+        SystemTime::now() >= expires_at,
+        "refused before its expiry: {res:?}"
+    );
+    let key = w
+        .admin
+        .get_api_key(GetApiKeyRequest {
+            id: expiring_id.clone(),
+        })
+        .await
+        .expect("get the expired key")
+        .into_inner();
+    assert_eq!(key.status, i32::from(ApiKeyStatus::Expired), "{key:?}");
+
+    for (status, expected) in [
+        (ApiKeyStatus::Revoked, vec![w.key_id.clone()]),
+        (ApiKeyStatus::Expired, vec![expiring_id.clone()]),
+        (ApiKeyStatus::Active, vec![]),
+    ] {
+        let listed: Vec<String> = w
+            .admin
+            .list_api_keys(ListApiKeysRequest {
+                status: status.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("list keys")
+            .into_inner()
+            .keys
+            .into_iter()
+            .map(|k| k.id)
+            .collect();
+        assert_eq!(listed, expected, "keys with status {status:?}");
+    }
+}
+
+async fn scopes_meet_route_rules(backend: Backend) {
+    let mut w = World::start(&backend).await;
+    let api = w
+        .admin
+        .update_api(UpdateApiRequest {
+            slug: API.into(),
+            routes: Some(RouteRules {
+                rules: vec![RouteRule {
+                    method: "POST".into(),
+                    path_prefix: "/orders".into(),
+                    scope: "orders:write".into(),
+                }],
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("route rules")
+        .into_inner();
+    assert_eq!(api.routes.len(), 1);
+    let mut admin = w.admin.clone();
+    let post = || w.request("127.0.0.1", "POST", "/orders/7", &w.key);
+    let (res, _) = ipgate_tests::eventually(Duration::from_secs(10), "the route rule", || async {
+        let res = post().await;
+        (res.status == 403).then_some(res)
+    })
+    .await;
+    assert!(res.body.contains("INSUFFICIENT_SCOPE"), "{res:?}");
+    assert_eq!(
+        w.call("127.0.0.1", &w.key).await.status,
+        200,
+        "GET needs no scope"
+    );
+
+    let key = admin
+        .update_api_key(UpdateApiKeyRequest {
+            id: w.key_id.clone(),
+            scopes: Some(Scopes {
+                scopes: vec!["orders:write".into()],
+            }),
+            description: Some("writes orders".into()),
+            ..Default::default()
+        })
+        .await
+        .expect("give the key the scope")
+        .into_inner();
+    assert_eq!(key.scopes, ["orders:write"]);
+    assert_eq!(key.description, "writes orders");
+    assert_eq!(key.name, "first key", "fields left out stay");
+    ipgate_tests::eventually(Duration::from_secs(10), "the scope", || async {
+        (post().await.status == 200).then_some(())
+    })
+    .await;
+
+    // An empty scopes message clears them.
+    let key = admin
+        .update_api_key(UpdateApiKeyRequest {
+            id: w.key_id.clone(),
+            scopes: Some(Scopes { scopes: vec![] }),
+            ..Default::default()
+        })
+        .await
+        .expect("clear the scopes")
+        .into_inner();
+    assert!(key.scopes.is_empty());
+    assert_eq!(key.description, "writes orders");
+    ipgate_tests::eventually(Duration::from_secs(10), "the scope to go", || async {
+        (post().await.status == 403).then_some(())
+    })
+    .await;
+}
+
+async fn keys_list_with_filters_and_pages(backend: Backend) {
+    let cp = ControlPlane::start(&backend);
+    let mut admin = cp.admin().await;
+    for slug in ["orders", "billing"] {
+        admin
+            .create_api(CreateApiRequest {
+                slug: slug.into(),
+                name: slug.into(),
+                ..Default::default()
+            })
+            .await
+            .expect("create API");
+    }
+    let mut ids = Vec::new();
+    for (api, name, list) in [
+        ("orders", "Shop backend", entries(&["203.0.113.1"])),
+        ("orders", "shop worker", None),
+        ("orders", "Mobile app", entries(&["203.0.113.2"])),
+        ("billing", "SHOP invoices", None),
+        ("billing", "ledger", None),
+    ] {
+        let key = admin
+            .create_api_key(CreateApiKeyRequest {
+                api: api.into(),
+                name: name.into(),
+                allowlist: list,
+                ..Default::default()
+            })
+            .await
+            .expect("create key")
+            .into_inner()
+            .key
+            .expect("key");
+        ids.push(key.id);
+        // Distinct creation times, so "newest first" is one order.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let list = |request: ListApiKeysRequest| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .list_api_keys(request)
+                .await
+                .expect("list keys")
+                .into_inner()
+        }
+    };
+    let names = |keys: Vec<ipgate_shared::proto::admin::v1::ApiKey>| -> Vec<String> {
+        keys.into_iter().map(|k| k.name).collect()
+    };
+    assert_eq!(
+        names(list(ListApiKeysRequest::default()).await.keys),
+        [
+            "ledger",
+            "SHOP invoices",
+            "Mobile app",
+            "shop worker",
+            "Shop backend"
+        ],
+        "newest first"
+    );
+    assert_eq!(
+        names(
+            list(ListApiKeysRequest {
+                api: "orders".into(),
+                name_contains: "shop".into(),
+                ..Default::default()
+            })
+            .await
+            .keys
+        ),
+        ["shop worker", "Shop backend"],
+        "by API and name, case-insensitive"
+    );
+    assert_eq!(
+        names(
+            list(ListApiKeysRequest {
+                has_allowlist: Some(true),
+                ..Default::default()
+            })
+            .await
+            .keys
+        ),
+        ["Mobile app", "Shop backend"]
+    );
+    assert_eq!(
+        list(ListApiKeysRequest {
+            has_allowlist: Some(false),
+            ..Default::default()
+        })
+        .await
+        .keys
+        .len(),
+        3
+    );
+
+    // Pages of two: every key once, in the same order.
+    let mut paged = Vec::new();
+    let mut token = String::new();
+    for _ in 0..10 {
+        let page = list(ListApiKeysRequest {
+            page_size: 2,
+            page_token: token.clone(),
+            ..Default::default()
+        })
+        .await;
+        assert!(page.keys.len() <= 2);
+        paged.extend(page.keys.into_iter().map(|k| k.id));
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    ids.reverse();
+    assert_eq!(paged, ids);
+}
+
+ipgate_tests::on_both_backends!(
+    rotation_keeps_the_old_secret_for_the_grace_period,
+    revoked_and_expired_keys_are_refused,
+    scopes_meet_route_rules,
+    keys_list_with_filters_and_pages,
+);
