@@ -5,7 +5,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use tonic::metadata::MetadataMap;
 
-use crate::store::{Principal, Role, Store, StoreError};
+use crate::store::{Principal, Role, Store, StoreError, TenantId};
 
 /// Start of generated admin tokens.
 pub const ADMIN_TOKEN_PREFIX: &str = "ipg_admin_";
@@ -15,13 +15,22 @@ pub const ENFORCER_TOKEN_PREFIX: &str = "ipg_enf_";
 const TOKEN_RANDOM_CHARS: usize = 43;
 const BASE62: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 
+/// Start of public token ids.
+pub const TOKEN_ID_PREFIX: &str = "tok_";
+/// Random characters of a public token id (`0-9a-z`).
+const TOKEN_ID_CHARS: usize = 16;
+
 /// What a call needs its caller to be allowed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
     /// Read admin objects: any admin role.
     Read,
-    /// Change admin objects: owner or editor.
+    /// Change APIs, keys and allowlists: owner or editor.
     Write,
+    /// Manage tokens: owner.
+    Own,
+    /// Manage tenants: an owner of the default tenant.
+    Operate,
     /// Sync and report usage: enforcer tokens only.
     Enforce,
 }
@@ -33,7 +42,7 @@ pub enum AuthError {
     Missing,
     #[error("the bearer token is not valid")]
     Unknown,
-    #[error("a {role} token may not {what}")]
+    #[error("{role} tokens may not {what}")]
     Forbidden {
         role: &'static str,
         what: &'static str,
@@ -51,6 +60,19 @@ pub fn generate_token(prefix: &str) -> String {
         token.push(char::from(BASE62[rng.random_range(0..BASE62.len())]));
     }
     token
+}
+
+/// A fresh public token id: `tok_` and 16 of `0-9a-z`.
+pub fn generate_token_id() -> String {
+    let mut rng = rand::rng();
+    let mut id = String::with_capacity(TOKEN_ID_PREFIX.len() + TOKEN_ID_CHARS);
+    id.push_str(TOKEN_ID_PREFIX);
+    for _ in 0..TOKEN_ID_CHARS {
+        // The lowercase half of BASE62 plus its digits.
+        let i = rng.random_range(0..36);
+        id.push(char::from(if i < 10 { BASE62[i] } else { BASE62[i + 26] }));
+    }
+    id
 }
 
 /// The SHA-256 a token is stored as.
@@ -80,6 +102,8 @@ pub async fn authorize<S: Store>(
     let allowed = match access {
         Access::Read => matches!(principal.role, Role::Owner | Role::Editor | Role::Viewer),
         Access::Write => matches!(principal.role, Role::Owner | Role::Editor),
+        Access::Own => principal.role == Role::Owner,
+        Access::Operate => principal.role == Role::Owner && principal.tenant == TenantId::DEFAULT,
         Access::Enforce => principal.role == Role::Enforcer,
     };
     if allowed {
@@ -89,7 +113,9 @@ pub async fn authorize<S: Store>(
             role: principal.role.as_str(),
             what: match access {
                 Access::Read => "call the admin API",
-                Access::Write => "change admin objects",
+                Access::Write => "change APIs, keys or allowlists",
+                Access::Own => "manage tokens (owner tokens only)",
+                Access::Operate => "manage tenants (owner tokens of the default tenant only)",
                 Access::Enforce => "sync or report usage events",
             },
         })
@@ -109,6 +135,18 @@ mod tests {
         assert_eq!(random.len(), 43);
         assert!(random.bytes().all(|b| b.is_ascii_alphanumeric()));
         assert_ne!(token, generate_token(ADMIN_TOKEN_PREFIX));
+    }
+
+    #[test]
+    fn token_ids_are_short_and_lowercase() {
+        let id = generate_token_id();
+        let random = id.strip_prefix(TOKEN_ID_PREFIX).unwrap();
+        assert_eq!(random.len(), 16);
+        assert!(
+            random
+                .bytes()
+                .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+        );
     }
 
     #[test]

@@ -6,10 +6,13 @@
 //! the tests run the same code.
 
 pub mod admin;
+pub mod allowlists;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod config;
 pub mod error;
+pub mod page;
 pub mod server;
 pub mod status;
 pub mod store;

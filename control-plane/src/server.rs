@@ -26,6 +26,11 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// HTTP/2 keepalive pings on accepted connections, to notice vanished enforcers.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
+/// How often expired allowlist entries are removed from the store. They stop
+/// matching on enforcers at their instant regardless; this only tidies.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
+/// Usage events given their address key per transaction by the backfill.
+const BACKFILL_BATCH: u32 = 5000;
 
 /// A running control plane.
 #[derive(Debug)]
@@ -50,6 +55,8 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (shutdown, stop) = watch::channel(false);
     let (feed, feed_task) = ChangeFeed::spawn(Arc::clone(&store), stop.clone()).await?;
     let pruner = tokio::spawn(prune(Arc::clone(&store), config.clone(), stop.clone()));
+    let sweeper = tokio::spawn(sweep(Arc::clone(&store), stop.clone()));
+    let backfill = tokio::spawn(backfill_ip_keys(Arc::clone(&store), stop.clone()));
     let registry = Arc::new(Registry::default());
 
     let admin = AdminApi::new(
@@ -116,7 +123,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         bootstrap,
         shutdown,
         server,
-        tasks: vec![feed_task, pruner],
+        tasks: vec![feed_task, pruner, sweeper, backfill],
         store,
     })
 }
@@ -189,6 +196,46 @@ async fn prune<S: Store>(store: Arc<S>, config: Config, mut stop: watch::Receive
             Ok(pruned) => tracing::debug!(?pruned, "pruned"),
             Err(error) => tracing::warn!(%error, "pruning failed; retrying later"),
         }
+    }
+}
+
+/// Removes expired allowlist entries every [`SWEEP_INTERVAL`]: each object
+/// changed is an audited write by `system`, sent to enforcers as a delta.
+async fn sweep<S: Store>(store: Arc<S>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(SWEEP_INTERVAL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|stop| *stop) => return,
+            _ = every.tick() => {}
+        }
+        match store
+            .remove_expired_entries(std::time::SystemTime::now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(objects) => tracing::info!(objects, "removed expired allowlist entries"),
+            Err(error) => tracing::warn!(%error, "cannot remove expired entries; retrying later"),
+        }
+    }
+}
+
+/// Gives usage events stored by an earlier release their sortable address
+/// key, a batch at a time, then ends.
+async fn backfill_ip_keys<S: Store>(store: Arc<S>, stop: watch::Receiver<bool>) {
+    let mut filled = 0;
+    while !*stop.borrow() {
+        match store.backfill_usage_ip_keys(BACKFILL_BATCH).await {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) => {
+                tracing::warn!(%error, "cannot backfill usage-log address keys; the next start retries");
+                break;
+            }
+        }
+    }
+    if filled > 0 {
+        tracing::info!(events = filled, "usage-log address keys filled in");
     }
 }
 

@@ -1,12 +1,17 @@
 //! Errors as gRPC statuses: every RPC error of the control plane becomes a
 //! `tonic::Status` in exactly one function, [`status`].
 
-use std::fmt;
+use std::{collections::HashMap, fmt};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::{auth::AuthError, store::StoreError};
+use crate::{allowlists::Lockout, auth::AuthError, store::StoreError};
+
+/// `ErrorInfo.reason` of a write refused for locking out active callers.
+pub const LOCKOUT_RISK: &str = "LOCKOUT_RISK";
+/// `ErrorInfo.domain` of ipgate's errors.
+pub const ERROR_DOMAIN: &str = "ipgate";
 
 /// One bad field of a request: its path (`allowlist.entries[2].cidr`) and
 /// what is wrong with it, as shown to the operator.
@@ -107,11 +112,19 @@ pub fn status(error: RpcError) -> Status {
 
 fn store_status(error: StoreError) -> Status {
     match error {
-        StoreError::ApiExists(_) => Status::already_exists(error.to_string()),
-        StoreError::ApiNotFound(_) | StoreError::KeyNotFound(_) => {
+        StoreError::ApiExists(_) | StoreError::TenantExists(_) => {
+            Status::already_exists(error.to_string())
+        }
+        StoreError::ApiNotFound(_) | StoreError::KeyNotFound(_) | StoreError::TokenNotFound(_) => {
             Status::not_found(error.to_string())
         }
         StoreError::StaleEtag { .. } => Status::aborted(error.to_string()),
+        StoreError::ApiHasActiveKeys { .. }
+        | StoreError::KeyRevoked(_)
+        | StoreError::TokenRevoked(_)
+        | StoreError::LastOwner(_) => Status::failed_precondition(error.to_string()),
+        StoreError::LockoutRisk(lockout) => lockout_status(&lockout),
+        StoreError::Invalid(invalid) => status(RpcError::Invalid(invalid)),
         StoreError::Database(
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_),
         ) => {
@@ -123,6 +136,31 @@ fn store_status(error: StoreError) -> Status {
             Status::internal("internal error; the control plane's log says more")
         }
     }
+}
+
+/// FAILED_PRECONDITION for a write that would block active callers: an
+/// `ErrorInfo` (reason `LOCKOUT_RISK`, the addresses and their total in its
+/// metadata) and one `PreconditionFailure` violation per listed address.
+fn lockout_status(lockout: &Lockout) -> Status {
+    let addresses: Vec<String> = lockout.callers.iter().map(|c| c.ip.to_string()).collect();
+    let metadata = HashMap::from([
+        ("addresses".to_owned(), addresses.join(",")),
+        ("total".to_owned(), lockout.total.to_string()),
+    ]);
+    let mut details = ErrorDetails::with_error_info(LOCKOUT_RISK, ERROR_DOMAIN, metadata);
+    for caller in &lockout.callers {
+        details.add_precondition_failure_violation(
+            LOCKOUT_RISK,
+            caller.ip.to_string(),
+            format!(
+                "{} made {} allowed request(s) in the last 24 hours, the last at {}; the change would block it",
+                caller.ip,
+                caller.requests,
+                crate::audit::rfc3339(caller.last_seen)
+            ),
+        );
+    }
+    Status::with_error_details(Code::FailedPrecondition, lockout.message(), details)
 }
 
 impl From<RpcError> for Status {

@@ -1,33 +1,35 @@
-//! `ipgate.admin.v1.AdminService`: APIs, API keys, their allowlists, the
-//! usage log and revision status, for callers with an admin token.
+//! `ipgate.admin.v1.AdminService`: tenants, tokens, APIs, API keys, their
+//! allowlists, test access, the usage and audit logs and revision status,
+//! for callers with an admin token.
 //!
-//! Each RPC authorizes, converts its request to domain values
-//! ([`request`]), calls the store, and converts the record back
-//! ([`response`]); errors become statuses in `crate::status`.
+//! Each RPC authorizes its caller here and hands over to its concern's
+//! module, which converts the request to domain values, calls the store and
+//! converts the result back; errors become statuses in `crate::status`.
 
+pub mod access;
+pub mod allowlists;
+pub mod apis;
+pub mod audit;
+pub mod keys;
 pub mod request;
 pub mod response;
 pub mod revision;
+pub mod tenants;
+pub mod tokens;
 
-use std::{sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use ipgate_shared::{
-    KeyConfig, ListRules, SecretHash,
-    key::NewKey as GeneratedKey,
-    proto::admin::v1::{
-        self as admin, Api, ApiAllowlistResponse, ApiKey, ApiKeyAllowlistResponse,
-        CreateApiKeyRequest, CreateApiKeyResponse, CreateApiRequest, GetApiKeyRequest,
-        GetApiRequest, GetRevisionStatusRequest, QueryUsageLogsRequest, QueryUsageLogsResponse,
-        RevisionStatus, SetApiAllowlistRequest, SetApiKeyAllowlistRequest,
-        admin_service_server::AdminService,
-    },
+    ListRules, Revision,
+    proto::admin::v1::{self as admin, admin_service_server::AdminService},
 };
 use tonic::{Request, Response, Status};
 use tracing::{Span, field};
 
 use crate::{
     auth::{Access, authorize},
-    store::{NewKey, Principal, Store, StoreError},
+    status::RpcError,
+    store::{Principal, Store},
     sync::Registry,
     usage,
 };
@@ -56,326 +58,286 @@ impl<S: Store> AdminApi<S> {
         }
     }
 
-    async fn caller<T>(&self, request: &Request<T>, access: Access) -> Result<Principal, Status> {
-        Ok(authorize(&*self.store, request.metadata(), access).await?)
+    /// The caller, if it may have `access`, and the request's message.
+    async fn call<T>(&self, request: Request<T>, access: Access) -> Result<(Principal, T), Status> {
+        let caller = authorize(&*self.store, request.metadata(), access).await?;
+        Ok((caller, request.into_inner()))
     }
 }
 
-/// Notes the revision a write committed on the RPC's span.
-fn committed(revision: ipgate_shared::Revision) {
-    Span::current().record("revision", revision.get());
+/// Notes the revision a write committed on the RPC's span (none on a dry run).
+fn committed(revision: Revision, validate_only: bool) {
+    if !validate_only {
+        Span::current().record("revision", revision.get());
+    }
+}
+
+fn reply<T>(result: Result<T, RpcError>) -> Result<Response<T>, Status> {
+    result.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
 impl<S: Store> AdminService for AdminApi<S> {
+    #[tracing::instrument(name = "CreateTenant", skip_all, fields(tenant = %request.get_ref().id))]
+    async fn create_tenant(
+        &self,
+        request: Request<admin::CreateTenantRequest>,
+    ) -> Result<Response<admin::CreateTenantResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Operate).await?;
+        reply(tenants::create(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "ListTenants", skip_all)]
+    async fn list_tenants(
+        &self,
+        request: Request<admin::ListTenantsRequest>,
+    ) -> Result<Response<admin::ListTenantsResponse>, Status> {
+        let (_caller, req) = self.call(request, Access::Operate).await?;
+        reply(tenants::list(self, req).await)
+    }
+
+    #[tracing::instrument(name = "CreateToken", skip_all)]
+    async fn create_token(
+        &self,
+        request: Request<admin::CreateTokenRequest>,
+    ) -> Result<Response<admin::CreateTokenResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Own).await?;
+        reply(tokens::create(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "ListTokens", skip_all)]
+    async fn list_tokens(
+        &self,
+        request: Request<admin::ListTokensRequest>,
+    ) -> Result<Response<admin::ListTokensResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Own).await?;
+        reply(tokens::list(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "RevokeToken", skip_all, fields(token = %request.get_ref().id))]
+    async fn revoke_token(
+        &self,
+        request: Request<admin::RevokeTokenRequest>,
+    ) -> Result<Response<admin::Token>, Status> {
+        let (caller, req) = self.call(request, Access::Own).await?;
+        reply(tokens::revoke(self, &caller, req).await)
+    }
+
     #[tracing::instrument(name = "CreateApi", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
     async fn create_api(
         &self,
-        request: Request<CreateApiRequest>,
-    ) -> Result<Response<Api>, Status> {
-        let caller = self.caller(&request, Access::Write).await?;
-        let api = request::create_api(request.into_inner())?;
-        let record = self
-            .store
-            .create_api(caller.tenant, api, SystemTime::now())
-            .await?;
-        committed(record.revision);
-        Ok(Response::new(response::api(&record)))
+        request: Request<admin::CreateApiRequest>,
+    ) -> Result<Response<admin::Api>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(apis::create(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "GetApi", skip_all, fields(slug = %request.get_ref().slug))]
-    async fn get_api(&self, request: Request<GetApiRequest>) -> Result<Response<Api>, Status> {
-        let caller = self.caller(&request, Access::Read).await?;
-        let slug = request::get_api(request.into_inner())?;
-        let record = self
-            .store
-            .api(caller.tenant, &slug)
-            .await?
-            .ok_or_else(|| StoreError::ApiNotFound(slug.to_string()))?;
-        Ok(Response::new(response::api(&record)))
+    async fn get_api(
+        &self,
+        request: Request<admin::GetApiRequest>,
+    ) -> Result<Response<admin::Api>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(apis::get(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "ListApis", skip_all)]
+    async fn list_apis(
+        &self,
+        request: Request<admin::ListApisRequest>,
+    ) -> Result<Response<admin::ListApisResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(apis::list(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "UpdateApi", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
+    async fn update_api(
+        &self,
+        request: Request<admin::UpdateApiRequest>,
+    ) -> Result<Response<admin::Api>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(apis::update(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "DeleteApi", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
+    async fn delete_api(
+        &self,
+        request: Request<admin::DeleteApiRequest>,
+    ) -> Result<Response<admin::DeleteApiResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(apis::delete(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "SetApiAllowlist", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
     async fn set_api_allowlist(
         &self,
-        request: Request<SetApiAllowlistRequest>,
-    ) -> Result<Response<ApiAllowlistResponse>, Status> {
-        let caller = self.caller(&request, Access::Write).await?;
-        let now = SystemTime::now();
-        let set = request::set_api_allowlist(request.into_inner(), self.api_rules, now)?;
-        let record = self
-            .store
-            .set_api_allowlist(caller.tenant, &set.target, set.allowlist, set.expected, now)
-            .await?;
-        committed(record.revision);
-        Ok(Response::new(ApiAllowlistResponse {
-            api: Some(response::api(&record)),
-            lockout: None,
-            validate_only: false,
-        }))
+        request: Request<admin::SetApiAllowlistRequest>,
+    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::set_api(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "AddApiAllowlistEntries", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
+    async fn add_api_allowlist_entries(
+        &self,
+        request: Request<admin::AddApiAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::add_api(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "RemoveApiAllowlistEntries", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
+    async fn remove_api_allowlist_entries(
+        &self,
+        request: Request<admin::RemoveApiAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::remove_api(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "UpdateApiAllowlistEntry", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
+    async fn update_api_allowlist_entry(
+        &self,
+        request: Request<admin::UpdateApiAllowlistEntryRequest>,
+    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::update_api(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "CreateApiKey", skip_all, fields(api = %request.get_ref().api, key = field::Empty, revision = field::Empty))]
     async fn create_api_key(
         &self,
-        request: Request<CreateApiKeyRequest>,
-    ) -> Result<Response<CreateApiKeyResponse>, Status> {
-        let caller = self.caller(&request, Access::Write).await?;
-        let now = SystemTime::now();
-        let create = request::create_api_key(request.into_inner(), self.key_rules, now)?;
-        let generated = GeneratedKey::generate();
-        Span::current().record("key", generated.id.as_str());
-        let key = NewKey {
-            name: create.name,
-            description: create.description,
-            config: KeyConfig {
-                id: generated.id,
-                api: create.api,
-                secret_hash: SecretHash::of(&generated.secret),
-                scopes: create.scopes,
-                expires_at: create.expires_at,
-                allowlist: create.allowlist,
-                previous_secrets: Vec::new(),
-            },
-        };
-        let record = self.store.create_key(caller.tenant, key, now).await?;
-        committed(record.revision);
-        Ok(Response::new(CreateApiKeyResponse {
-            key: Some(response::api_key(&record)),
-            secret: generated.secret,
-        }))
+        request: Request<admin::CreateApiKeyRequest>,
+    ) -> Result<Response<admin::CreateApiKeyResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(keys::create(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "GetApiKey", skip_all, fields(key = %request.get_ref().id))]
     async fn get_api_key(
         &self,
-        request: Request<GetApiKeyRequest>,
-    ) -> Result<Response<ApiKey>, Status> {
-        let caller = self.caller(&request, Access::Read).await?;
-        let id = request::get_api_key(request.into_inner())?;
-        let record = self
-            .store
-            .key(caller.tenant, &id)
-            .await?
-            .ok_or_else(|| StoreError::KeyNotFound(id.to_string()))?;
-        Ok(Response::new(response::api_key(&record)))
+        request: Request<admin::GetApiKeyRequest>,
+    ) -> Result<Response<admin::ApiKey>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(keys::get(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "ListApiKeys", skip_all)]
+    async fn list_api_keys(
+        &self,
+        request: Request<admin::ListApiKeysRequest>,
+    ) -> Result<Response<admin::ListApiKeysResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(keys::list(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "UpdateApiKey", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
+    async fn update_api_key(
+        &self,
+        request: Request<admin::UpdateApiKeyRequest>,
+    ) -> Result<Response<admin::ApiKey>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(keys::update(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "RevokeApiKey", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
+    async fn revoke_api_key(
+        &self,
+        request: Request<admin::RevokeApiKeyRequest>,
+    ) -> Result<Response<admin::ApiKey>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(keys::revoke(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "RotateApiKey", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
+    async fn rotate_api_key(
+        &self,
+        request: Request<admin::RotateApiKeyRequest>,
+    ) -> Result<Response<admin::RotateApiKeyResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(keys::rotate(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "SetApiKeyAllowlist", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
     async fn set_api_key_allowlist(
         &self,
-        request: Request<SetApiKeyAllowlistRequest>,
-    ) -> Result<Response<ApiKeyAllowlistResponse>, Status> {
-        let caller = self.caller(&request, Access::Write).await?;
-        let now = SystemTime::now();
-        let set = request::set_api_key_allowlist(request.into_inner(), self.key_rules, now)?;
-        let record = self
-            .store
-            .set_key_allowlist(caller.tenant, &set.target, set.allowlist, set.expected, now)
-            .await?;
-        committed(record.revision);
-        Ok(Response::new(ApiKeyAllowlistResponse {
-            key: Some(response::api_key(&record)),
-            lockout: None,
-            validate_only: false,
-        }))
+        request: Request<admin::SetApiKeyAllowlistRequest>,
+    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::set_key(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "AddApiKeyAllowlistEntries", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
+    async fn add_api_key_allowlist_entries(
+        &self,
+        request: Request<admin::AddApiKeyAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::add_key(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "RemoveApiKeyAllowlistEntries", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
+    async fn remove_api_key_allowlist_entries(
+        &self,
+        request: Request<admin::RemoveApiKeyAllowlistEntriesRequest>,
+    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::remove_key(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "UpdateApiKeyAllowlistEntry", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
+    async fn update_api_key_allowlist_entry(
+        &self,
+        request: Request<admin::UpdateApiKeyAllowlistEntryRequest>,
+    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Write).await?;
+        reply(allowlists::update_key(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "TestAccess", skip_all, fields(api = %request.get_ref().api))]
+    async fn test_access(
+        &self,
+        request: Request<admin::TestAccessRequest>,
+    ) -> Result<Response<admin::TestAccessResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(access::test(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "QueryUsageLogs", skip_all)]
     async fn query_usage_logs(
         &self,
-        request: Request<QueryUsageLogsRequest>,
-    ) -> Result<Response<QueryUsageLogsResponse>, Status> {
-        let caller = self.caller(&request, Access::Read).await?;
-        let page = usage::query(&*self.store, caller, request.into_inner()).await?;
-        Ok(Response::new(page))
+        request: Request<admin::QueryUsageLogsRequest>,
+    ) -> Result<Response<admin::QueryUsageLogsResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(usage::query(&*self.store, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "ListAuditEvents", skip_all)]
+    async fn list_audit_events(
+        &self,
+        request: Request<admin::ListAuditEventsRequest>,
+    ) -> Result<Response<admin::ListAuditEventsResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(audit::list(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "GetRevisionStatus", skip_all, fields(revision = request.get_ref().revision))]
     async fn get_revision_status(
         &self,
-        request: Request<GetRevisionStatusRequest>,
-    ) -> Result<Response<RevisionStatus>, Status> {
-        self.caller(&request, Access::Read).await?;
-        let asked = request::get_revision_status(request.into_inner());
-        let status = revision::status(&*self.store, &self.registry, asked).await?;
-        Ok(Response::new(status))
+        request: Request<admin::GetRevisionStatusRequest>,
+    ) -> Result<Response<admin::RevisionStatus>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(revision::status(self, &caller, req).await)
     }
 
-    async fn create_tenant(
-        &self,
-        _request: Request<admin::CreateTenantRequest>,
-    ) -> Result<Response<admin::CreateTenantResponse>, Status> {
-        Err(Status::unimplemented(
-            "create_tenant is not implemented yet",
-        ))
-    }
+    type ExportUsageLogsStream = usage::export::ChunkStream;
 
-    async fn list_tenants(
-        &self,
-        _request: Request<admin::ListTenantsRequest>,
-    ) -> Result<Response<admin::ListTenantsResponse>, Status> {
-        Err(Status::unimplemented("list_tenants is not implemented yet"))
-    }
-
-    async fn create_token(
-        &self,
-        _request: Request<admin::CreateTokenRequest>,
-    ) -> Result<Response<admin::CreateTokenResponse>, Status> {
-        Err(Status::unimplemented("create_token is not implemented yet"))
-    }
-
-    async fn list_tokens(
-        &self,
-        _request: Request<admin::ListTokensRequest>,
-    ) -> Result<Response<admin::ListTokensResponse>, Status> {
-        Err(Status::unimplemented("list_tokens is not implemented yet"))
-    }
-
-    async fn revoke_token(
-        &self,
-        _request: Request<admin::RevokeTokenRequest>,
-    ) -> Result<Response<admin::Token>, Status> {
-        Err(Status::unimplemented("revoke_token is not implemented yet"))
-    }
-
-    async fn list_apis(
-        &self,
-        _request: Request<admin::ListApisRequest>,
-    ) -> Result<Response<admin::ListApisResponse>, Status> {
-        Err(Status::unimplemented("list_apis is not implemented yet"))
-    }
-
-    async fn update_api(
-        &self,
-        _request: Request<admin::UpdateApiRequest>,
-    ) -> Result<Response<admin::Api>, Status> {
-        Err(Status::unimplemented("update_api is not implemented yet"))
-    }
-
-    async fn delete_api(
-        &self,
-        _request: Request<admin::DeleteApiRequest>,
-    ) -> Result<Response<admin::DeleteApiResponse>, Status> {
-        Err(Status::unimplemented("delete_api is not implemented yet"))
-    }
-
-    async fn add_api_allowlist_entries(
-        &self,
-        _request: Request<admin::AddApiAllowlistEntriesRequest>,
-    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
-        Err(Status::unimplemented(
-            "add_api_allowlist_entries is not implemented yet",
-        ))
-    }
-
-    async fn remove_api_allowlist_entries(
-        &self,
-        _request: Request<admin::RemoveApiAllowlistEntriesRequest>,
-    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
-        Err(Status::unimplemented(
-            "remove_api_allowlist_entries is not implemented yet",
-        ))
-    }
-
-    async fn update_api_allowlist_entry(
-        &self,
-        _request: Request<admin::UpdateApiAllowlistEntryRequest>,
-    ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
-        Err(Status::unimplemented(
-            "update_api_allowlist_entry is not implemented yet",
-        ))
-    }
-
-    async fn list_api_keys(
-        &self,
-        _request: Request<admin::ListApiKeysRequest>,
-    ) -> Result<Response<admin::ListApiKeysResponse>, Status> {
-        Err(Status::unimplemented(
-            "list_api_keys is not implemented yet",
-        ))
-    }
-
-    async fn update_api_key(
-        &self,
-        _request: Request<admin::UpdateApiKeyRequest>,
-    ) -> Result<Response<admin::ApiKey>, Status> {
-        Err(Status::unimplemented(
-            "update_api_key is not implemented yet",
-        ))
-    }
-
-    async fn revoke_api_key(
-        &self,
-        _request: Request<admin::RevokeApiKeyRequest>,
-    ) -> Result<Response<admin::ApiKey>, Status> {
-        Err(Status::unimplemented(
-            "revoke_api_key is not implemented yet",
-        ))
-    }
-
-    async fn rotate_api_key(
-        &self,
-        _request: Request<admin::RotateApiKeyRequest>,
-    ) -> Result<Response<admin::RotateApiKeyResponse>, Status> {
-        Err(Status::unimplemented(
-            "rotate_api_key is not implemented yet",
-        ))
-    }
-
-    async fn add_api_key_allowlist_entries(
-        &self,
-        _request: Request<admin::AddApiKeyAllowlistEntriesRequest>,
-    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
-        Err(Status::unimplemented(
-            "add_api_key_allowlist_entries is not implemented yet",
-        ))
-    }
-
-    async fn remove_api_key_allowlist_entries(
-        &self,
-        _request: Request<admin::RemoveApiKeyAllowlistEntriesRequest>,
-    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
-        Err(Status::unimplemented(
-            "remove_api_key_allowlist_entries is not implemented yet",
-        ))
-    }
-
-    async fn update_api_key_allowlist_entry(
-        &self,
-        _request: Request<admin::UpdateApiKeyAllowlistEntryRequest>,
-    ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
-        Err(Status::unimplemented(
-            "update_api_key_allowlist_entry is not implemented yet",
-        ))
-    }
-
-    async fn test_access(
-        &self,
-        _request: Request<admin::TestAccessRequest>,
-    ) -> Result<Response<admin::TestAccessResponse>, Status> {
-        Err(Status::unimplemented("test_access is not implemented yet"))
-    }
-
-    async fn list_audit_events(
-        &self,
-        _request: Request<admin::ListAuditEventsRequest>,
-    ) -> Result<Response<admin::ListAuditEventsResponse>, Status> {
-        Err(Status::unimplemented(
-            "list_audit_events is not implemented yet",
-        ))
-    }
-
-    type ExportUsageLogsStream = std::pin::Pin<
-        Box<dyn tokio_stream::Stream<Item = Result<admin::ExportUsageLogsChunk, Status>> + Send>,
-    >;
-
+    #[tracing::instrument(name = "ExportUsageLogs", skip_all)]
     async fn export_usage_logs(
         &self,
-        _request: Request<admin::ExportUsageLogsRequest>,
+        request: Request<admin::ExportUsageLogsRequest>,
     ) -> Result<Response<Self::ExportUsageLogsStream>, Status> {
-        Err(Status::unimplemented(
-            "export_usage_logs is not implemented yet",
-        ))
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(usage::export(Arc::clone(&self.store), &caller, req))
     }
 }

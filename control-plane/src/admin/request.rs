@@ -1,223 +1,64 @@
-//! Admin requests -> domain values, one function per request. Every field is
-//! destructured so a new proto field breaks the build until someone decides
-//! what it means; every bad field is reported at once, with its path.
+//! Checks every admin request shares: texts, etags, allowlists and their
+//! entries, scopes, routes, instants, page sizes. Each concern's module
+//! converts its own requests with these, destructuring every field so a
+//! new proto field breaks the build until someone decides what it means;
+//! every bad field is reported at once, with its path.
 
 use std::time::SystemTime;
 
 use ipgate_shared::{
-    ApiSlug, KeyId, Revision, RouteRule, Scope,
+    Entry, Revision, RouteRule, Scope,
     allowlist::{Allowlist, ListRules, RawEntry},
     proto::admin::v1 as admin,
     time,
 };
 
-use crate::{status::InvalidRequest, store::NewApi};
+use crate::status::InvalidRequest;
 
-/// Longest API or key name, in characters.
-const MAX_NAME_CHARS: usize = 200;
+/// Longest name of an API, key, token or tenant, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
 /// Longest key description, in characters.
-const MAX_DESCRIPTION_CHARS: usize = 1000;
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 /// Most scopes one key may carry.
-const MAX_SCOPES: usize = 64;
+pub const MAX_SCOPES: usize = 64;
 /// Most route rules one API may have.
-const MAX_ROUTES: usize = 1000;
+pub const MAX_ROUTES: usize = 1000;
+/// Page size when a request says 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page size.
+pub const MAX_PAGE_SIZE: u32 = 1000;
 
-/// A validated allowlist replacement for the object `T` names.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SetAllowlist<T> {
-    pub target: T,
-    pub allowlist: Allowlist,
-    /// The etag the caller read; `None` writes unconditionally.
-    pub expected: Option<Revision>,
-}
-
-/// A validated `CreateApiKey`; the key itself is made by the service.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CreateKey {
-    pub api: ApiSlug,
-    pub name: String,
-    pub description: String,
-    pub scopes: Vec<Scope>,
-    pub expires_at: Option<SystemTime>,
-    pub allowlist: Allowlist,
-}
-
-/// `CreateApi`: slug, name (the slug when empty) and route rules.
-pub fn create_api(req: admin::CreateApiRequest) -> Result<NewApi, InvalidRequest> {
-    let admin::CreateApiRequest {
-        slug,
-        name,
-        routes,
-        validate_only: _,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let slug = bad.check("slug", slug.parse::<ApiSlug>());
-    let name = bad.check("name", text(&name, MAX_NAME_CHARS));
-    if routes.len() > MAX_ROUTES {
-        bad.add(
-            "routes",
-            format!("{} route rules given; at most {MAX_ROUTES}", routes.len()),
-        );
+/// A printable, bounded text, trimmed.
+pub fn text(s: &str, max_chars: usize) -> Result<String, String> {
+    let chars = s.chars().count();
+    if chars > max_chars {
+        Err(format!(
+            "{chars} characters long; at most {max_chars} are allowed"
+        ))
+    } else if s.chars().any(char::is_control) {
+        Err("contains a control character; use printable characters only".to_owned())
+    } else {
+        Ok(s.trim().to_owned())
     }
-    let routes: Vec<Option<RouteRule>> = routes
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let admin::RouteRule {
-                method,
-                path_prefix,
-                scope,
-            } = r;
-            bad.check(
-                format!("routes[{i}]"),
-                RouteRule::new(&method, &path_prefix, &scope),
-            )
-        })
-        .collect();
-    bad.or_value(|| {
-        let slug = slug?;
-        Some(NewApi {
-            name: match name? {
-                n if n.is_empty() => slug.to_string(),
-                n => n,
-            },
-            slug,
-            routes: routes.into_iter().collect::<Option<_>>()?,
-        })
-    })
 }
 
-/// `GetApi`: the slug.
-pub fn get_api(req: admin::GetApiRequest) -> Result<ApiSlug, InvalidRequest> {
-    let admin::GetApiRequest { slug } = req;
-    slug.parse().map_err(|e| InvalidRequest::field("slug", e))
-}
-
-/// `SetApiAllowlist`: slug, the list under the API rules, and the etag.
-pub fn set_api_allowlist(
-    req: admin::SetApiAllowlistRequest,
-    rules: ListRules,
-    now: SystemTime,
-) -> Result<SetAllowlist<ApiSlug>, InvalidRequest> {
-    let admin::SetApiAllowlistRequest {
-        slug,
-        allowlist: list,
-        etag: tag,
-        options: _,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let target = bad.check("slug", slug.parse::<ApiSlug>());
-    let expected = etag(&mut bad, &tag);
-    let allowlist = allowlist(&mut bad, "allowlist", list, rules, now);
-    bad.or_value(|| {
-        Some(SetAllowlist {
-            target: target?,
-            allowlist: allowlist?,
-            expected: expected?,
-        })
-    })
-}
-
-/// `CreateApiKey`: API slug, texts, scopes, expiry and the first list.
-pub fn create_api_key(
-    req: admin::CreateApiKeyRequest,
-    rules: ListRules,
-    now: SystemTime,
-) -> Result<CreateKey, InvalidRequest> {
-    let admin::CreateApiKeyRequest {
-        api,
-        name,
-        description,
-        scopes,
-        expires_at,
-        allowlist: list,
-        validate_only: _,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let api = bad.check("api", api.parse::<ApiSlug>());
-    let name = bad.check("name", text(&name, MAX_NAME_CHARS));
-    let description = bad.check("description", text(&description, MAX_DESCRIPTION_CHARS));
-    if scopes.len() > MAX_SCOPES {
-        bad.add(
-            "scopes",
-            format!("{} scopes given; at most {MAX_SCOPES}", scopes.len()),
-        );
+/// An etag: empty for "unconditional", otherwise the revision it was read at.
+/// `Some(None)` is unconditional; `None` means it was bad (and noted).
+pub fn etag(bad: &mut InvalidRequest, tag: &str) -> Option<Option<Revision>> {
+    if tag.is_empty() {
+        return Some(None);
     }
-    let mut parsed: Vec<Option<Scope>> = scopes
-        .iter()
-        .enumerate()
-        .map(|(i, s)| bad.check(format!("scopes[{i}]"), s.parse::<Scope>()))
-        .collect();
-    parsed.sort();
-    parsed.dedup();
-    let expires_at = match expires_at.map(|ts| time::from_timestamp(&ts)) {
-        None => Some(None),
-        Some(None) => {
-            bad.add("expires_at", "timestamp out of range");
-            None
-        }
-        Some(Some(t)) if t <= now => {
-            bad.add(
-                "expires_at",
-                "expires_at is in the past; give a future instant or none",
-            );
-            None
-        }
-        Some(Some(t)) => Some(Some(t)),
-    };
-    let allowlist = allowlist(&mut bad, "allowlist", list, rules, now);
-    bad.or_value(|| {
-        Some(CreateKey {
-            api: api?,
-            name: name?,
-            description: description?,
-            scopes: parsed.into_iter().collect::<Option<_>>()?,
-            expires_at: expires_at?,
-            allowlist: allowlist?,
-        })
-    })
-}
-
-/// `GetApiKey`: the key id.
-pub fn get_api_key(req: admin::GetApiKeyRequest) -> Result<KeyId, InvalidRequest> {
-    let admin::GetApiKeyRequest { id } = req;
-    id.parse().map_err(|e| InvalidRequest::field("id", e))
-}
-
-/// `SetApiKeyAllowlist`: key id, the list under the key rules, and the etag.
-pub fn set_api_key_allowlist(
-    req: admin::SetApiKeyAllowlistRequest,
-    rules: ListRules,
-    now: SystemTime,
-) -> Result<SetAllowlist<KeyId>, InvalidRequest> {
-    let admin::SetApiKeyAllowlistRequest {
-        id,
-        allowlist: list,
-        etag: tag,
-        options: _,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let target = bad.check("id", id.parse::<KeyId>());
-    let expected = etag(&mut bad, &tag);
-    let allowlist = allowlist(&mut bad, "allowlist", list, rules, now);
-    bad.or_value(|| {
-        Some(SetAllowlist {
-            target: target?,
-            allowlist: allowlist?,
-            expected: expected?,
-        })
-    })
-}
-
-/// `GetRevisionStatus`: the revision asked about, `None` for the current one.
-pub fn get_revision_status(req: admin::GetRevisionStatusRequest) -> Option<Revision> {
-    let admin::GetRevisionStatusRequest { revision } = req;
-    (revision != 0).then_some(Revision::new(revision))
+    bad.check(
+        "etag",
+        tag.parse::<u64>().map(|n| Some(Revision::new(n))).map_err(|_| {
+            format!("{tag:?} is not an etag this control plane gave out; pass back the etag read with the object, or none")
+        }),
+    )
 }
 
 /// Validates a submitted list as a whole; each bad entry is reported under
 /// `field` (`allowlist.entries[2].cidr`). A missing list is an empty one.
-fn allowlist(
+pub fn allowlist(
     bad: &mut InvalidRequest,
     field: &str,
     list: Option<admin::Allowlist>,
@@ -228,8 +69,50 @@ fn allowlist(
         entries,
         report_only,
     } = list.unwrap_or_default();
-    let mut expiry_ok = true;
-    let raw: Vec<RawEntry> = entries
+    let raw = raw_entries(bad, &format!("{field}.entries"), entries)?;
+    match rules.validate(&raw, report_only, now) {
+        Ok(list) => Some(list),
+        Err(e) => {
+            for v in e.violations {
+                bad.add(format!("{field}.{}", v.path()), v.description);
+            }
+            None
+        }
+    }
+}
+
+/// Validates entries to add (`entries[1].cidr`), as a list of their own.
+pub fn entries(
+    bad: &mut InvalidRequest,
+    entries: Vec<admin::AllowlistEntry>,
+    rules: ListRules,
+    now: SystemTime,
+) -> Option<Vec<Entry>> {
+    if entries.is_empty() {
+        bad.add("entries", "no entries given; add at least one");
+        return None;
+    }
+    let raw = raw_entries(bad, "entries", entries)?;
+    match rules.validate(&raw, false, now) {
+        Ok(list) => Some(list.entries().to_vec()),
+        Err(e) => {
+            for v in e.violations {
+                bad.add(v.path(), v.description);
+            }
+            None
+        }
+    }
+}
+
+/// Entries as submitted; `created_at`/`created_by` are output only and
+/// ignored on input. `None` when an expiry was unreadable (and noted).
+fn raw_entries(
+    bad: &mut InvalidRequest,
+    field: &str,
+    entries: Vec<admin::AllowlistEntry>,
+) -> Option<Vec<RawEntry>> {
+    let mut ok = true;
+    let raw = entries
         .into_iter()
         .enumerate()
         .map(|(i, entry)| {
@@ -243,11 +126,8 @@ fn allowlist(
             let expires_at = expires_at.and_then(|ts| {
                 let t = time::from_timestamp(&ts);
                 if t.is_none() {
-                    expiry_ok = false;
-                    bad.add(
-                        format!("{field}.entries[{i}].expires_at"),
-                        "timestamp out of range",
-                    );
+                    ok = false;
+                    bad.add(format!("{field}[{i}].expires_at"), "timestamp out of range");
                 }
                 t
             });
@@ -258,43 +138,128 @@ fn allowlist(
             }
         })
         .collect();
-    match rules.validate(&raw, report_only, now) {
-        Ok(list) => expiry_ok.then_some(list),
-        Err(e) => {
-            for v in e.violations {
-                bad.add(format!("{field}.{}", v.path()), v.description);
-            }
+    ok.then_some(raw)
+}
+
+/// Route rules, each checked (`routes[2]`).
+pub fn routes(
+    bad: &mut InvalidRequest,
+    field: &str,
+    routes: Vec<admin::RouteRule>,
+) -> Option<Vec<RouteRule>> {
+    if routes.len() > MAX_ROUTES {
+        bad.add(
+            field,
+            format!("{} route rules given; at most {MAX_ROUTES}", routes.len()),
+        );
+    }
+    let parsed: Vec<Option<RouteRule>> = routes
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let admin::RouteRule {
+                method,
+                path_prefix,
+                scope,
+            } = r;
+            bad.check(
+                format!("{field}[{i}]"),
+                RouteRule::new(&method, &path_prefix, &scope),
+            )
+        })
+        .collect();
+    parsed.into_iter().collect()
+}
+
+/// Scopes, each checked (`scopes[1]`), sorted and without duplicates.
+pub fn scopes(bad: &mut InvalidRequest, field: &str, scopes: &[String]) -> Option<Vec<Scope>> {
+    if scopes.len() > MAX_SCOPES {
+        bad.add(
+            field,
+            format!("{} scopes given; at most {MAX_SCOPES}", scopes.len()),
+        );
+    }
+    let mut parsed: Vec<Option<Scope>> = scopes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| bad.check(format!("{field}[{i}]"), s.parse::<Scope>()))
+        .collect();
+    parsed.sort();
+    parsed.dedup();
+    parsed.into_iter().collect()
+}
+
+/// An optional instant that must lie after `now` (an expiry).
+pub fn future(
+    bad: &mut InvalidRequest,
+    field: &str,
+    ts: Option<prost_types::Timestamp>,
+    now: SystemTime,
+) -> Option<Option<SystemTime>> {
+    match ts.map(|ts| time::from_timestamp(&ts)) {
+        None => Some(None),
+        Some(None) => {
+            bad.add(field, "timestamp out of range");
+            None
+        }
+        Some(Some(t)) if t <= now => {
+            bad.add(
+                field,
+                format!("{field} is in the past; give a future instant or none"),
+            );
+            None
+        }
+        Some(Some(t)) => Some(Some(t)),
+    }
+}
+
+/// A time range as Unix milliseconds: start inclusive, end exclusive.
+pub fn time_range(
+    bad: &mut InvalidRequest,
+    start: Option<prost_types::Timestamp>,
+    end: Option<prost_types::Timestamp>,
+) -> Option<(Option<i64>, Option<i64>)> {
+    let mut instant = |field: &str, ts: Option<prost_types::Timestamp>| match ts {
+        None => Some(None),
+        Some(ts) => bad.check(
+            field,
+            time::from_timestamp(&ts)
+                .map(|t| Some(time::to_millis(t)))
+                .ok_or("timestamp out of range"),
+        ),
+    };
+    let (start, end) = (instant("start_time", start)?, instant("end_time", end)?);
+    if let (Some(s), Some(e)) = (start, end)
+        && e <= s
+    {
+        bad.add(
+            "end_time",
+            "end_time is not after start_time; the range would be empty",
+        );
+        return None;
+    }
+    Some((start, end))
+}
+
+/// A page size: 0 means the default.
+pub fn page_size(bad: &mut InvalidRequest, n: u32) -> Option<u32> {
+    match n {
+        0 => Some(DEFAULT_PAGE_SIZE),
+        n if n <= MAX_PAGE_SIZE => Some(n),
+        n => {
+            bad.add(
+                "page_size",
+                format!("{n} is more than {MAX_PAGE_SIZE} entries; ask for 1-{MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"),
+            );
             None
         }
     }
 }
 
-/// An etag: empty for "unconditional", otherwise the revision it was read at.
-/// `Some(None)` is unconditional; `None` means it was bad (and noted).
-fn etag(bad: &mut InvalidRequest, tag: &str) -> Option<Option<Revision>> {
-    if tag.is_empty() {
-        return Some(None);
-    }
-    bad.check(
-        "etag",
-        tag.parse::<u64>().map(|n| Some(Revision::new(n))).map_err(|_| {
-            format!("{tag:?} is not an etag this control plane gave out; pass back the etag read with the object, or none")
-        }),
-    )
-}
-
-/// A printable, bounded text.
-fn text(s: &str, max_chars: usize) -> Result<String, String> {
-    let chars = s.chars().count();
-    if chars > max_chars {
-        Err(format!(
-            "{chars} characters long; at most {max_chars} are allowed"
-        ))
-    } else if s.chars().any(char::is_control) {
-        Err("contains a control character; use printable characters only".to_owned())
-    } else {
-        Ok(s.trim().to_owned())
-    }
+/// A text filter: `None` when empty.
+pub fn nonempty(s: String) -> Option<String> {
+    let s = s.trim().to_owned();
+    (!s.is_empty()).then_some(s)
 }
 
 #[cfg(test)]
@@ -315,91 +280,59 @@ mod tests {
     }
 
     #[test]
-    fn every_bad_field_is_reported_with_its_path() {
-        let req = admin::SetApiKeyAllowlistRequest {
-            id: "nope".into(),
-            allowlist: Some(admin::Allowlist {
-                entries: vec![
-                    entry("203.0.113.5"),
-                    entry("203.0.113.5/24"),
-                    entry("127.1"),
-                ],
-                report_only: false,
-            }),
-            etag: "x".into(),
-            options: None,
+    fn every_bad_entry_is_reported_with_its_path() {
+        let mut bad = InvalidRequest::default();
+        let list = admin::Allowlist {
+            entries: vec![
+                entry("203.0.113.5"),
+                entry("203.0.113.5/24"),
+                entry("127.1"),
+            ],
+            report_only: false,
         };
-        let err = set_api_key_allowlist(req, ListRules::for_keys(), now()).unwrap_err();
-        let fields: Vec<&str> = err.fields.iter().map(|f| f.field.as_str()).collect();
+        assert!(
+            allowlist(
+                &mut bad,
+                "allowlist",
+                Some(list),
+                ListRules::for_keys(),
+                now()
+            )
+            .is_none()
+        );
+        let fields: Vec<&str> = bad.fields.iter().map(|f| f.field.as_str()).collect();
         assert_eq!(
             fields,
-            [
-                "id",
-                "etag",
-                "allowlist.entries[1].cidr",
-                "allowlist.entries[2].cidr"
-            ]
+            ["allowlist.entries[1].cidr", "allowlist.entries[2].cidr"]
         );
-        assert!(err.fields[2].description.contains("203.0.113.0/24"));
-    }
+        assert!(bad.fields[0].description.contains("203.0.113.0/24"));
 
-    #[test]
-    fn a_good_request_converts() {
-        let req = admin::SetApiAllowlistRequest {
-            slug: "orders".into(),
-            allowlist: Some(admin::Allowlist {
-                entries: vec![entry("::ffff:203.0.113.5")],
-                report_only: true,
-            }),
-            etag: "7".into(),
-            options: None,
-        };
-        let set = set_api_allowlist(req, ListRules::for_apis(), now()).unwrap();
-        assert_eq!(set.expected, Some(Revision::new(7)));
-        assert!(set.allowlist.report_only());
-        assert_eq!(
-            set.allowlist.entries()[0].cidr().to_string(),
-            "203.0.113.5/32"
+        let mut bad = InvalidRequest::default();
+        assert!(
+            entries(
+                &mut bad,
+                vec![entry("::ffff:203.0.113.5"), entry("x")],
+                ListRules::for_keys(),
+                now()
+            )
+            .is_none()
         );
+        assert_eq!(bad.fields[0].field, "entries[1].cidr");
     }
 
     #[test]
-    fn api_names_default_to_the_slug_and_routes_are_checked() {
-        let api = create_api(admin::CreateApiRequest {
-            slug: "orders".into(),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(api.name, "orders");
-        let err = create_api(admin::CreateApiRequest {
-            slug: "Orders".into(),
-            name: "x".into(),
-            routes: vec![admin::RouteRule {
-                method: "GET".into(),
-                path_prefix: "orders".into(),
-                scope: "orders:read".into(),
-            }],
-            validate_only: false,
-        })
-        .unwrap_err();
-        let fields: Vec<&str> = err.fields.iter().map(|f| f.field.as_str()).collect();
-        assert_eq!(fields, ["slug", "routes[0]"]);
-    }
-
-    #[test]
-    fn keys_need_future_expiry_and_valid_scopes() {
-        let err = create_api_key(
-            admin::CreateApiKeyRequest {
-                api: "orders".into(),
-                scopes: vec!["ok:read".into(), "bad scope".into()],
-                expires_at: Some(time::to_timestamp(now() - Duration::from_secs(1))),
-                ..Default::default()
-            },
-            ListRules::for_keys(),
-            now(),
-        )
-        .unwrap_err();
-        let fields: Vec<&str> = err.fields.iter().map(|f| f.field.as_str()).collect();
-        assert_eq!(fields, ["scopes[1]", "expires_at"]);
+    fn etags_instants_and_pages_are_checked() {
+        let mut bad = InvalidRequest::default();
+        assert_eq!(etag(&mut bad, ""), Some(None));
+        assert_eq!(etag(&mut bad, "7"), Some(Some(Revision::new(7))));
+        assert_eq!(etag(&mut bad, "x"), None);
+        let past = Some(time::to_timestamp(now() - Duration::from_secs(1)));
+        assert_eq!(future(&mut bad, "expires_at", past, now()), None);
+        assert_eq!(page_size(&mut bad, 0), Some(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(&mut bad, 1001), None);
+        let t = |s| Some(time::to_timestamp(now() + Duration::from_secs(s)));
+        assert_eq!(time_range(&mut bad, t(2), t(1)), None);
+        let fields: Vec<&str> = bad.fields.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["etag", "expires_at", "page_size", "end_time"]);
     }
 }

@@ -5,18 +5,23 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use ipgate_shared::{Revision, proto::admin::v1 as admin, time};
 
+use super::AdminApi;
 use crate::{
     status::{InvalidRequest, RpcError},
-    store::Store,
-    sync::Registry,
+    store::{Principal, Store},
 };
 
-/// The status of `asked` (the current revision when `None`).
+/// The status of the revision asked about (the current one for 0), among
+/// the caller's tenant's enforcers. Revisions are global: a revision that
+/// changed only other tenants reaches these enforcers as an empty delta.
 pub async fn status<S: Store>(
-    store: &S,
-    registry: &Registry,
-    asked: Option<Revision>,
+    api: &AdminApi<S>,
+    caller: &Principal,
+    req: admin::GetRevisionStatusRequest,
 ) -> Result<admin::RevisionStatus, RpcError> {
+    let admin::GetRevisionStatusRequest { revision } = req;
+    let asked = (revision != 0).then_some(Revision::new(revision));
+    let (store, registry) = (&*api.store, &*api.registry);
     let current = store.current_revision().await?;
     let revision = asked.unwrap_or(current);
     if revision > current {
@@ -30,12 +35,12 @@ pub async fn status<S: Store>(
     // Known enforcers from the database, overlaid with the live sessions of
     // this process (which may hold acks the database has not seen yet).
     let mut enforcers: BTreeMap<String, (Revision, SystemTime, bool)> = store
-        .enforcers()
+        .enforcers(caller.tenant)
         .await?
         .into_iter()
         .map(|e| (e.id, (e.acked, e.last_seen, false)))
         .collect();
-    for (id, live) in registry.connected() {
+    for (id, live) in registry.connected(caller.tenant) {
         let entry = enforcers
             .entry(id.to_string())
             .or_insert((live.acked, live.last_seen, true));

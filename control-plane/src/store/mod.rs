@@ -1,210 +1,38 @@
 //! Storage: the operations the services need, as `trait Store`, and its one
 //! SQL implementation ([`SqlStore`], sqlx `Any` over SQLite or PostgreSQL).
 //!
-//! Every write is one transaction that takes the next revision first, checks
-//! the etag, writes the rows and appends the encoded `ipgate.sync.v1.Delta`
-//! to the change log, so revisions commit in order with no holes.
+//! Every configuration write is one transaction that takes the next
+//! revision first, checks the etag, writes the rows, appends the encoded
+//! `ipgate.sync.v1.Delta` to the change log and its audit rows, so
+//! revisions commit in order with no holes and no change goes unaudited
+//! ([`write`] holds that pattern once). Every write takes
+//! [`WriteCtx::validate_only`]: it runs in full and is rolled back.
 
-mod objects;
+mod apis;
+mod args;
+mod audit;
+mod backfill;
+mod dispatch;
+mod keys;
+mod lists;
+mod records;
+mod rows;
 mod sql;
 mod sync;
+mod tenants;
 mod tokens;
 mod usage;
+mod write;
 
 use std::{future::Future, time::SystemTime};
 
-use ipgate_shared::{
-    ApiConfig, ApiSlug, EnforcerId, KeyConfig, KeyId, Revision, RouteRule, allowlist::Allowlist,
-    proto::sync::v1 as wire, usage::UsageEvent,
-};
+use ipgate_shared::{ApiSlug, EnforcerId, KeyId, Revision};
 use tokio::sync::watch;
 
+pub use records::*;
 pub use sql::{Backend, OpenError, SqlStore};
 
-/// A tenant: every admin object and token belongs to one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct TenantId(pub i64);
-
-impl TenantId {
-    /// The tenant every installation starts with.
-    pub const DEFAULT: TenantId = TenantId(1);
-}
-
-/// What a token may do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// Everything an editor may, and manage tokens.
-    Owner,
-    /// Read and write APIs, keys and allowlists.
-    Editor,
-    /// Read only.
-    Viewer,
-    /// Sync and report usage events; nothing else.
-    Enforcer,
-}
-
-impl Role {
-    /// The role's name in the database.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Role::Owner => "owner",
-            Role::Editor => "editor",
-            Role::Viewer => "viewer",
-            Role::Enforcer => "enforcer",
-        }
-    }
-
-    /// The role stored as `name`.
-    pub fn from_name(name: &str) -> Option<Role> {
-        [Role::Owner, Role::Editor, Role::Viewer, Role::Enforcer]
-            .into_iter()
-            .find(|r| r.as_str() == name)
-    }
-}
-
-/// A token's holder, as found by its hash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Principal {
-    pub tenant: TenantId,
-    pub role: Role,
-}
-
-/// An API with what operators see beyond the enforcers' view.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApiRecord {
-    pub tenant: TenantId,
-    pub name: String,
-    pub config: ApiConfig,
-    /// Revision of the object's last change; its etag.
-    pub revision: Revision,
-    pub created_at: SystemTime,
-    pub updated_at: SystemTime,
-}
-
-/// An API key with what operators see beyond the enforcers' view.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KeyRecord {
-    pub tenant: TenantId,
-    pub name: String,
-    pub description: String,
-    pub revoked: bool,
-    pub config: KeyConfig,
-    /// Revision of the object's last change; its etag.
-    pub revision: Revision,
-    pub created_at: SystemTime,
-    pub updated_at: SystemTime,
-}
-
-/// A new API, validated.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewApi {
-    pub slug: ApiSlug,
-    pub name: String,
-    pub routes: Vec<RouteRule>,
-}
-
-/// A new API key, validated; `config.api` names its API.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NewKey {
-    pub name: String,
-    pub description: String,
-    pub config: KeyConfig,
-}
-
-/// The etag a write expects the object to have; `None` writes unconditionally.
-pub type Expected = Option<Revision>;
-
-/// Every API and active key at one revision, read in one transaction.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub revision: Revision,
-    pub apis: Vec<ApiConfig>,
-    pub keys: Vec<KeyConfig>,
-}
-
-/// One committed revision, as the change log holds it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Committed {
-    pub revision: Revision,
-    pub delta: wire::Delta,
-}
-
-/// The change log after a revision.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Backlog {
-    /// The next revisions, in order, without gaps (possibly none).
-    Changes(Vec<Committed>),
-    /// Some of the revisions asked for were compacted away: send a snapshot.
-    Compacted,
-}
-
-/// An enforcer as the database remembers it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EnforcerRecord {
-    pub id: String,
-    pub acked: Revision,
-    pub last_seen: SystemTime,
-}
-
-/// A validated batch of usage events from one enforcer.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsageBatch {
-    pub id: uuid::Uuid,
-    pub enforcer: EnforcerId,
-    pub events: Vec<UsageEvent>,
-    pub dropped_allowed: u64,
-    pub dropped_blocked: u64,
-    pub received_at: SystemTime,
-}
-
-/// What happened to a usage batch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stored {
-    /// Stored now.
-    New,
-    /// Stored before (a retry); nothing was written.
-    Duplicate,
-}
-
-/// Usage-log filters; `None` means any.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct UsageFilter {
-    pub api: Option<String>,
-    pub api_key_id: Option<String>,
-    pub method: Option<String>,
-    pub status: Option<u16>,
-}
-
-/// Position in the usage log, newest first: rows strictly older than this.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UsageCursor {
-    pub time_ms: i64,
-    pub id: i64,
-}
-
-/// One stored usage event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct UsageRecord {
-    pub id: i64,
-    pub request_id: String,
-    pub time_ms: i64,
-    pub api: String,
-    pub api_key_id: String,
-    pub method: String,
-    pub path: String,
-    pub status: u16,
-    pub client_ip: String,
-    pub reason: String,
-    pub matched_label: String,
-    pub enforcer_id: String,
-}
-
-/// How much a prune removed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pruned {
-    pub usage_events: u64,
-    pub changes: u64,
-}
+use crate::{allowlists::Lockout, status::InvalidRequest};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -215,10 +43,30 @@ pub enum StoreError {
     ApiNotFound(String),
     #[error("API key {0:?} not found")]
     KeyNotFound(String),
+    #[error("token {0:?} not found")]
+    TokenNotFound(String),
+    #[error("tenant {0:?} already exists; pick another id")]
+    TenantExists(String),
     #[error(
         "etag {given} is stale: the object changed at revision {current}; read it again and reapply your change"
     )]
     StaleEtag { given: Revision, current: Revision },
+    #[error(
+        "API {slug:?} has {keys} active key(s); revoke them first, or delete with force to revoke them with it"
+    )]
+    ApiHasActiveKeys { slug: String, keys: usize },
+    #[error("API key {0:?} is revoked; create a new key instead")]
+    KeyRevoked(String),
+    #[error("token {0:?} is already revoked")]
+    TokenRevoked(String),
+    #[error(
+        "token {0:?} is the tenant's last active owner token; create another owner token before revoking it"
+    )]
+    LastOwner(String),
+    #[error("{}", .0.message())]
+    LockoutRisk(Box<Lockout>),
+    #[error(transparent)]
+    Invalid(#[from] InvalidRequest),
     #[error("token already exists with role {existing}, not {wanted}")]
     TokenRoleConflict {
         existing: &'static str,
@@ -233,7 +81,8 @@ pub enum StoreError {
 /// Result of a store operation.
 pub type StoreResult<T> = Result<T, StoreError>;
 
-/// The operations the admin, sync and usage services need.
+/// The operations the admin, sync and usage services need. Reads of admin
+/// objects take the caller's tenant and see nothing of other tenants.
 pub trait Store: Send + Sync + 'static {
     /// The revision of the last committed change.
     fn current_revision(&self) -> impl Future<Output = StoreResult<Revision>> + Send;
@@ -241,14 +90,66 @@ pub trait Store: Send + Sync + 'static {
     /// Told the revision of every write this process commits, right after the commit.
     fn committed(&self) -> watch::Receiver<Revision>;
 
-    // === admin objects ===
+    // === tenants and tokens ===
+
+    /// Every tenant, by id.
+    fn tenants(&self) -> impl Future<Output = StoreResult<Vec<TenantRecord>>> + Send;
+
+    /// Creates a tenant and its first owner token.
+    fn create_tenant(
+        &self,
+        ctx: &WriteCtx,
+        tenant: NewTenant,
+        owner: NewToken,
+    ) -> impl Future<Output = StoreResult<(TenantRecord, TokenRecord)>> + Send;
+
+    /// Makes sure a token with this SHA-256 exists with `role` (bootstrap).
+    fn ensure_token(
+        &self,
+        tenant: TenantId,
+        role: Role,
+        sha256: [u8; 32],
+        name: &str,
+        now: SystemTime,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// How many tokens exist.
+    fn token_count(&self) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// The holder of the unrevoked token with this SHA-256.
+    fn token(
+        &self,
+        sha256: [u8; 32],
+    ) -> impl Future<Output = StoreResult<Option<Principal>>> + Send;
+
+    /// The tenant's tokens, oldest first.
+    fn tokens(
+        &self,
+        tenant: TenantId,
+        include_revoked: bool,
+    ) -> impl Future<Output = StoreResult<Vec<TokenRecord>>> + Send;
+
+    /// Creates a token in the writer's tenant.
+    fn create_token(
+        &self,
+        ctx: &WriteCtx,
+        token: NewToken,
+    ) -> impl Future<Output = StoreResult<TokenRecord>> + Send;
+
+    /// Revokes a token of the writer's tenant.
+    fn revoke_token(
+        &self,
+        ctx: &WriteCtx,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<TokenRecord>> + Send;
+
+    // === APIs ===
 
     /// Creates an API (enabled, empty allowlist).
     fn create_api(
         &self,
-        tenant: TenantId,
+        ctx: &WriteCtx,
         api: NewApi,
-        now: SystemTime,
     ) -> impl Future<Output = StoreResult<ApiRecord>> + Send;
 
     /// Reads one API of `tenant`.
@@ -256,24 +157,52 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant: TenantId,
         slug: &ApiSlug,
+        now: SystemTime,
     ) -> impl Future<Output = StoreResult<Option<ApiRecord>>> + Send;
 
-    /// Replaces an API's allowlist.
-    fn set_api_allowlist(
+    /// APIs of `tenant` by slug, after `after`.
+    fn apis(
         &self,
         tenant: TenantId,
-        slug: &ApiSlug,
-        allowlist: Allowlist,
-        expected: Expected,
+        filter: &ApiFilter,
+        after: Option<&ApiSlug>,
+        limit: u32,
         now: SystemTime,
+    ) -> impl Future<Output = StoreResult<Vec<ApiRecord>>> + Send;
+
+    /// Changes an API's name, status or routes.
+    fn update_api(
+        &self,
+        ctx: &WriteCtx,
+        slug: &ApiSlug,
+        changes: ApiChanges,
+        expected: Expected,
     ) -> impl Future<Output = StoreResult<ApiRecord>> + Send;
 
-    /// Creates an API key for an existing API of `tenant`.
+    /// Deletes an API and its keys; active keys only with `force`.
+    fn delete_api(
+        &self,
+        ctx: &WriteCtx,
+        slug: &ApiSlug,
+        expected: Expected,
+        force: bool,
+    ) -> impl Future<Output = StoreResult<Deleted>> + Send;
+
+    /// Edits an API's allowlist.
+    fn write_api_allowlist(
+        &self,
+        ctx: &WriteCtx,
+        slug: &ApiSlug,
+        write: ListWrite,
+    ) -> impl Future<Output = StoreResult<ListWritten<ApiRecord>>> + Send;
+
+    // === API keys ===
+
+    /// Creates an API key for an existing API of the writer's tenant.
     fn create_key(
         &self,
-        tenant: TenantId,
+        ctx: &WriteCtx,
         key: NewKey,
-        now: SystemTime,
     ) -> impl Future<Output = StoreResult<KeyRecord>> + Send;
 
     /// Reads one key of `tenant`.
@@ -283,22 +212,74 @@ pub trait Store: Send + Sync + 'static {
         id: &KeyId,
     ) -> impl Future<Output = StoreResult<Option<KeyRecord>>> + Send;
 
-    /// Replaces a key's allowlist.
-    fn set_key_allowlist(
+    /// Keys of `tenant`, newest first, after `after`.
+    fn keys(
         &self,
         tenant: TenantId,
-        id: &KeyId,
-        allowlist: Allowlist,
-        expected: Expected,
+        filter: &KeyFilter,
+        after: Option<KeyCursor>,
+        limit: u32,
         now: SystemTime,
+    ) -> impl Future<Output = StoreResult<Vec<KeyRecord>>> + Send;
+
+    /// Changes a key's name, description or scopes.
+    fn update_key(
+        &self,
+        ctx: &WriteCtx,
+        id: &KeyId,
+        changes: KeyChanges,
+        expected: Expected,
     ) -> impl Future<Output = StoreResult<KeyRecord>> + Send;
+
+    /// Revokes a key.
+    fn revoke_key(
+        &self,
+        ctx: &WriteCtx,
+        id: &KeyId,
+        expected: Expected,
+    ) -> impl Future<Output = StoreResult<KeyRecord>> + Send;
+
+    /// Gives a key a new secret; the old one works for the grace period.
+    fn rotate_key(
+        &self,
+        ctx: &WriteCtx,
+        id: &KeyId,
+        rotation: Rotation,
+        expected: Expected,
+    ) -> impl Future<Output = StoreResult<KeyRecord>> + Send;
+
+    /// Edits a key's allowlist.
+    fn write_key_allowlist(
+        &self,
+        ctx: &WriteCtx,
+        id: &KeyId,
+        write: ListWrite,
+    ) -> impl Future<Output = StoreResult<ListWritten<KeyRecord>>> + Send;
+
+    /// Removes entries expired at `now` from every list (one audited
+    /// revision per object, actor `system`); returns how many objects changed.
+    fn remove_expired_entries(
+        &self,
+        now: SystemTime,
+    ) -> impl Future<Output = StoreResult<usize>> + Send;
+
+    // === audit ===
+
+    /// Audit events of `tenant`, newest first, older than the event `before`.
+    fn audit_events(
+        &self,
+        tenant: TenantId,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<AuditRecord>>> + Send;
 
     // === sync ===
 
-    /// Every API and active key, at one revision.
-    fn snapshot(&self) -> impl Future<Output = StoreResult<Snapshot>> + Send;
+    /// Every API and active key of `tenant`, at one revision.
+    fn snapshot(&self, tenant: TenantId) -> impl Future<Output = StoreResult<Snapshot>> + Send;
 
-    /// Up to `limit` revisions after `after`, in order.
+    /// Up to `limit` revisions after `after`, in order, of every tenant.
     fn changes_after(
         &self,
         after: Revision,
@@ -324,12 +305,15 @@ pub trait Store: Send + Sync + 'static {
         now: SystemTime,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
-    /// Every enforcer ever seen, by id.
-    fn enforcers(&self) -> impl Future<Output = StoreResult<Vec<EnforcerRecord>>> + Send;
+    /// Every enforcer of `tenant` ever seen, by id.
+    fn enforcers(
+        &self,
+        tenant: TenantId,
+    ) -> impl Future<Output = StoreResult<Vec<EnforcerRecord>>> + Send;
 
     // === usage ===
 
-    /// Stores a batch of usage events at most once (by batch id).
+    /// Stores a batch of usage events under `tenant` at most once (by batch id).
     fn store_usage(
         &self,
         tenant: TenantId,
@@ -345,6 +329,10 @@ pub trait Store: Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<UsageRecord>>> + Send;
 
+    /// Fills in the sortable address key of up to `limit` events stored
+    /// before it existed; returns how many it filled.
+    fn backfill_usage_ip_keys(&self, limit: u32) -> impl Future<Output = StoreResult<u64>> + Send;
+
     /// Deletes usage events older than `usage_before` and change-log rows
     /// more than `keep_revisions` behind the current revision.
     fn prune(
@@ -352,25 +340,4 @@ pub trait Store: Send + Sync + 'static {
         usage_before: SystemTime,
         keep_revisions: u64,
     ) -> impl Future<Output = StoreResult<Pruned>> + Send;
-
-    // === tokens ===
-
-    /// Makes sure a token with this SHA-256 exists with `role`.
-    fn ensure_token(
-        &self,
-        tenant: TenantId,
-        role: Role,
-        sha256: [u8; 32],
-        name: &str,
-        now: SystemTime,
-    ) -> impl Future<Output = StoreResult<()>> + Send;
-
-    /// How many tokens exist.
-    fn token_count(&self) -> impl Future<Output = StoreResult<u64>> + Send;
-
-    /// The holder of the token with this SHA-256.
-    fn token(
-        &self,
-        sha256: [u8; 32],
-    ) -> impl Future<Output = StoreResult<Option<Principal>>> + Send;
 }

@@ -4,15 +4,9 @@
 //! Queries use `$1, $2…` placeholders, which both databases accept; every
 //! integer is a BIGINT (`i64`), bytes are BLOB/BYTEA, times Unix milliseconds.
 
-use std::{
-    path::Path,
-    str::FromStr,
-    time::{Duration, SystemTime},
-};
+use std::{path::Path, str::FromStr, time::Duration};
 
-use ipgate_shared::{
-    ApiSlug, EnforcerId, KeyId, Revision, allowlist::Allowlist, proto::sync::v1 as wire,
-};
+use ipgate_shared::{Revision, proto::sync::v1 as wire};
 use prost::Message;
 use sqlx::{
     Any, AnyPool, Executor, Row, Transaction,
@@ -20,11 +14,7 @@ use sqlx::{
 };
 use tokio::sync::watch;
 
-use super::{
-    ApiRecord, Backlog, EnforcerRecord, Expected, KeyRecord, NewApi, NewKey, Principal, Pruned,
-    Role, Snapshot, Store, StoreError, StoreResult, Stored, TenantId, UsageBatch, UsageCursor,
-    UsageFilter, UsageRecord,
-};
+use super::{StoreError, StoreResult, TenantId, backfill};
 
 /// An open transaction on either database.
 pub(super) type Tx = Transaction<'static, Any>;
@@ -50,6 +40,8 @@ pub enum OpenError {
     Connect(#[source] sqlx::Error),
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot bring stored data up to date: {0}")]
+    Upgrade(String),
 }
 
 /// The store, over a connection pool.
@@ -108,6 +100,9 @@ impl SqlStore {
             other => OpenError::Connect(sqlx::Error::Protocol(other.to_string())),
         })?;
         store.committed.send_replace(current);
+        backfill::derived_columns(&store)
+            .await
+            .map_err(|e| OpenError::Upgrade(e.to_string()))?;
         Ok(store)
     }
 
@@ -170,146 +165,6 @@ impl SqlStore {
             }
             newer
         });
-    }
-}
-
-// === impl Store ===
-
-impl Store for SqlStore {
-    async fn current_revision(&self) -> StoreResult<Revision> {
-        self.read_revision().await
-    }
-
-    fn committed(&self) -> watch::Receiver<Revision> {
-        self.committed.subscribe()
-    }
-
-    async fn create_api(
-        &self,
-        tenant: TenantId,
-        api: NewApi,
-        now: SystemTime,
-    ) -> StoreResult<ApiRecord> {
-        self.create_api_tx(tenant, api, now).await
-    }
-
-    async fn api(&self, tenant: TenantId, slug: &ApiSlug) -> StoreResult<Option<ApiRecord>> {
-        self.api_by_slug(tenant, slug).await
-    }
-
-    async fn set_api_allowlist(
-        &self,
-        tenant: TenantId,
-        slug: &ApiSlug,
-        allowlist: Allowlist,
-        expected: Expected,
-        now: SystemTime,
-    ) -> StoreResult<ApiRecord> {
-        self.set_api_allowlist_tx(tenant, slug, allowlist, expected, now)
-            .await
-    }
-
-    async fn create_key(
-        &self,
-        tenant: TenantId,
-        key: NewKey,
-        now: SystemTime,
-    ) -> StoreResult<KeyRecord> {
-        self.create_key_tx(tenant, key, now).await
-    }
-
-    async fn key(&self, tenant: TenantId, id: &KeyId) -> StoreResult<Option<KeyRecord>> {
-        self.key_by_id(tenant, id).await
-    }
-
-    async fn set_key_allowlist(
-        &self,
-        tenant: TenantId,
-        id: &KeyId,
-        allowlist: Allowlist,
-        expected: Expected,
-        now: SystemTime,
-    ) -> StoreResult<KeyRecord> {
-        self.set_key_allowlist_tx(tenant, id, allowlist, expected, now)
-            .await
-    }
-
-    async fn snapshot(&self) -> StoreResult<Snapshot> {
-        self.read_snapshot().await
-    }
-
-    async fn changes_after(&self, after: Revision, limit: u32) -> StoreResult<Backlog> {
-        self.read_changes_after(after, limit).await
-    }
-
-    async fn record_ack(
-        &self,
-        tenant: TenantId,
-        enforcer: &EnforcerId,
-        revision: Revision,
-        now: SystemTime,
-    ) -> StoreResult<()> {
-        self.upsert_enforcer(tenant, enforcer, revision, None, now)
-            .await
-    }
-
-    async fn record_nack(
-        &self,
-        tenant: TenantId,
-        enforcer: &EnforcerId,
-        revision: Revision,
-        reason: &str,
-        now: SystemTime,
-    ) -> StoreResult<()> {
-        self.upsert_enforcer(
-            tenant,
-            enforcer,
-            Revision::ZERO,
-            Some((revision, reason)),
-            now,
-        )
-        .await
-    }
-
-    async fn enforcers(&self) -> StoreResult<Vec<EnforcerRecord>> {
-        self.read_enforcers().await
-    }
-
-    async fn store_usage(&self, tenant: TenantId, batch: UsageBatch) -> StoreResult<Stored> {
-        self.store_usage_tx(tenant, batch).await
-    }
-
-    async fn query_usage(
-        &self,
-        tenant: TenantId,
-        filter: &UsageFilter,
-        cursor: Option<UsageCursor>,
-        limit: u32,
-    ) -> StoreResult<Vec<UsageRecord>> {
-        self.query_usage_rows(tenant, filter, cursor, limit).await
-    }
-
-    async fn prune(&self, usage_before: SystemTime, keep_revisions: u64) -> StoreResult<Pruned> {
-        self.prune_tx(usage_before, keep_revisions).await
-    }
-
-    async fn ensure_token(
-        &self,
-        tenant: TenantId,
-        role: Role,
-        sha256: [u8; 32],
-        name: &str,
-        now: SystemTime,
-    ) -> StoreResult<()> {
-        self.ensure_token_tx(tenant, role, sha256, name, now).await
-    }
-
-    async fn token_count(&self) -> StoreResult<u64> {
-        self.count_tokens().await
-    }
-
-    async fn token(&self, sha256: [u8; 32]) -> StoreResult<Option<Principal>> {
-        self.token_by_hash(sha256).await
     }
 }
 

@@ -9,7 +9,7 @@ use sqlx::Row;
 
 use super::{
     Backlog, Committed, EnforcerRecord, Pruned, Snapshot, StoreError, StoreResult, TenantId,
-    objects::{api_config, key_config},
+    rows::{api_config, key_config},
     sql::{SqlStore, Tx, db_int, revision},
 };
 
@@ -22,9 +22,9 @@ impl SqlStore {
         revision(row.try_get(0)?)
     }
 
-    pub(super) async fn read_snapshot(&self) -> StoreResult<Snapshot> {
+    pub(super) async fn read_snapshot(&self, tenant: TenantId) -> StoreResult<Snapshot> {
         let mut tx = self.begin_read().await?;
-        let result = read_snapshot(&mut tx).await;
+        let result = read_snapshot(&mut tx, tenant).await;
         SqlStore::finish(tx, result).await
     }
 
@@ -50,7 +50,7 @@ impl SqlStore {
         // CASE rather than MAX/GREATEST: the one spelling both databases share.
         sqlx::query(
             "INSERT INTO enforcers (id, tenant_id, acked_revision, last_seen) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (id) DO UPDATE SET \
+             ON CONFLICT (tenant_id, id) DO UPDATE SET \
                acked_revision = CASE WHEN excluded.acked_revision > enforcers.acked_revision \
                  THEN excluded.acked_revision ELSE enforcers.acked_revision END, \
                last_seen = excluded.last_seen",
@@ -63,10 +63,12 @@ impl SqlStore {
         .await?;
         if let Some((nacked, reason)) = nack {
             sqlx::query(
-                "UPDATE enforcers SET nacked_revision = $1, nack_reason = $2 WHERE id = $3",
+                "UPDATE enforcers SET nacked_revision = $1, nack_reason = $2 \
+                 WHERE tenant_id = $3 AND id = $4",
             )
             .bind(db_int(nacked.get()))
             .bind(reason)
+            .bind(tenant.0)
             .bind(enforcer.as_str())
             .execute(&mut *conn)
             .await?;
@@ -74,11 +76,17 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn read_enforcers(&self) -> StoreResult<Vec<EnforcerRecord>> {
+    pub(super) async fn read_enforcers(
+        &self,
+        tenant: TenantId,
+    ) -> StoreResult<Vec<EnforcerRecord>> {
         let mut conn = self.pool.acquire().await?;
-        let rows = sqlx::query("SELECT id, acked_revision, last_seen FROM enforcers ORDER BY id")
-            .fetch_all(&mut *conn)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT id, acked_revision, last_seen FROM enforcers WHERE tenant_id = $1 ORDER BY id",
+        )
+        .bind(tenant.0)
+        .fetch_all(&mut *conn)
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(EnforcerRecord {
@@ -122,23 +130,26 @@ impl SqlStore {
     }
 }
 
-async fn read_snapshot(tx: &mut Tx) -> StoreResult<Snapshot> {
+async fn read_snapshot(tx: &mut Tx, tenant: TenantId) -> StoreResult<Snapshot> {
     let row = sqlx::query("SELECT revision FROM meta WHERE id = 1")
         .fetch_one(&mut **tx)
         .await?;
     let revision = revision(row.try_get(0)?)?;
-    let apis = sqlx::query("SELECT config FROM apis ORDER BY slug")
+    let apis = sqlx::query("SELECT config FROM apis WHERE tenant_id = $1 ORDER BY slug")
+        .bind(tenant.0)
         .fetch_all(&mut **tx)
         .await?
         .iter()
         .map(|row| api_config(&row.try_get::<Vec<u8>, _>(0)?))
         .collect::<StoreResult<_>>()?;
-    let keys = sqlx::query("SELECT config FROM api_keys WHERE revoked = 0 ORDER BY id")
-        .fetch_all(&mut **tx)
-        .await?
-        .iter()
-        .map(|row| key_config(&row.try_get::<Vec<u8>, _>(0)?))
-        .collect::<StoreResult<_>>()?;
+    let keys =
+        sqlx::query("SELECT config FROM api_keys WHERE revoked = 0 AND tenant_id = $1 ORDER BY id")
+            .bind(tenant.0)
+            .fetch_all(&mut **tx)
+            .await?
+            .iter()
+            .map(|row| key_config(&row.try_get::<Vec<u8>, _>(0)?))
+            .collect::<StoreResult<_>>()?;
     Ok(Snapshot {
         revision,
         apis,
@@ -155,7 +166,8 @@ async fn read_changes_after(tx: &mut Tx, after: Revision, limit: u32) -> StoreRe
         return Ok(Backlog::Changes(Vec::new()));
     }
     let rows = sqlx::query(
-        "SELECT revision, delta FROM changes WHERE revision > $1 ORDER BY revision LIMIT $2",
+        "SELECT revision, tenant_id, delta FROM changes WHERE revision > $1 \
+         ORDER BY revision LIMIT $2",
     )
     .bind(db_int(after.get()))
     .bind(i64::from(limit.max(1)))
@@ -172,8 +184,11 @@ async fn read_changes_after(tx: &mut Tx, after: Revision, limit: u32) -> StoreRe
         let bytes: Vec<u8> = row.try_get("delta")?;
         let delta = wire::Delta::decode(bytes.as_slice())
             .map_err(|e| StoreError::Corrupt(format!("change {rev}: {e}")))?;
+        // Rows of the first release all belong to the default tenant.
+        let tenant: Option<i64> = row.try_get("tenant_id")?;
         changes.push(Committed {
             revision: rev,
+            tenant: tenant.map_or(TenantId::DEFAULT, TenantId),
             delta,
         });
         expected = expected.next();

@@ -1,24 +1,22 @@
 //! The usage log: batches stored at most once, and filtered, paged reads.
 
-use std::{collections::HashMap, fmt::Write as _};
+use std::fmt::Write as _;
 
-use ipgate_shared::{time, usage::UsageEvent};
-use sqlx::{
-    Any, Row,
-    any::{AnyArguments, AnyRow},
-    query::Query,
-};
+use ipgate_shared::time;
+use sqlx::{Row, any::AnyRow};
 
 use super::{
     StoreError, StoreResult, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord,
+    args::Args,
+    ip_key,
     sql::{SqlStore, Tx, db_int},
 };
 
-/// Events per INSERT statement: 13 parameters each stays far below both
+/// Events per INSERT statement: 14 parameters each stays far below both
 /// databases' limits on bind parameters.
 const ROWS_PER_INSERT: usize = 100;
 const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_ms, api, \
-     api_key_id, method, path, status_code, client_ip, reason, matched_label";
+     api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label";
 
 impl SqlStore {
     pub(super) async fn store_usage_tx(
@@ -43,8 +41,9 @@ impl SqlStore {
              client_ip, reason, matched_label, enforcer_id FROM usage_events WHERE ",
         );
         let mut args = Args::default();
-        // Events for APIs nobody owns (unknown slugs) belong to the
-        // installation: the default tenant sees them.
+        // Events are stored under the reporting enforcer's tenant. The first
+        // release left events for unknown APIs without one: they belong to
+        // the installation, so the default tenant sees them.
         let tenant_param = args.int(tenant.0);
         if tenant == TenantId::DEFAULT {
             let _ = write!(sql, "(tenant_id = {tenant_param} OR tenant_id IS NULL)");
@@ -56,6 +55,10 @@ impl SqlStore {
             api_key_id,
             method,
             status,
+            reasons,
+            client_ips,
+            start_ms,
+            end_ms,
         } = filter;
         for (column, value) in [("api", api), ("api_key_id", api_key_id), ("method", method)] {
             if let Some(value) = value {
@@ -66,6 +69,20 @@ impl SqlStore {
         if let Some(status) = status {
             let p = args.int(i64::from(*status));
             let _ = write!(sql, " AND status_code = {p}");
+        }
+        if let Some(reasons) = reasons {
+            let ps: Vec<String> = reasons.iter().map(|r| args.text(r)).collect();
+            let _ = write!(sql, " AND reason IN ({})", ps.join(", "));
+        }
+        if let Some((from, to)) = client_ips {
+            let (f, t) = (args.bytes(from), args.bytes(to));
+            let _ = write!(sql, " AND client_ip_key >= {f} AND client_ip_key <= {t}");
+        }
+        if let Some(start) = start_ms {
+            let _ = write!(sql, " AND time_ms >= {}", args.int(*start));
+        }
+        if let Some(end) = end_ms {
+            let _ = write!(sql, " AND time_ms < {}", args.int(*end));
         }
         if let Some(UsageCursor { time_ms, id }) = cursor {
             let t = args.int(time_ms);
@@ -103,13 +120,14 @@ async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> Store
         return Ok(Stored::Duplicate);
     }
 
-    let tenants = tenants_of(tx, &batch.events).await?;
     for chunk in batch.events.chunks(ROWS_PER_INSERT) {
         let mut sql = format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES ");
         let mut args = Args::default();
         for (i, event) in chunk.iter().enumerate() {
             let placeholders = [
-                args.opt_int(tenants.get(event.api.as_str()).copied()),
+                // The enforcer's tenant: its enforcers see only its APIs,
+                // and no tenant can write into another's log.
+                args.int(tenant.0),
                 args.text(&batch.id.to_string()),
                 args.text(batch.enforcer.as_str()),
                 args.text(&event.request_id),
@@ -120,6 +138,7 @@ async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> Store
                 args.text(&event.path),
                 args.int(i64::from(event.status)),
                 args.text(&event.client_ip.to_string()),
+                args.bytes(&ip_key(event.client_ip)),
                 args.text(event.reason.as_str()),
                 args.text(&event.matched_label),
             ];
@@ -134,7 +153,7 @@ async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> Store
     sqlx::query(
         "INSERT INTO enforcers (id, tenant_id, acked_revision, last_seen, dropped_allowed, \
          dropped_blocked) VALUES ($1, $2, 0, $3, $4, $5) \
-         ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, \
+         ON CONFLICT (tenant_id, id) DO UPDATE SET last_seen = excluded.last_seen, \
            dropped_allowed = enforcers.dropped_allowed + excluded.dropped_allowed, \
            dropped_blocked = enforcers.dropped_blocked + excluded.dropped_blocked",
     )
@@ -146,30 +165,6 @@ async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> Store
     .execute(&mut **tx)
     .await?;
     Ok(Stored::New)
-}
-
-/// The tenant owning each API slug the events name, for the known ones.
-async fn tenants_of(tx: &mut Tx, events: &[UsageEvent]) -> StoreResult<HashMap<String, i64>> {
-    let mut slugs: Vec<&str> = events.iter().map(|e| e.api.as_str()).collect();
-    slugs.sort_unstable();
-    slugs.dedup();
-    let mut tenants = HashMap::with_capacity(slugs.len());
-    for chunk in slugs.chunks(500) {
-        let mut args = Args::default();
-        let placeholders: Vec<String> = chunk.iter().map(|s| args.text(s)).collect();
-        let sql = format!(
-            "SELECT slug, tenant_id FROM apis WHERE slug IN ({})",
-            placeholders.join(", ")
-        );
-        let rows = args
-            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .fetch_all(&mut **tx)
-            .await?;
-        for row in rows {
-            tenants.insert(row.try_get("slug")?, row.try_get("tenant_id")?);
-        }
-    }
-    Ok(tenants)
 }
 
 fn usage_record(row: &AnyRow) -> StoreResult<UsageRecord> {
@@ -189,46 +184,4 @@ fn usage_record(row: &AnyRow) -> StoreResult<UsageRecord> {
         matched_label: row.try_get("matched_label")?,
         enforcer_id: row.try_get("enforcer_id")?,
     })
-}
-
-/// Bind values collected while a statement is built, each handed out as
-/// its numbered placeholder (`$n`), which SQLite and PostgreSQL both accept.
-#[derive(Default)]
-struct Args(Vec<Arg>);
-
-enum Arg {
-    Int(Option<i64>),
-    Text(String),
-}
-
-impl Args {
-    fn push(&mut self, arg: Arg) -> String {
-        self.0.push(arg);
-        format!("${}", self.0.len())
-    }
-
-    fn int(&mut self, n: i64) -> String {
-        self.push(Arg::Int(Some(n)))
-    }
-
-    fn opt_int(&mut self, n: Option<i64>) -> String {
-        self.push(Arg::Int(n))
-    }
-
-    fn text(&mut self, s: &str) -> String {
-        self.push(Arg::Text(s.to_owned()))
-    }
-
-    fn bind(
-        self,
-        mut query: Query<'static, Any, AnyArguments>,
-    ) -> Query<'static, Any, AnyArguments> {
-        for arg in self.0 {
-            query = match arg {
-                Arg::Int(n) => query.bind(n),
-                Arg::Text(s) => query.bind(s),
-            };
-        }
-        query
-    }
 }

@@ -21,7 +21,7 @@ pub use feed::ChangeFeed;
 pub use registry::Registry;
 
 use crate::{
-    auth::{Access, authorize},
+    auth::{Access, authorize, bearer, token_hash},
     store::Store,
     usage,
 };
@@ -77,6 +77,9 @@ impl<S: Store> SyncService for SyncApi<S> {
             heartbeat: self.heartbeat,
             shutdown: self.shutdown.clone(),
             tenant: caller.tenant,
+            token: bearer(request.metadata())
+                .map(token_hash)
+                .unwrap_or_default(),
         };
         let span = tracing::info_span!(
             "sync_session",
@@ -95,7 +98,7 @@ impl<S: Store> SyncService for SyncApi<S> {
         request: Request<ReportEventsRequest>,
     ) -> Result<Response<ReportEventsResponse>, Status> {
         let caller = authorize(&*self.store, request.metadata(), Access::Enforce).await?;
-        let response = usage::report(&*self.store, caller, request.into_inner()).await?;
+        let response = usage::report(&*self.store, &caller, request.into_inner()).await?;
         Ok(Response::new(response))
     }
 }

@@ -9,10 +9,15 @@ use std::{
 
 use ipgate_shared::{EnforcerId, Revision};
 
+use crate::store::TenantId;
+
+/// An enforcer: ids are chosen per tenant.
+type Key = (TenantId, EnforcerId);
+
 /// The connected enforcers.
 #[derive(Debug, Default)]
 pub struct Registry {
-    connected: Mutex<HashMap<EnforcerId, Connected>>,
+    connected: Mutex<HashMap<Key, Connected>>,
 }
 
 /// One connected enforcer as last heard of.
@@ -28,8 +33,14 @@ pub struct Connected {
 impl Registry {
     /// Notes a session of `id`, which has applied `known`; it counts as
     /// connected until the returned guard is dropped.
-    pub fn connect(self: &Arc<Self>, id: EnforcerId, known: Revision) -> Connection {
+    pub fn connect(
+        self: &Arc<Self>,
+        tenant: TenantId,
+        id: EnforcerId,
+        known: Revision,
+    ) -> Connection {
         let now = SystemTime::now();
+        let id = (tenant, id);
         self.lock()
             .entry(id.clone())
             .and_modify(|c| {
@@ -48,20 +59,24 @@ impl Registry {
         }
     }
 
-    /// Notes that `id` applied `revision`.
-    pub fn ack(&self, id: &EnforcerId, revision: Revision) {
-        if let Some(c) = self.lock().get_mut(id) {
+    /// Notes that `id` of `tenant` applied `revision`.
+    pub fn ack(&self, tenant: TenantId, id: &EnforcerId, revision: Revision) {
+        if let Some(c) = self.lock().get_mut(&(tenant, id.clone())) {
             c.acked = c.acked.max(revision);
             c.last_seen = SystemTime::now();
         }
     }
 
-    /// Every connected enforcer.
-    pub fn connected(&self) -> HashMap<EnforcerId, Connected> {
-        self.lock().clone()
+    /// Every connected enforcer of `tenant`.
+    pub fn connected(&self, tenant: TenantId) -> HashMap<EnforcerId, Connected> {
+        self.lock()
+            .iter()
+            .filter(|((t, _), _)| *t == tenant)
+            .map(|((_, id), c)| (id.clone(), *c))
+            .collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<EnforcerId, Connected>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Connected>> {
         // The map stays consistent even if a holder panicked: every update
         // is a single field write.
         self.connected
@@ -74,7 +89,7 @@ impl Registry {
 #[derive(Debug)]
 pub struct Connection {
     registry: Arc<Registry>,
-    id: EnforcerId,
+    id: Key,
 }
 
 impl Drop for Connection {
@@ -96,14 +111,18 @@ mod tests {
     #[test]
     fn an_enforcer_is_connected_while_any_session_is() {
         let registry = Arc::new(Registry::default());
+        let t = TenantId::DEFAULT;
         let id: EnforcerId = "e1".parse().unwrap();
-        let first = registry.connect(id.clone(), Revision::new(3));
-        let second = registry.connect(id.clone(), Revision::new(2));
-        registry.ack(&id, Revision::new(5));
-        assert_eq!(registry.connected()[&id].acked, Revision::new(5));
+        let first = registry.connect(t, id.clone(), Revision::new(3));
+        let second = registry.connect(t, id.clone(), Revision::new(2));
+        let other = registry.connect(TenantId(2), id.clone(), Revision::new(1));
+        registry.ack(t, &id, Revision::new(5));
+        assert_eq!(registry.connected(t)[&id].acked, Revision::new(5));
+        assert_eq!(registry.connected(TenantId(2))[&id].acked, Revision::new(1));
         drop(first);
-        assert_eq!(registry.connected()[&id].sessions, 1);
+        assert_eq!(registry.connected(t)[&id].sessions, 1);
         drop(second);
-        assert!(registry.connected().is_empty());
+        assert!(registry.connected(t).is_empty());
+        drop(other);
     }
 }

@@ -50,6 +50,9 @@ pub struct Context<S> {
     pub heartbeat: Duration,
     pub shutdown: watch::Receiver<bool>,
     pub tenant: TenantId,
+    /// SHA-256 of the session's token, checked again while idle so a
+    /// revoked token ends its sessions.
+    pub token: [u8; 32],
 }
 
 /// What the enforcer said in its Hello.
@@ -85,7 +88,9 @@ pub async fn run<S: Store>(ctx: Context<S>, mut inbound: Streaming<StreamRequest
     span.record("enforcer", hello.enforcer.as_str());
     // Subscribe before reading anything, so no revision falls in between.
     let updates = ctx.feed.subscribe();
-    let _connection = ctx.registry.connect(hello.enforcer.clone(), hello.known);
+    let _connection = ctx
+        .registry
+        .connect(ctx.tenant, hello.enforcer.clone(), hello.known);
     record_ack(&ctx, &hello.enforcer, hello.known).await;
     tracing::info!(known = %hello.known, "enforcer connected");
 
@@ -168,7 +173,12 @@ impl<S: Store> Session<S> {
 
     /// Sends a snapshot read in one transaction, in chunks.
     async fn send_snapshot(&mut self) -> Step {
-        let snapshot = self.ctx.store.snapshot().await.map_err(failed)?;
+        let snapshot = self
+            .ctx
+            .store
+            .snapshot(self.ctx.tenant)
+            .await
+            .map_err(failed)?;
         tracing::debug!(revision = %snapshot.revision, apis = snapshot.apis.len(), keys = snapshot.keys.len(), "sending snapshot");
         for chunk in snapshot::chunks(&snapshot) {
             self.send(stream_response::Kind::Snapshot(chunk)).await?;
@@ -191,8 +201,8 @@ impl<S: Store> Session<S> {
                 Backlog::Changes(changes) if changes.is_empty() => return Ok(()),
                 Backlog::Changes(changes) => {
                     for change in changes {
-                        self.send(stream_response::Kind::Delta(change.delta))
-                            .await?;
+                        let delta = change.delta_for(self.ctx.tenant);
+                        self.send(stream_response::Kind::Delta(delta)).await?;
                         self.advance(change.revision);
                     }
                 }
@@ -238,7 +248,8 @@ impl<S: Store> Session<S> {
     /// Sends one live delta without waiting: when the enforcer's outbound
     /// queue is full it is too slow, and a snapshot replaces the backlog.
     async fn deliver(&mut self, change: &Committed) -> Step {
-        let message = response(stream_response::Kind::Delta(change.delta.clone()));
+        let delta = change.delta_for(self.ctx.tenant);
+        let message = response(stream_response::Kind::Delta(delta));
         match self.out.try_send(Ok(message)) {
             Ok(()) => {
                 self.last_sent = Instant::now();
@@ -266,7 +277,9 @@ impl<S: Store> Session<S> {
             Some(stream_request::Kind::Ack(wire::Ack { revision })) => {
                 let revision = Revision::new(revision);
                 tracing::debug!(%revision, "ack");
-                self.ctx.registry.ack(&self.enforcer, revision);
+                self.ctx
+                    .registry
+                    .ack(self.ctx.tenant, &self.enforcer, revision);
                 record_ack(&self.ctx, &self.enforcer, revision).await;
             }
             Some(stream_request::Kind::Nack(wire::Nack { revision, reason })) => {
@@ -294,6 +307,16 @@ impl<S: Store> Session<S> {
     }
 
     async fn send_heartbeat(&mut self) -> Step {
+        match self.ctx.store.token(self.ctx.token).await {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                return Err(End::Failed(Status::unauthenticated(
+                    "the enforcer token was revoked; start the enforcer with a valid token",
+                )));
+            }
+            // The database is away: keep serving what the enforcer has.
+            Err(error) => tracing::warn!(%error, "cannot recheck the enforcer token"),
+        }
         let revision = self.position.get();
         self.send(stream_response::Kind::Heartbeat(wire::Heartbeat {
             revision,

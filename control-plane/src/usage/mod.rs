@@ -1,10 +1,12 @@
 //! The usage log: batches of events from enforcers in (`ReportEvents`,
-//! stored at most once per batch id), filtered pages out (`QueryUsageLogs`).
+//! stored at most once per batch id under the enforcer's tenant), filtered
+//! pages out (`QueryUsageLogs`) and CSV export (`ExportUsageLogs`).
 
+pub mod export;
 pub mod ingest;
 pub mod query;
 
-use std::time::SystemTime;
+use std::{sync::Arc, time::SystemTime};
 
 use ipgate_shared::proto::{admin::v1 as admin, sync::v1 as wire};
 
@@ -16,7 +18,7 @@ use crate::{
 /// Validates and stores one batch; a batch id stored before is a retry.
 pub async fn report<S: Store>(
     store: &S,
-    caller: Principal,
+    caller: &Principal,
     request: wire::ReportEventsRequest,
 ) -> Result<wire::ReportEventsResponse, RpcError> {
     let batch = ingest::batch(request, SystemTime::now())?;
@@ -30,7 +32,7 @@ pub async fn report<S: Store>(
 /// One page of the usage log, newest first.
 pub async fn query<S: Store>(
     store: &S,
-    caller: Principal,
+    caller: &Principal,
     request: admin::QueryUsageLogsRequest,
 ) -> Result<admin::QueryUsageLogsResponse, RpcError> {
     let q = query::parse(request)?;
@@ -39,4 +41,14 @@ pub async fn query<S: Store>(
         .query_usage(caller.tenant, &q.filter, q.cursor, q.page_size + 1)
         .await?;
     Ok(query::page(rows, q.page_size))
+}
+
+/// The usage log as a stream of CSV chunks.
+pub fn export<S: Store>(
+    store: Arc<S>,
+    caller: &Principal,
+    request: admin::ExportUsageLogsRequest,
+) -> Result<export::ChunkStream, RpcError> {
+    let filter = query::parse_export(request)?;
+    Ok(export::start(store, caller.tenant, filter))
 }

@@ -1,19 +1,23 @@
-//! `QueryUsageLogsRequest` -> filters and a position, and rows -> one page
-//! with an opaque token for the next.
+//! Usage-log requests -> filters and a position, and rows -> one page with
+//! an opaque token for the next. `QueryUsageLogs` and `ExportUsageLogs`
+//! share the filters.
 
-use ipgate_shared::{proto::admin::v1 as admin, time};
+use std::net::IpAddr;
+
+use ipgate_shared::{decision::Reason, proto::admin::v1 as admin, time};
+use ipnet::IpNet;
 
 use crate::{
+    admin::request::{self, nonempty},
+    page,
     status::InvalidRequest,
-    store::{UsageCursor, UsageFilter, UsageRecord},
+    store::{UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
-/// Page size when the request says 0.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Largest page size.
-pub const MAX_PAGE_SIZE: u32 = 1000;
-/// First byte of every page token, so the format can change later.
-const TOKEN_VERSION: u8 = 1;
+/// Reason filter meaning "any allowed request".
+pub const ALLOWED_ANY: &str = "ALLOWED_ANY";
+/// Reason filter meaning "any refused request".
+pub const BLOCKED_ANY: &str = "BLOCKED_ANY";
 
 /// A validated usage query.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +25,18 @@ pub struct UsageQuery {
     pub filter: UsageFilter,
     pub cursor: Option<UsageCursor>,
     pub page_size: u32,
+}
+
+/// The filter fields both usage-log requests carry.
+pub struct Filters {
+    pub api: String,
+    pub api_key_id: String,
+    pub method: String,
+    pub status_code: u32,
+    pub reason: String,
+    pub client_ip: String,
+    pub start_time: Option<prost_types::Timestamp>,
+    pub end_time: Option<prost_types::Timestamp>,
 }
 
 /// Validates filters, page size and page token.
@@ -32,12 +48,76 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         status_code,
         page_size,
         page_token,
-        reason: _,
-        client_ip: _,
-        start_time: _,
-        end_time: _,
+        reason,
+        client_ip,
+        start_time,
+        end_time,
     } = req;
     let mut bad = InvalidRequest::default();
+    let filters = Filters {
+        api,
+        api_key_id,
+        method,
+        status_code,
+        reason,
+        client_ip,
+        start_time,
+        end_time,
+    };
+    let filter = filter(&mut bad, filters);
+    let page_size = request::page_size(&mut bad, page_size);
+    let cursor = match page_token.as_str() {
+        "" => Some(None),
+        token => bad.check("page_token", decode_token(token).map(Some)),
+    };
+    bad.or_value(|| {
+        Some(UsageQuery {
+            filter: filter?,
+            cursor: cursor?,
+            page_size: page_size?,
+        })
+    })
+}
+
+/// Validates the filters of an export.
+pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, InvalidRequest> {
+    let admin::ExportUsageLogsRequest {
+        api,
+        api_key_id,
+        method,
+        status_code,
+        reason,
+        client_ip,
+        start_time,
+        end_time,
+    } = req;
+    let mut bad = InvalidRequest::default();
+    let filters = Filters {
+        api,
+        api_key_id,
+        method,
+        status_code,
+        reason,
+        client_ip,
+        start_time,
+        end_time,
+    };
+    let filter = filter(&mut bad, filters);
+    bad.or_value(|| filter)
+}
+
+/// Every filter checked; problems noted in `bad`.
+pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter> {
+    let Filters {
+        api,
+        api_key_id,
+        method,
+        status_code,
+        reason,
+        client_ip,
+        start_time,
+        end_time,
+    } = filters;
     let status = match status_code {
         0 => Some(None),
         s => bad.check(
@@ -51,39 +131,80 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
                 }),
         ),
     };
-    let page_size = match page_size {
-        0 => Some(DEFAULT_PAGE_SIZE),
-        n if n <= MAX_PAGE_SIZE => Some(n),
-        n => {
-            bad.add(
-                "page_size",
-                format!("{n} is more than {MAX_PAGE_SIZE} entries; ask for 1-{MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"),
-            );
-            None
-        }
+    let reasons = match nonempty(reason) {
+        None => Some(None),
+        Some(r) => bad.check("reason", reasons(&r)).map(Some),
     };
-    let cursor = match page_token.as_str() {
-        "" => Some(None),
-        token => bad.check("page_token", decode_token(token).map(Some)),
+    let client_ips = match nonempty(client_ip) {
+        None => Some(None),
+        Some(ip) => bad.check("client_ip", ip_range(&ip)).map(Some),
     };
-    let nonempty = |s: String| {
-        let s = s.trim().to_owned();
-        (!s.is_empty()).then_some(s)
-    };
-    bad.or_value(|| {
-        Some(UsageQuery {
-            filter: UsageFilter {
-                api: nonempty(api),
-                api_key_id: nonempty(api_key_id),
-                // Methods are stored as sent, which is upper case for every
-                // standard one; operators type `get` as often as `GET`.
-                method: nonempty(method).map(|m| m.to_ascii_uppercase()),
-                status: status?,
-            },
-            cursor: cursor?,
-            page_size: page_size?,
-        })
+    let range = request::time_range(bad, start_time, end_time);
+    let (start_ms, end_ms) = range?;
+    Some(UsageFilter {
+        api: nonempty(api),
+        api_key_id: nonempty(api_key_id),
+        // Methods are stored as sent, which is upper case for every
+        // standard one; operators type `get` as often as `GET`.
+        method: nonempty(method).map(|m| m.to_ascii_uppercase()),
+        status: status?,
+        reasons: reasons?,
+        client_ips: client_ips?,
+        start_ms,
+        end_ms,
     })
+}
+
+/// The reasons a reason filter stands for.
+fn reasons(name: &str) -> Result<Vec<String>, String> {
+    let name = name.to_ascii_uppercase();
+    let of = |allowed: bool| {
+        Reason::ALL
+            .into_iter()
+            .filter(|r| r.allowed() == allowed)
+            .map(|r| r.as_str().to_owned())
+            .collect()
+    };
+    match name.as_str() {
+        ALLOWED_ANY => Ok(of(true)),
+        BLOCKED_ANY => Ok(of(false)),
+        _ => name
+            .parse::<Reason>()
+            .map(|r| vec![r.as_str().to_owned()])
+            .map_err(|_| {
+                let names: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+                format!(
+                    "{name:?} is not a reason: give one of {}, {ALLOWED_ANY} or {BLOCKED_ANY}",
+                    names.join(", ")
+                )
+            }),
+    }
+}
+
+/// The keys of the addresses an address or CIDR range covers, first to last.
+fn ip_range(text: &str) -> Result<([u8; 16], [u8; 16]), String> {
+    let bad = || {
+        format!(
+            "{text:?} is not an IP address or CIDR range (203.0.113.5, 203.0.113.0/24, 2001:db8::/32)"
+        )
+    };
+    let net = if text.contains('/') {
+        let net: IpNet = text.parse().map_err(|_| bad())?;
+        match net {
+            // `::ffff:203.0.113.0/120` is the IPv4 range 203.0.113.0/24.
+            IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+                Some(v4) => IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).map_err(|_| bad())?,
+                None => net,
+            },
+            other => other,
+        }
+    } else {
+        IpNet::from(ipgate_shared::normalize_ip(
+            text.parse::<IpAddr>().map_err(|_| bad())?,
+        ))
+    };
+    let net = net.trunc();
+    Ok((ip_key(net.network()), ip_key(net.broadcast())))
 }
 
 /// The first `page_size` rows as a page; a token when more rows follow.
@@ -133,34 +254,20 @@ fn entry(row: UsageRecord) -> admin::UsageLogEntry {
     }
 }
 
-/// The position as lowercase hex of a version byte and two big-endian i64s.
 fn encode_token(cursor: UsageCursor) -> String {
-    let mut bytes = Vec::with_capacity(17);
-    bytes.push(TOKEN_VERSION);
-    bytes.extend_from_slice(&cursor.time_ms.to_be_bytes());
-    bytes.extend_from_slice(&cursor.id.to_be_bytes());
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut payload = page::int(cursor.time_ms).to_vec();
+    payload.extend_from_slice(&page::int(cursor.id));
+    page::encode(page::Kind::Usage, &payload)
 }
 
 fn decode_token(token: &str) -> Result<UsageCursor, &'static str> {
-    const BAD: &str = "not a page token from this API; pass next_page_token back unchanged";
-    if token.len() != 34 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(BAD);
+    let payload = page::decode(page::Kind::Usage, token)?;
+    let (time_ms, rest) = page::take_int(&payload)?;
+    let (id, rest) = page::take_int(rest)?;
+    if !rest.is_empty() {
+        return Err(page::BAD_TOKEN);
     }
-    let bytes: Vec<u8> = (0..token.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&token[i..i + 2], 16))
-        .collect::<Result<_, _>>()
-        .map_err(|_| BAD)?;
-    let (version, rest) = bytes.split_first().ok_or(BAD)?;
-    let (time, id) = rest.split_at(8);
-    match (*version, <[u8; 8]>::try_from(time), <[u8; 8]>::try_from(id)) {
-        (TOKEN_VERSION, Ok(time), Ok(id)) => Ok(UsageCursor {
-            time_ms: i64::from_be_bytes(time),
-            id: i64::from_be_bytes(id),
-        }),
-        _ => Err(BAD),
-    }
+    Ok(UsageCursor { time_ms, id })
 }
 
 #[cfg(test)]
@@ -168,29 +275,68 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tokens_round_trip_and_garbage_is_refused() {
+    fn tokens_round_trip() {
         let cursor = UsageCursor {
             time_ms: 1_800_000_000_123,
             id: 42,
         };
         assert_eq!(decode_token(&encode_token(cursor)), Ok(cursor));
-        for garbage in ["x", "zz", &"0".repeat(34), &"f".repeat(33), "ééé"] {
-            assert!(decode_token(garbage).is_err(), "{garbage}");
-        }
+        assert!(decode_token("garbage").is_err());
     }
 
     #[test]
-    fn page_sizes_and_status_codes_are_checked() {
+    fn page_sizes_status_codes_reasons_and_addresses_are_checked() {
         let q = parse(admin::QueryUsageLogsRequest::default()).unwrap();
-        assert_eq!(q.page_size, DEFAULT_PAGE_SIZE);
+        assert_eq!(q.page_size, request::DEFAULT_PAGE_SIZE);
         let err = parse(admin::QueryUsageLogsRequest {
             page_size: 1001,
             status_code: 42,
             page_token: "garbage".into(),
+            reason: "NOPE".into(),
+            client_ip: "1.2.3".into(),
             ..Default::default()
         })
         .unwrap_err();
         let fields: Vec<&str> = err.fields.iter().map(|f| f.field.as_str()).collect();
-        assert_eq!(fields, ["status_code", "page_size", "page_token"]);
+        assert_eq!(
+            fields,
+            [
+                "status_code",
+                "reason",
+                "client_ip",
+                "page_size",
+                "page_token"
+            ]
+        );
+    }
+
+    #[test]
+    fn reason_groups_and_address_ranges() {
+        assert_eq!(
+            reasons("allowed_any").unwrap(),
+            ["ALLOWED", "WOULD_BLOCK_IP", "UNSYNCED_FAIL_OPEN"]
+        );
+        assert_eq!(reasons("BLOCKED_ANY").unwrap().len(), 7);
+        let key = |s: &str| ip_key(s.parse().unwrap());
+        assert_eq!(
+            ip_range("203.0.113.5").unwrap(),
+            (key("203.0.113.5"), key("203.0.113.5"))
+        );
+        assert_eq!(
+            ip_range("203.0.113.7/24").unwrap(),
+            (key("203.0.113.0"), key("203.0.113.255"))
+        );
+        assert_eq!(
+            ip_range("::ffff:203.0.113.0/120").unwrap(),
+            (key("203.0.113.0"), key("203.0.113.255"))
+        );
+        assert_eq!(
+            ip_range("::ffff:203.0.113.5").unwrap().0,
+            key("203.0.113.5")
+        );
+        assert_eq!(
+            ip_range("2001:db8::/32").unwrap().1,
+            key("2001:db8:ffff:ffff:ffff:ffff:ffff:ffff")
+        );
     }
 }

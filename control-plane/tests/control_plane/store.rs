@@ -8,14 +8,17 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use ipgate_control_plane::store::{
-    Backlog, NewApi, NewKey, SqlStore, Store, StoreError, Stored, TenantId, UsageBatch,
-    UsageCursor, UsageFilter,
+use ipgate_control_plane::{
+    allowlists::Edit,
+    store::{
+        ApiRecord, Backlog, KeyRecord, ListWrite, NewApi, NewKey, SqlStore, Store, StoreError,
+        Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, WriteCtx,
+    },
 };
 use ipgate_shared::{
-    ApiConfig, ApiSlug, Change, Entry, Index, KeyConfig, KeyId, Revision, RouteRule, SecretHash,
-    allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey, proto::sync::v1 as wire,
-    time, usage::UsageEvent,
+    ApiConfig, ApiSlug, Change, Entry, Index, KeyConfig, KeyId, ListRules, Revision, RouteRule,
+    SecretHash, allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey,
+    proto::sync::v1 as wire, time, usage::UsageEvent,
 };
 
 use crate::{common::Db, on_both_backends};
@@ -34,6 +37,44 @@ fn list(cidrs: &[&str]) -> Allowlist {
     Allowlist::new(entries, false)
 }
 
+fn ctx() -> WriteCtx {
+    WriteCtx {
+        tenant: T,
+        actor: "tok_storesuite00000".into(),
+        now: SystemTime::now(),
+        validate_only: false,
+    }
+}
+
+fn set(list: Allowlist, rules: ListRules, expected: Option<Revision>) -> ListWrite {
+    ListWrite {
+        edit: Edit::Set(list),
+        rules,
+        expected,
+        acknowledge_lockout_risk: true,
+    }
+}
+
+async fn set_api_list(
+    store: &SqlStore,
+    slug: &ApiSlug,
+    list: Allowlist,
+    expected: Option<Revision>,
+) -> Result<ApiRecord, StoreError> {
+    let write = set(list, ListRules::for_apis(), expected);
+    Ok(store.write_api_allowlist(&ctx(), slug, write).await?.record)
+}
+
+async fn set_key_list(
+    store: &SqlStore,
+    id: &KeyId,
+    list: Allowlist,
+    expected: Option<Revision>,
+) -> Result<KeyRecord, StoreError> {
+    let write = set(list, ListRules::for_keys(), expected);
+    Ok(store.write_key_allowlist(&ctx(), id, write).await?.record)
+}
+
 async fn open(db: &Db) -> SqlStore {
     SqlStore::open(db.url()).await.expect("open the store")
 }
@@ -45,7 +86,7 @@ async fn new_api(store: &SqlStore, name: &str) -> Revision {
         routes: vec![RouteRule::new("GET", "/orders", "orders:read").expect("route")],
     };
     store
-        .create_api(T, api, SystemTime::now())
+        .create_api(&ctx(), api)
         .await
         .expect("create API")
         .revision
@@ -66,10 +107,7 @@ async fn new_key(store: &SqlStore, api: &str) -> (KeyId, Revision) {
             previous_secrets: vec![],
         },
     };
-    let record = store
-        .create_key(T, key, SystemTime::now())
-        .await
-        .expect("create key");
+    let record = store.create_key(&ctx(), key).await.expect("create key");
     (record.config.id, record.revision)
 }
 
@@ -97,8 +135,7 @@ async fn revisions_commit_in_order_with_their_change_rows(db: Db) {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let cidr = format!("198.51.100.{i}");
-                store
-                    .set_key_allowlist(T, &key, list(&[&cidr]), None, SystemTime::now())
+                set_key_list(&store, &key, list(&[&cidr]), None)
                     .await
                     .expect("write")
                     .revision
@@ -130,50 +167,47 @@ async fn revisions_commit_in_order_with_their_change_rows(db: Db) {
 async fn a_stale_etag_changes_nothing(db: Db) {
     let store = open(&db).await;
     let read_at = new_api(&store, "orders").await;
-    let updated = store
-        .set_api_allowlist(
-            T,
-            &slug("orders"),
-            list(&["203.0.113.5"]),
-            Some(read_at),
-            SystemTime::now(),
-        )
-        .await
-        .expect("a fresh etag is accepted");
+    let updated = set_api_list(
+        &store,
+        &slug("orders"),
+        list(&["203.0.113.5"]),
+        Some(read_at),
+    )
+    .await
+    .expect("a fresh etag is accepted");
     assert_eq!(updated.revision, Revision::new(2));
 
-    let err = store
-        .set_api_allowlist(
-            T,
-            &slug("orders"),
-            list(&["198.51.100.1"]),
-            Some(read_at),
-            SystemTime::now(),
-        )
-        .await
-        .expect_err("a stale etag is refused");
+    let err = set_api_list(
+        &store,
+        &slug("orders"),
+        list(&["198.51.100.1"]),
+        Some(read_at),
+    )
+    .await
+    .expect_err("a stale etag is refused");
     assert!(
         matches!(err, StoreError::StaleEtag { given, current } if given == read_at && current == Revision::new(2))
     );
     assert_eq!(store.current_revision().await.unwrap(), Revision::new(2));
     assert_eq!(backlog(&store, 0).await.len(), 2);
-    let api = store.api(T, &slug("orders")).await.unwrap().expect("API");
+    let api = store
+        .api(T, &slug("orders"), SystemTime::now())
+        .await
+        .unwrap()
+        .expect("API");
     assert_eq!(api.config.allowlist, list(&["203.0.113.5"]));
 
     // Unknown objects are refused the same way: revision unchanged.
-    let missing = store
-        .set_api_allowlist(T, &slug("nope"), list(&[]), None, SystemTime::now())
-        .await;
+    let missing = set_api_list(&store, &slug("nope"), list(&[]), None).await;
     assert!(matches!(missing, Err(StoreError::ApiNotFound(_))));
     let dup = store
         .create_api(
-            T,
+            &ctx(),
             NewApi {
                 slug: slug("orders"),
                 name: "x".into(),
                 routes: vec![],
             },
-            SystemTime::now(),
         )
         .await;
     assert!(matches!(dup, Err(StoreError::ApiExists(_))));
@@ -206,26 +240,23 @@ async fn a_snapshot_plus_later_deltas_is_the_later_snapshot(db: Db) {
     let store = open(&db).await;
     new_api(&store, "orders").await;
     let (first_key, _) = new_key(&store, "orders").await;
-    let early = store.snapshot().await.expect("snapshot");
+    let early = store.snapshot(T).await.expect("snapshot");
     assert_eq!(early.revision, Revision::new(2));
 
     new_api(&store, "billing").await;
     new_key(&store, "billing").await;
-    store
-        .set_api_allowlist(
-            T,
-            &slug("orders"),
-            list(&["203.0.113.0/24", "2001:db8::/48"]),
-            None,
-            SystemTime::now(),
-        )
+    set_api_list(
+        &store,
+        &slug("orders"),
+        list(&["203.0.113.0/24", "2001:db8::/48"]),
+        None,
+    )
+    .await
+    .unwrap();
+    set_key_list(&store, &first_key, list(&[]), None)
         .await
         .unwrap();
-    store
-        .set_key_allowlist(T, &first_key, list(&[]), None, SystemTime::now())
-        .await
-        .unwrap();
-    let late = store.snapshot().await.expect("snapshot");
+    let late = store.snapshot(T).await.expect("snapshot");
     assert_eq!(late.revision, Revision::new(6));
 
     // The domain objects agree...
@@ -435,8 +466,7 @@ async fn a_compacted_change_log_asks_for_a_snapshot(db: Db) {
     new_api(&store, "orders").await;
     for i in 0..4 {
         let cidr = format!("203.0.113.{i}");
-        store
-            .set_api_allowlist(T, &slug("orders"), list(&[&cidr]), None, SystemTime::now())
+        set_api_list(&store, &slug("orders"), list(&[&cidr]), None)
             .await
             .unwrap();
     }

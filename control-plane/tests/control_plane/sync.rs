@@ -4,7 +4,10 @@
 
 use std::time::{Duration, SystemTime};
 
-use ipgate_control_plane::store::{SqlStore, Store, TenantId};
+use ipgate_control_plane::{
+    allowlists::Edit,
+    store::{ListWrite, SqlStore, Store, TenantId, WriteCtx},
+};
 use ipgate_shared::proto::{
     admin::v1::{
         Allowlist, AllowlistEntry, CreateApiKeyRequest, CreateApiRequest, GetRevisionStatusRequest,
@@ -329,8 +332,15 @@ async fn a_slow_enforcer_is_resynced_with_a_snapshot(db: Db) {
         let cidr = format!("203.0.{}.{}/32", 113 + i / 250, i % 250);
         let entry = ipgate_shared::Entry::new(cidr.parse().unwrap(), Default::default(), None);
         let list = ipgate_shared::allowlist::Allowlist::new(vec![entry], false);
+        let write = ListWrite {
+            edit: Edit::Set(list),
+            rules: ipgate_shared::ListRules::for_apis(),
+            expected: None,
+            acknowledge_lockout_risk: false,
+        };
+        let ctx = WriteCtx::system(TenantId::DEFAULT, SystemTime::now());
         store
-            .set_api_allowlist(TenantId::DEFAULT, &orders, list, None, SystemTime::now())
+            .write_api_allowlist(&ctx, &orders, write)
             .await
             .unwrap();
     }

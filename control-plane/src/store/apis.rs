@@ -1,0 +1,316 @@
+//! APIs: reads, and the writes that create, change and delete them.
+
+use std::{fmt::Write as _, time::SystemTime};
+
+use ipgate_shared::{ApiConfig, ApiSlug, Change, KeyId, Revision, allowlist::Allowlist, time};
+use sqlx::{AnyConnection, Row};
+
+use super::{
+    ApiChanges, ApiFilter, ApiRecord, Deleted, EntryOrigins, Expected, KeyStatus, NewApi,
+    StoreError, StoreResult, TenantId, WriteCtx,
+    args::Args,
+    keys::load_keys_of_api,
+    rows::{API_SELECT, api_derived, api_record, origins_to_json},
+    sql::{SqlStore, db_int},
+    write::{Kind, Object, Write},
+};
+use crate::audit;
+
+impl SqlStore {
+    pub(super) async fn api_by_slug(
+        &self,
+        tenant: TenantId,
+        slug: &ApiSlug,
+        now: SystemTime,
+    ) -> StoreResult<Option<ApiRecord>> {
+        let mut conn = self.pool.acquire().await?;
+        load_api(&mut conn, tenant, slug, time::to_millis(now)).await
+    }
+
+    pub(super) async fn list_apis(
+        &self,
+        tenant: TenantId,
+        filter: &ApiFilter,
+        after: Option<&ApiSlug>,
+        limit: u32,
+        now: SystemTime,
+    ) -> StoreResult<Vec<ApiRecord>> {
+        let mut args = Args::default();
+        let now_p = args.int(time::to_millis(now));
+        debug_assert_eq!(now_p, "$1");
+        let mut sql = format!("{API_SELECT} WHERE a.tenant_id = {}", args.int(tenant.0));
+        let ApiFilter { enabled } = filter;
+        if let Some(enabled) = enabled {
+            let _ = write!(sql, " AND a.enabled = {}", args.int(i64::from(*enabled)));
+        }
+        if let Some(after) = after {
+            let _ = write!(sql, " AND a.slug > {}", args.text(after.as_str()));
+        }
+        let _ = write!(sql, " ORDER BY a.slug LIMIT {}", args.int(i64::from(limit)));
+        let mut conn = self.pool.acquire().await?;
+        let rows = args
+            .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
+            .fetch_all(&mut *conn)
+            .await?;
+        rows.iter().map(api_record).collect()
+    }
+
+    pub(super) async fn create_api_tx(
+        &self,
+        ctx: &WriteCtx,
+        api: NewApi,
+    ) -> StoreResult<ApiRecord> {
+        self.write(ctx, Kind::Config, async |w| {
+            let NewApi { slug, name, routes } = api;
+            // Slugs are global: enforcers know APIs by slug alone.
+            let taken = sqlx::query("SELECT 1 FROM apis WHERE slug = $1")
+                .bind(slug.as_str())
+                .fetch_optional(w.conn())
+                .await?;
+            if taken.is_some() {
+                return Err(StoreError::ApiExists(slug.to_string()));
+            }
+            let record = ApiRecord {
+                tenant: w.tenant(),
+                name,
+                config: ApiConfig {
+                    slug,
+                    enabled: true,
+                    allowlist: Allowlist::default(),
+                    routes,
+                },
+                origins: EntryOrigins::new(),
+                key_count: 0,
+                revision: w.revision,
+                created_at: time::from_millis(w.now_ms),
+                updated_at: time::from_millis(w.now_ms),
+            };
+            insert_api(w, &record).await?;
+            w.change(Change::PutApi(record.config.clone()));
+            w.audit(
+                "api.create",
+                Object::Api(record.config.slug.as_str()),
+                None,
+                Some(audit::api(&record)),
+            );
+            Ok(record)
+        })
+        .await
+    }
+
+    pub(super) async fn update_api_tx(
+        &self,
+        ctx: &WriteCtx,
+        slug: &ApiSlug,
+        changes: ApiChanges,
+        expected: Expected,
+    ) -> StoreResult<ApiRecord> {
+        self.write(ctx, Kind::Config, async |w| {
+            let before = edit_api(w, slug, expected).await?;
+            let mut record = before.clone();
+            let ApiChanges {
+                name,
+                enabled,
+                routes,
+            } = changes;
+            if let Some(name) = name {
+                record.name = name;
+            }
+            if let Some(enabled) = enabled {
+                record.config.enabled = enabled;
+            }
+            if let Some(routes) = routes {
+                record.config.routes = routes;
+            }
+            save_api(w, &mut record).await?;
+            w.change(Change::PutApi(record.config.clone()));
+            w.audit(
+                "api.update",
+                Object::Api(slug.as_str()),
+                Some(audit::api(&before)),
+                Some(audit::api(&record)),
+            );
+            Ok(record)
+        })
+        .await
+    }
+
+    pub(super) async fn delete_api_tx(
+        &self,
+        ctx: &WriteCtx,
+        slug: &ApiSlug,
+        expected: Expected,
+        force: bool,
+    ) -> StoreResult<Deleted> {
+        self.write(ctx, Kind::Config, async |w| {
+            let api = edit_api(w, slug, expected).await?;
+            let keys = load_keys_of_api(w.conn(), slug).await?;
+            let active = keys
+                .iter()
+                .filter(|k| k.status(w.ctx.now) == KeyStatus::Active)
+                .count();
+            if active > 0 && !force {
+                return Err(StoreError::ApiHasActiveKeys {
+                    slug: slug.to_string(),
+                    keys: active,
+                });
+            }
+            // Keys cannot outlive their API: unrevoked ones (active or
+            // expired) are revoked with it, and every key row goes.
+            let mut revoked_keys: Vec<KeyId> = Vec::new();
+            for key in keys.iter().filter(|k| k.revoked_at.is_none()) {
+                let mut after = key.clone();
+                after.revoked_at = Some(w.ctx.now);
+                w.change(Change::DeleteKey(key.config.id));
+                w.audit(
+                    "api_key.revoke",
+                    Object::Key(key.config.id.as_str()),
+                    Some(audit::key(key, w.ctx.now)),
+                    Some(audit::key(&after, w.ctx.now)),
+                );
+                revoked_keys.push(key.config.id);
+            }
+            sqlx::query("DELETE FROM api_keys WHERE api_slug = $1")
+                .bind(slug.as_str())
+                .execute(w.conn())
+                .await?;
+            sqlx::query("DELETE FROM apis WHERE slug = $1")
+                .bind(slug.as_str())
+                .execute(w.conn())
+                .await?;
+            w.change(Change::DeleteApi(slug.clone()));
+            w.audit(
+                "api.delete",
+                Object::Api(slug.as_str()),
+                Some(audit::api(&api)),
+                None,
+            );
+            Ok(Deleted {
+                api,
+                revoked_keys,
+                revision: w.revision,
+            })
+        })
+        .await
+    }
+}
+
+// === inside a transaction ===
+
+/// The API `slug` of `tenant`; other tenants' APIs are not found.
+pub(super) async fn load_api(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    slug: &ApiSlug,
+    now_ms: i64,
+) -> StoreResult<Option<ApiRecord>> {
+    let sql = format!("{API_SELECT} WHERE a.slug = $2 AND a.tenant_id = $3");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now_ms)
+        .bind(slug.as_str())
+        .bind(tenant.0)
+        .fetch_optional(conn)
+        .await?;
+    row.map(|row| api_record(&row)).transpose()
+}
+
+/// The writer's API `slug`, checked against the etag the caller read.
+pub(super) async fn edit_api(
+    w: &mut Write,
+    slug: &ApiSlug,
+    expected: Expected,
+) -> StoreResult<ApiRecord> {
+    let (tenant, now_ms) = (w.tenant(), w.now_ms);
+    let record = load_api(w.conn(), tenant, slug, now_ms)
+        .await?
+        .ok_or_else(|| StoreError::ApiNotFound(slug.to_string()))?;
+    check_etag(expected, record.revision)?;
+    Ok(record)
+}
+
+async fn insert_api(w: &mut Write, record: &ApiRecord) -> StoreResult<()> {
+    let (enabled, next_expiry) = api_derived(&record.config);
+    sqlx::query(
+        "INSERT INTO apis (slug, tenant_id, name, config, entry_meta, enabled, \
+         next_entry_expiry, derived, revision, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $9)",
+    )
+    .bind(record.config.slug.as_str())
+    .bind(record.tenant.0)
+    .bind(record.name.as_str())
+    .bind(config_bytes(&record.config))
+    .bind(origins_to_json(&record.origins))
+    .bind(enabled)
+    .bind(next_expiry)
+    .bind(db_int(record.revision.get()))
+    .bind(time::to_millis(record.created_at))
+    .execute(w.conn())
+    .await?;
+    Ok(())
+}
+
+/// Stores `record` as changed at this write's revision, and stamps it so.
+pub(super) async fn save_api(w: &mut Write, record: &mut ApiRecord) -> StoreResult<()> {
+    record.revision = w.revision;
+    record.updated_at = time::from_millis(w.now_ms);
+    record.origins.retain(|cidr, _| {
+        record
+            .config
+            .allowlist
+            .entries()
+            .iter()
+            .any(|e| e.cidr() == *cidr)
+    });
+    let (enabled, next_expiry) = api_derived(&record.config);
+    sqlx::query(
+        "UPDATE apis SET name = $1, config = $2, entry_meta = $3, enabled = $4, \
+         next_entry_expiry = $5, derived = 1, revision = $6, updated_at = $7 WHERE slug = $8",
+    )
+    .bind(record.name.as_str())
+    .bind(config_bytes(&record.config))
+    .bind(origins_to_json(&record.origins))
+    .bind(enabled)
+    .bind(next_expiry)
+    .bind(db_int(record.revision.get()))
+    .bind(w.now_ms)
+    .bind(record.config.slug.as_str())
+    .execute(w.conn())
+    .await?;
+    Ok(())
+}
+
+/// Slugs of APIs with an entry expired at `now_ms`, with their tenants.
+pub(super) async fn apis_with_expired_entries(
+    conn: &mut AnyConnection,
+    now_ms: i64,
+) -> StoreResult<Vec<(TenantId, ApiSlug)>> {
+    let rows = sqlx::query(
+        "SELECT tenant_id, slug FROM apis WHERE next_entry_expiry IS NOT NULL \
+         AND next_entry_expiry <= $1 ORDER BY slug",
+    )
+    .bind(now_ms)
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let slug: String = row.try_get("slug")?;
+            let slug = slug
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("API slug: {e}")))?;
+            Ok((TenantId(row.try_get("tenant_id")?), slug))
+        })
+        .collect()
+}
+
+fn config_bytes(config: &ApiConfig) -> Vec<u8> {
+    use prost::Message;
+    ipgate_shared::proto::sync::v1::ApiConfig::from(config).encode_to_vec()
+}
+
+/// Refuses a write whose etag is not the object's current revision.
+pub(super) fn check_etag(expected: Expected, current: Revision) -> StoreResult<()> {
+    match expected {
+        Some(given) if given != current => Err(StoreError::StaleEtag { given, current }),
+        _ => Ok(()),
+    }
+}

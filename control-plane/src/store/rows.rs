@@ -1,0 +1,145 @@
+//! Rows -> records, and the columns stored beside an object's `config`:
+//! entry metadata as JSON and the values derived for filters and sweeps.
+
+use std::collections::BTreeMap;
+
+use ipgate_shared::{
+    ApiConfig, Cidr, KeyConfig, allowlist::Allowlist, proto::sync::v1 as wire, time,
+};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use sqlx::{Row, any::AnyRow};
+
+use super::{
+    ApiRecord, EntryOrigin, EntryOrigins, KeyRecord, StoreError, StoreResult, TenantId,
+    sql::revision,
+};
+
+/// Columns of an API row, with its active-key count; `$1` is "now" (ms).
+pub(super) const API_SELECT: &str = "SELECT a.slug, a.tenant_id, a.name, a.config, a.entry_meta, \
+     a.revision, a.created_at, a.updated_at, \
+     (SELECT COUNT(*) FROM api_keys k WHERE k.api_slug = a.slug AND k.revoked = 0 \
+       AND (k.expires_at IS NULL OR k.expires_at > $1)) AS key_count \
+     FROM apis a";
+
+/// Columns of a key row.
+pub(super) const KEY_SELECT: &str = "SELECT k.id, k.tenant_id, k.name, k.description, k.revoked, \
+     k.revoked_at, k.config, k.entry_meta, k.revision, k.created_at, k.updated_at \
+     FROM api_keys k";
+
+/// Decodes a stored `ipgate.sync.v1.ApiConfig`.
+pub(super) fn api_config(bytes: &[u8]) -> StoreResult<ApiConfig> {
+    let wire = wire::ApiConfig::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    ApiConfig::try_from(wire).map_err(|e| StoreError::Corrupt(format!("API config {e}")))
+}
+
+/// Decodes a stored `ipgate.sync.v1.KeyConfig`.
+pub(super) fn key_config(bytes: &[u8]) -> StoreResult<KeyConfig> {
+    let wire = wire::KeyConfig::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    KeyConfig::try_from(wire).map_err(|e| StoreError::Corrupt(format!("key config {e}")))
+}
+
+pub(super) fn api_record(row: &AnyRow) -> StoreResult<ApiRecord> {
+    let config: Vec<u8> = row.try_get("config")?;
+    let meta: String = row.try_get("entry_meta")?;
+    let key_count: i64 = row.try_get("key_count")?;
+    Ok(ApiRecord {
+        tenant: TenantId(row.try_get("tenant_id")?),
+        name: row.try_get("name")?,
+        config: api_config(&config)?,
+        origins: origins_from_json(&meta),
+        key_count: u32::try_from(key_count).unwrap_or(u32::MAX),
+        revision: revision(row.try_get("revision")?)?,
+        created_at: time::from_millis(row.try_get("created_at")?),
+        updated_at: time::from_millis(row.try_get("updated_at")?),
+    })
+}
+
+pub(super) fn key_record(row: &AnyRow) -> StoreResult<KeyRecord> {
+    let config: Vec<u8> = row.try_get("config")?;
+    let meta: String = row.try_get("entry_meta")?;
+    let revoked: i64 = row.try_get("revoked")?;
+    let revoked_at: Option<i64> = row.try_get("revoked_at")?;
+    let updated_at = time::from_millis(row.try_get("updated_at")?);
+    Ok(KeyRecord {
+        tenant: TenantId(row.try_get("tenant_id")?),
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        // Keys revoked before revocation times were kept: their last change.
+        revoked_at: (revoked != 0).then(|| revoked_at.map_or(updated_at, time::from_millis)),
+        config: key_config(&config)?,
+        origins: origins_from_json(&meta),
+        revision: revision(row.try_get("revision")?)?,
+        created_at: time::from_millis(row.try_get("created_at")?),
+        updated_at,
+    })
+}
+
+// === entry metadata ===
+
+#[derive(Serialize, Deserialize)]
+struct StoredOrigin {
+    /// Unix milliseconds.
+    at: i64,
+    /// Token id, or `system`.
+    by: String,
+}
+
+/// Entry origins as stored: `{"203.0.113.0/24": {"at": ms, "by": "tok_…"}}`.
+pub(super) fn origins_to_json(origins: &EntryOrigins) -> String {
+    let map: BTreeMap<String, StoredOrigin> = origins
+        .iter()
+        .map(|(cidr, o)| {
+            let stored = StoredOrigin {
+                at: time::to_millis(o.created_at),
+                by: o.created_by.clone(),
+            };
+            (cidr.to_string(), stored)
+        })
+        .collect();
+    serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// Entry origins from their JSON; unreadable parts are dropped (they are
+/// informative only, and lists made before they existed have none).
+fn origins_from_json(json: &str) -> EntryOrigins {
+    let map: BTreeMap<String, StoredOrigin> = serde_json::from_str(json).unwrap_or_default();
+    map.into_iter()
+        .filter_map(|(cidr, o)| {
+            let cidr = cidr.parse::<Cidr>().ok()?;
+            let origin = EntryOrigin {
+                created_at: time::from_millis(o.at),
+                created_by: o.by,
+            };
+            Some((cidr, origin))
+        })
+        .collect()
+}
+
+// === derived columns ===
+
+/// The earliest expiry of a list's entries: when the sweep has work.
+pub(super) fn next_entry_expiry(list: &Allowlist) -> Option<i64> {
+    list.entries()
+        .iter()
+        .filter_map(|e| e.expires_at())
+        .map(time::to_millis)
+        .min()
+}
+
+/// Columns derived from an API's config: (enabled, next entry expiry).
+pub(super) fn api_derived(config: &ApiConfig) -> (i64, Option<i64>) {
+    (
+        i64::from(config.enabled),
+        next_entry_expiry(&config.allowlist),
+    )
+}
+
+/// Columns derived from a key's config: (expires_at, entries, next entry expiry).
+pub(super) fn key_derived(config: &KeyConfig) -> (Option<i64>, i64, Option<i64>) {
+    (
+        config.expires_at.map(time::to_millis),
+        i64::try_from(config.allowlist.entries().len()).unwrap_or(i64::MAX),
+        next_entry_expiry(&config.allowlist),
+    )
+}

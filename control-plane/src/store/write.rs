@@ -1,0 +1,212 @@
+//! The one shape of every admin write: open a write transaction, take the
+//! next revision (configuration writes) or the same lock (token and tenant
+//! writes), run the operation, append its change-log row and its audit
+//! rows, then commit — or roll back, for an error or `validate_only` — and
+//! tell the change feed. Each operation is its business logic only.
+
+use ipgate_shared::{Change, Revision, proto::sync::v1 as wire, time};
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use super::{
+    EntryOrigin, StoreResult, TenantId, WriteCtx,
+    sql::{SqlStore, Tx, append_change, bump_revision, db_int},
+};
+
+/// Whether a write changes what enforcers see.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// APIs, keys, allowlists: a new revision and a change-log row.
+    Config,
+    /// Tenants and tokens: audited at revision 0, nothing for enforcers.
+    Admin,
+}
+
+/// An object an audit row is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Object<'a> {
+    Tenant(&'a str),
+    Token(&'a str),
+    Api(&'a str),
+    Key(&'a str),
+}
+
+impl Object<'_> {
+    fn parts(self) -> (&'static str, String) {
+        match self {
+            Object::Tenant(id) => ("tenant", id.to_owned()),
+            Object::Token(id) => ("token", id.to_owned()),
+            Object::Api(slug) => ("api", slug.to_owned()),
+            Object::Key(id) => ("api_key", id.to_owned()),
+        }
+    }
+}
+
+struct AuditRow {
+    tenant: TenantId,
+    action: String,
+    object_type: &'static str,
+    object_id: String,
+    before: Option<Value>,
+    after: Option<Value>,
+}
+
+/// A write in progress: its transaction, its revision, and the changes and
+/// audit rows it collects.
+pub(super) struct Write {
+    pub tx: Tx,
+    pub ctx: WriteCtx,
+    pub now_ms: i64,
+    /// The revision this write commits at (zero for [`Kind::Admin`]).
+    pub revision: Revision,
+    changes: Vec<Change>,
+    audit: Vec<AuditRow>,
+}
+
+impl Write {
+    /// The connection, for queries.
+    pub fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    /// The writer's tenant.
+    pub fn tenant(&self) -> TenantId {
+        self.ctx.tenant
+    }
+
+    /// The origin of entries this write adds.
+    pub fn origin(&self) -> EntryOrigin {
+        EntryOrigin {
+            created_at: self.ctx.now,
+            created_by: self.ctx.actor.clone(),
+        }
+    }
+
+    /// Notes a change enforcers must apply at this revision.
+    pub fn change(&mut self, change: Change) {
+        self.changes.push(change);
+    }
+
+    /// Notes an audit row for `object`: `before`/`after` are `None` when it
+    /// did not exist.
+    pub fn audit(
+        &mut self,
+        action: impl Into<String>,
+        object: Object<'_>,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) {
+        let tenant = self.ctx.tenant;
+        self.audit_in(tenant, action, object, before, after);
+    }
+
+    /// Like [`Write::audit`], in another tenant's log.
+    pub fn audit_in(
+        &mut self,
+        tenant: TenantId,
+        action: impl Into<String>,
+        object: Object<'_>,
+        before: Option<Value>,
+        after: Option<Value>,
+    ) {
+        let (object_type, object_id) = object.parts();
+        self.audit.push(AuditRow {
+            tenant,
+            action: action.into(),
+            object_type,
+            object_id,
+            before,
+            after,
+        });
+    }
+}
+
+impl SqlStore {
+    /// Runs `op` as one write of `kind` for `ctx`; see the module docs.
+    pub(super) async fn write<T>(
+        &self,
+        ctx: &WriteCtx,
+        kind: Kind,
+        op: impl AsyncFnOnce(&mut Write) -> StoreResult<T>,
+    ) -> StoreResult<T> {
+        let mut tx = self.begin_write().await?;
+        let revision = match kind {
+            Kind::Config => bump_revision(&mut tx).await?,
+            Kind::Admin => {
+                lock_writes(&mut tx).await?;
+                Revision::ZERO
+            }
+        };
+        // Instants are stored in milliseconds: the records returned say
+        // exactly what a later read will.
+        let now_ms = time::to_millis(ctx.now);
+        let mut write = Write {
+            tx,
+            ctx: WriteCtx {
+                now: time::from_millis(now_ms),
+                ..ctx.clone()
+            },
+            now_ms,
+            revision,
+            changes: Vec::new(),
+            audit: Vec::new(),
+        };
+        let result = match op(&mut write).await {
+            Ok(value) => record(&mut write, kind).await.map(|()| value),
+            Err(e) => Err(e),
+        };
+        let Write { tx, .. } = write;
+        if ctx.validate_only || result.is_err() {
+            // The error that made us roll back is the one worth reporting.
+            if let Err(rollback) = tx.rollback().await {
+                tracing::warn!(error = %rollback, "rollback failed");
+            }
+            return result;
+        }
+        tx.commit().await?;
+        if kind == Kind::Config {
+            self.announce(revision);
+        }
+        result
+    }
+}
+
+/// Appends the change-log row (configuration writes) and the audit rows.
+async fn record(write: &mut Write, kind: Kind) -> StoreResult<()> {
+    if kind == Kind::Config {
+        let changes: Vec<wire::Change> = write.changes.iter().map(wire::Change::from).collect();
+        let (tenant, revision, now_ms) = (write.ctx.tenant, write.revision, write.now_ms);
+        append_change(&mut write.tx, tenant, revision, changes, now_ms).await?;
+    }
+    let rows = std::mem::take(&mut write.audit);
+    for row in rows {
+        let json = |v: Option<Value>| v.map(|v| v.to_string()).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO audit_events (tenant_id, time_ms, actor, action, object_type, \
+             object_id, before_json, after_json, revision) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(row.tenant.0)
+        .bind(write.now_ms)
+        .bind(write.ctx.actor.as_str())
+        .bind(row.action)
+        .bind(row.object_type)
+        .bind(row.object_id)
+        .bind(json(row.before))
+        .bind(json(row.after))
+        .bind(db_int(write.revision.get()))
+        .execute(&mut *write.tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Takes the lock configuration writes take, without a revision: token
+/// and tenant writes (e.g. "never revoke the last owner") are serialised
+/// with every other write.
+async fn lock_writes(tx: &mut Tx) -> StoreResult<()> {
+    sqlx::query("UPDATE meta SET revision = revision WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
