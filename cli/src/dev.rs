@@ -159,6 +159,7 @@ async fn create_demo_api(addr: SocketAddr, token: &str, slug: &str) -> anyhow::R
             slug: slug.to_owned(),
             name: "Demo API (ipgate dev)".to_owned(),
             routes: vec![],
+            validate_only: false,
         })
         .await;
     match created {

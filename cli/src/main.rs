@@ -2,8 +2,11 @@
 //!
 //! - `ipgate dev` runs a control plane on SQLite, one enforcer and a demo
 //!   upstream in one process, ready for grpcurl;
-//! - `ipgate control-plane` and `ipgate enforcer` run each part alone.
+//! - `ipgate control-plane` and `ipgate enforcer` run each part alone;
+//! - `ipgate tenants|tokens|apis|keys|test-access|logs|audit|revision` are
+//!   the operators' commands over the admin API (see `admin`).
 
+mod admin;
 mod demo_upstream;
 mod dev;
 mod logging;
@@ -32,13 +35,68 @@ enum Command {
     ControlPlane(ipgate_control_plane::Config),
     /// Run an enforcer: sync client and front doors.
     Enforcer(ipgate_enforcer::Config),
+
+    /// Manage tenants (owners of the default tenant).
+    Tenants(admin::Group<admin::cmd::Tenants>),
+    /// Manage admin and enforcer tokens (owners).
+    Tokens(admin::Group<admin::cmd::Tokens>),
+    /// Manage APIs and their allowlists.
+    Apis(admin::Group<admin::cmd::Apis>),
+    /// Manage API keys and their allowlists.
+    Keys(admin::Group<admin::cmd::Keys>),
+    /// Ask what an enforcer would decide for an API, a key and an address.
+    TestAccess(admin::cmd::TestAccessArgs),
+    /// Read and export the usage log (every decided request).
+    Logs(admin::Group<admin::cmd::Logs>),
+    /// Read the audit log (every admin change).
+    Audit(admin::Group<admin::cmd::Audit>),
+    /// Tell whether a change is live on every enforcer.
+    Revision(admin::Group<admin::cmd::Revision>),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    logging::init(&cli.log)?;
-    match cli.command {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let admin_command = match cli.command {
+        Command::Tenants(g) => admin::AdminCommand::Tenants(g),
+        Command::Tokens(g) => admin::AdminCommand::Tokens(g),
+        Command::Apis(g) => admin::AdminCommand::Apis(g),
+        Command::Keys(g) => admin::AdminCommand::Keys(g),
+        Command::TestAccess(a) => admin::AdminCommand::TestAccess(a),
+        Command::Logs(g) => admin::AdminCommand::Logs(g),
+        Command::Audit(g) => admin::AdminCommand::Audit(g),
+        Command::Revision(g) => admin::AdminCommand::Revision(g),
+        server => {
+            return match runtime.block_on(serve(cli.log, server)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("Error: {e:?}");
+                    std::process::ExitCode::FAILURE
+                }
+            };
+        }
+    };
+    // Admin commands log only warnings unless asked: their output is the answer.
+    let _ = logging::init(&cli.log);
+    match runtime.block_on(admin::run(admin_command)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", admin::render_error(&e));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `dev`, `control-plane` or `enforcer` until a shutdown signal.
+async fn serve(log: logging::LogArgs, command: Command) -> anyhow::Result<()> {
+    logging::init(&log)?;
+    match command {
         Command::Dev(args) => dev::run(args).await,
         Command::ControlPlane(config) => {
             let running = ipgate_control_plane::start(config).await?;
@@ -55,6 +113,7 @@ async fn main() -> anyhow::Result<()> {
             running.shutdown().await?;
             Ok(())
         }
+        _ => unreachable!("admin commands are run by admin::run"),
     }
 }
 
