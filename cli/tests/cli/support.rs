@@ -1,0 +1,238 @@
+//! A real control plane (SQLite in a temporary directory) and a real
+//! enforcer, started in this process, and the `ipgate` binary run against
+//! them as an operator would run it.
+
+#![allow(dead_code)]
+
+use std::{
+    path::Path,
+    process::{Command, Output},
+    time::{Duration, Instant},
+};
+
+use ipgate_shared::proto::check::v1::{CheckRequest, check_service_client::CheckServiceClient};
+use serde_json::Value;
+
+/// The owner token the control plane is bootstrapped with.
+pub const OWNER_TOKEN: &str = "ipg_admin_cli-tests-owner-token-0123456789abcdef";
+/// The enforcer token it accepts.
+pub const ENFORCER_TOKEN: &str = "ipg_enf_cli-tests-enforcer-token-0123456789abcdef";
+
+/// A control plane and an enforcer on loopback ports picked by the system.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub addr: String,
+    pub check_addr: String,
+    runtime: tokio::runtime::Runtime,
+    control_plane: Option<ipgate_control_plane::Running>,
+    enforcer: Option<ipgate_enforcer::Running>,
+}
+
+/// What one run of `ipgate` did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(output: Output) -> Run {
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Panics unless the run succeeded; returns its stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "ipgate failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+
+    /// Panics unless the run failed; returns its stderr.
+    #[track_caller]
+    pub fn failed(&self) -> &str {
+        assert_ne!(
+            self.code,
+            Some(0),
+            "ipgate should have failed\n--- stdout\n{}\n--- stderr\n{}",
+            self.stdout,
+            self.stderr
+        );
+        assert!(self.code.is_some(), "ipgate was killed: {self:?}");
+        &self.stderr
+    }
+}
+
+impl Env {
+    /// Starts the control plane and an enforcer, and waits for the enforcer's
+    /// first snapshot.
+    pub fn start() -> Env {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = ipgate_control_plane::Config::with_database(format!(
+            "sqlite://{}",
+            dir.path().join("db").display()
+        ));
+        config.listen = "127.0.0.1:0".parse().expect("address");
+        config.bootstrap_token = Some(OWNER_TOKEN.to_owned());
+        config.bootstrap_enforcer_token = Some(ENFORCER_TOKEN.to_owned());
+        let control_plane = runtime
+            .block_on(ipgate_control_plane::start(config))
+            .expect("control plane starts");
+        let addr = format!("http://{}", control_plane.addr);
+
+        let enforcer = runtime
+            .block_on(ipgate_enforcer::start(ipgate_enforcer::Config {
+                control_plane: vec![addr.parse().expect("uri")],
+                token: ENFORCER_TOKEN.parse().expect("token"),
+                id: "cli-test-enforcer".parse().expect("enforcer id"),
+                grpc_listen: "127.0.0.1:0".parse().expect("address"),
+                proxy_listen: "127.0.0.1:0".parse().expect("address"),
+                upstream: None,
+                api: None,
+                fail_open_until_synced: false,
+                reconnect_min_ms: 50,
+                reconnect_max_ms: 500,
+                event_queue_capacity: 10_000,
+            }))
+            .expect("enforcer starts");
+        let check_addr = format!("http://{}", enforcer.grpc_addr);
+        let env = Env {
+            dir,
+            addr,
+            check_addr,
+            runtime,
+            control_plane: Some(control_plane),
+            enforcer: Some(enforcer),
+        };
+        eventually("the enforcer's first snapshot", || {
+            env.enforcer.as_ref().and_then(|e| e.revision()).map(|_| ())
+        });
+        env
+    }
+
+    /// `ipgate ARGS` with the owner token.
+    pub fn ipgate(&self, args: &[&str]) -> Run {
+        self.ipgate_as(OWNER_TOKEN, args)
+    }
+
+    /// `ipgate ARGS` with `token` in `IPGATE_TOKEN`.
+    pub fn ipgate_as(&self, token: &str, args: &[&str]) -> Run {
+        let output = ipgate_command(self.dir.path())
+            .args(args)
+            .env("IPGATE_ADDR", &self.addr)
+            .env("IPGATE_TOKEN", token)
+            .output()
+            .expect("run ipgate");
+        Run::from(output)
+    }
+
+    /// `ipgate --json ARGS`, which must succeed; its stdout parsed.
+    #[track_caller]
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = args.to_vec();
+        all.push("--json");
+        let run = self.ipgate(&all);
+        let out = run.ok();
+        serde_json::from_str(out)
+            .unwrap_or_else(|e| panic!("{args:?} --json printed no JSON ({e}):\n{out}"))
+    }
+
+    /// One request decided by the enforcer's check door, as a front door
+    /// would ask; it lands in the usage log. Returns the HTTP status.
+    pub fn request(&self, api: &str, key: &str, client_ip: &str, path: &str) -> u32 {
+        let addr = self.check_addr.clone();
+        let request = CheckRequest {
+            api: api.to_owned(),
+            api_key: key.to_owned(),
+            client_ip: client_ip.to_owned(),
+            method: "GET".to_owned(),
+            path: path.to_owned(),
+            request_id: String::new(),
+        };
+        self.runtime.block_on(async move {
+            let mut client = CheckServiceClient::connect(addr).await.expect("check door");
+            client
+                .check(request)
+                .await
+                .expect("check answers")
+                .into_inner()
+                .http_status
+        })
+    }
+
+    /// Waits until the enforcer has applied every committed revision.
+    pub fn wait_live(&self) {
+        self.ipgate(&["revision", "status", "--wait", "20s"]).ok();
+    }
+
+    /// Waits until the usage log holds `n` rows matching `filters`.
+    pub fn wait_logged(&self, filters: &[&str], n: usize) {
+        eventually("usage events to reach the control plane", || {
+            let mut args = vec!["logs", "query"];
+            args.extend_from_slice(filters);
+            let v = self.json(&args);
+            let rows = v["entries"].as_array().map_or(0, Vec::len);
+            (rows >= n).then_some(())
+        });
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(enforcer) = self.enforcer.take() {
+            let _ = self.runtime.block_on(enforcer.shutdown());
+        }
+        if let Some(cp) = self.control_plane.take() {
+            let _ = self.runtime.block_on(cp.shutdown());
+        }
+    }
+}
+
+/// The `ipgate` binary under test, in `dir`, with a clean environment of
+/// `IPGATE_…` variables and quiet logs.
+pub fn ipgate_command(dir: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ipgate"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("IPGATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.current_dir(dir).env("IPGATE_LOG", "warn");
+    cmd
+}
+
+/// Polls `probe` until it answers, for at most 30 seconds.
+#[track_caller]
+pub fn eventually<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The string at a JSON pointer, or panics.
+#[track_caller]
+pub fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
+    v.pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {v:#}"))
+}
