@@ -6,7 +6,7 @@ use ipgate_shared::proto::admin::v1::{TestAccessRequest, TestAccessResponse};
 
 use super::{
     Admin, AdminArgs, Output,
-    output::{details, or_dash, print_table, time_relative},
+    output::{details, print_table, time_relative},
 };
 
 /// Flags of `ipgate test-access`.
@@ -59,6 +59,9 @@ fn print_decision(r: &TestAccessResponse, ip: &str) {
     let mut d = details();
     d.add_row(["Reason:", &r.reason]);
     d.add_row(["HTTP status:", &r.http_status.to_string()]);
+    if !r.error_code.is_empty() {
+        d.add_row(["Error code:", &r.error_code]);
+    }
     if let Some(entry) = &r.matched_entry {
         let list = match r.matched_list.as_str() {
             "api" => "the API's allowlist",
@@ -79,6 +82,5 @@ fn print_decision(r: &TestAccessResponse, ip: &str) {
         d.add_row(["Body:", &r.body]);
     }
     d.add_row(["At revision:", &r.revision.to_string()]);
-    d.add_row(["Error code:", &or_dash(&r.error_code)]);
     print_table(d);
 }

@@ -102,8 +102,14 @@ fn describe(status: &Status, addr: &str) -> String {
         .bad_request()
         .map(|b| b.field_violations.as_slice())
         .unwrap_or_default();
-    if violations.is_empty() {
+    let lockout = details
+        .error_info()
+        .is_some_and(|info| info.reason == LOCKOUT_RISK);
+    if lockout {
+        describe_lockout(&mut out, code, message, &details);
+    } else if violations.is_empty() {
         let _ = write!(out, "{code}: {message}");
+        describe_other_details(&mut out, &details);
     } else {
         let n = violations.len();
         let noun = if n == 1 { "field" } else { "fields" };
@@ -112,55 +118,47 @@ fn describe(status: &Status, addr: &str) -> String {
             let _ = write!(out, "\n  {}: {}", v.field, v.description);
         }
     }
-
-    let lockout = details
-        .error_info()
-        .is_some_and(|info| info.reason == LOCKOUT_RISK);
-    if lockout {
-        describe_lockout(&mut out, &details);
-    } else {
-        describe_other_details(&mut out, &details);
-    }
     if let Some(hint) = hint(status.code(), addr, lockout) {
         let _ = write!(out, "\n{hint}");
     }
     out
 }
 
-/// The addresses a refused write would have locked out, from whichever
-/// standard details carry them.
-fn describe_lockout(out: &mut String, details: &ErrorDetails) {
+/// The addresses a refused write would have locked out: one
+/// `PreconditionFailure` violation per address (subject: the address), and
+/// the total in the `ErrorInfo` metadata. Without those, the server's message.
+fn describe_lockout(out: &mut String, code: &str, message: &str, details: &ErrorDetails) {
+    let callers = details
+        .precondition_failure()
+        .map(|pf| pf.violations.as_slice())
+        .unwrap_or_default();
+    if callers.is_empty() {
+        let _ = write!(out, "{code}: {LOCKOUT_RISK}: {message}");
+        return;
+    }
+    let total = details
+        .error_info()
+        .and_then(|info| info.metadata.get("total"))
+        .and_then(|t| t.parse::<usize>().ok())
+        .unwrap_or(callers.len())
+        .max(callers.len());
+    let noun = if total == 1 { "address" } else { "addresses" };
     let _ = write!(
         out,
-        "\nLOCKOUT_RISK: these addresses called in the last 24 hours and would start being blocked:"
+        "{code}: {LOCKOUT_RISK}: this change would start blocking {total} {noun} that made allowed requests in the last 24 hours; nothing was stored"
     );
-    let mut listed = false;
-    if let Some(pf) = details.precondition_failure() {
-        for v in &pf.violations {
+    for v in callers {
+        // The description names the address itself; fall back to the subject.
+        if v.description.starts_with(&v.subject) {
+            let _ = write!(out, "\n  {}", v.description);
+        } else if v.description.is_empty() {
             let _ = write!(out, "\n  {}", v.subject);
-            if !v.description.is_empty() && v.description != v.subject {
-                let _ = write!(out, "  ({})", v.description);
-            }
-            listed = true;
+        } else {
+            let _ = write!(out, "\n  {}: {}", v.subject, v.description);
         }
     }
-    if let Some(info) = details.error_info() {
-        let mut metadata: Vec<_> = info.metadata.iter().collect();
-        metadata.sort();
-        for (key, value) in metadata {
-            if !listed && (key.contains("address") || key.contains("ip") || key.contains("caller"))
-            {
-                for address in value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-                    let _ = write!(out, "\n  {address}");
-                }
-                listed = true;
-            } else {
-                let _ = write!(out, "\n  ({key}: {value})");
-            }
-        }
-    }
-    if !listed {
-        let _ = write!(out, "\n  (the addresses are in the message above)");
+    if total > callers.len() {
+        let _ = write!(out, "\n  … and {} more", total - callers.len());
     }
 }
 
@@ -198,7 +196,7 @@ fn describe_other_details(out: &mut String, details: &ErrorDetails) {
 /// What the operator can do about a code.
 fn hint(code: Code, addr: &str, lockout: bool) -> Option<String> {
     Some(match code {
-        Code::FailedPrecondition if lockout => "Nothing was stored. Preview with --dry-run; to store the change anyway, \
+        Code::FailedPrecondition if lockout => "Preview the change with --dry-run; to store it anyway, \
              repeat it with --acknowledge-lockout-risk."
             .to_owned(),
         Code::Unauthenticated => "Check the admin token: --token or IPGATE_TOKEN \

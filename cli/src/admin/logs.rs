@@ -68,6 +68,11 @@ pub enum Command {
         page_token: String,
     },
     /// Export decided requests as CSV (RFC 4180, header row), newest first.
+    ///
+    /// The CSV streams as it arrives: to the file given with `-o` (a one-line
+    /// summary then goes to stderr), or else to stdout. With `--json` and no
+    /// `-o`, each chunk is one JSON object per line (`{"csv": "…"}`), as
+    /// grpcurl prints the stream; `jq -j .csv` joins them back into the file.
     Export {
         #[command(flatten)]
         filters: Filters,

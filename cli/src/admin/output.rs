@@ -160,16 +160,20 @@ pub fn time_relative(t: Option<&prost_types::Timestamp>) -> String {
     format!("{} ({relative})", humantime::format_rfc3339_seconds(at))
 }
 
-/// A duration in its largest unit: `2h`, `5m`, `3d`, `12s`.
+/// A duration to the minute, in at most two units: `45s`, `5m`, `1h 30m`, `3d 2h`.
 fn coarse(d: Duration) -> String {
-    // Rounded to the nearest unit: "in 30d" for 30 days less a second.
     let s = d.as_secs() + u64::from(d.subsec_millis() >= 500);
-    let round = |unit: u64| (s + unit / 2) / unit;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3570 => format!("{}m", round(60)),
-        3570..84_600 => format!("{}h", round(3600)),
-        _ => format!("{}d", round(86_400)),
+    if s < 60 {
+        return format!("{s}s");
+    }
+    let m = (s + 30) / 60;
+    let (days, hours, minutes) = (m / 1440, m / 60 % 24, m % 60);
+    match (days, hours, minutes) {
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d {h}h"),
     }
 }
 
@@ -256,8 +260,9 @@ pub fn print_lockout(preview: Option<&v1::LockoutPreview>) {
         return;
     };
     let total = p.total_callers.max(p.callers.len() as u32);
+    let noun = if total == 1 { "address" } else { "addresses" };
     println!(
-        "Lockout risk: {total} address(es) seen since {} would start being blocked:",
+        "Lockout risk: {total} {noun} seen since {} would start being blocked:",
         time(p.since.as_ref())
     );
     print_callers(&p.callers);
@@ -277,4 +282,26 @@ pub fn print_callers(callers: &[v1::LockedOutCaller]) {
         ]);
     }
     print_table(t);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::coarse;
+
+    #[test]
+    fn durations_read_to_the_minute() {
+        let cases = [
+            (12, "12s"),
+            (90, "2m"),
+            (5400, "1h 30m"),
+            (7200, "2h"),
+            (30 * 86_400 - 1, "30d"),
+            (3 * 86_400 + 7500, "3d 2h"),
+        ];
+        for (secs, text) in cases {
+            assert_eq!(coarse(Duration::from_secs(secs)), text, "{secs}s");
+        }
+    }
 }

@@ -94,7 +94,7 @@ fn a_lockout_risk_names_the_addresses_and_how_to_proceed() {
     assert_eq!(s(&dry, "/lockout/callers/0/requests"), "2");
     let human = env.ipgate(&["keys", "allowlist", "set", &id, "192.0.2.0/24", "--dry-run"]);
     let out = human.ok();
-    assert!(out.contains("Lockout risk: 2 address(es)"), "{out}");
+    assert!(out.contains("Lockout risk: 2 addresses seen"), "{out}");
     assert!(
         out.contains("CLIENT IP") && out.contains("198.51.100.7"),
         "{out}"

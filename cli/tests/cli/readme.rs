@@ -160,7 +160,7 @@ fn the_cli_section_works_as_written() {
         "BLOCKED: 127.0.0.2 gets 403 IP_NOT_ALLOWED (IP_NOT_ALLOWED_KEY)",
         // the dry run and its lockout preview
         "Dry run: nothing was stored",
-        "Lockout risk: 1 address(es)",
+        "Lockout risk: 1 address seen",
         "refused; nothing was stored",
         // logs query
         "IP_NOT_ALLOWED_KEY",

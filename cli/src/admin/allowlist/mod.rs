@@ -320,11 +320,18 @@ fn read_list(path: &PathBuf) -> anyhow::Result<Allowlist> {
 }
 
 fn print_view(view: &View<'_>) {
+    print_view_as(view, false);
+}
+
+/// Prints the owner and its list; a dry run's would-be revision is left out.
+fn print_view_as(view: &View<'_>, dry_run: bool) {
     println!("{}", view.title);
-    let mut d = details();
-    d.add_row(["Revision:", &view.revision.to_string()]);
-    d.add_row(["Etag:", view.etag]);
-    print_table(d);
+    if !dry_run {
+        let mut d = details();
+        d.add_row(["Revision:", &view.revision.to_string()]);
+        d.add_row(["Etag:", view.etag]);
+        print_table(d);
+    }
     println!();
     print_allowlist(view.allowlist);
 }
@@ -337,7 +344,7 @@ fn print_written<T: Target>(response: &T::Response) {
         println!("Stored at revision {}.", v.revision);
     }
     if let Some(v) = &view {
-        print_view(v);
+        print_view_as(v, dry_run);
     }
     if dry_run || lockout.is_some_and(|l| l.total_callers > 0 || !l.callers.is_empty()) {
         println!();
