@@ -180,3 +180,45 @@ where
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A second tenant, made by the default tenant's owner: (its id, its owner's secret).
+pub async fn new_tenant(addr: SocketAddr, id: &str) -> String {
+    use ipgate_shared::proto::admin::v1::CreateTenantRequest;
+    admin(addr)
+        .await
+        .create_tenant(CreateTenantRequest {
+            id: id.into(),
+            name: format!("Tenant {id}"),
+            ..Default::default()
+        })
+        .await
+        .expect("create a tenant")
+        .into_inner()
+        .owner_secret
+}
+
+/// A new token of `role` made by the owner `owner`: its secret.
+pub async fn new_token(
+    owner: &mut Admin,
+    role: ipgate_shared::proto::admin::v1::TokenRole,
+) -> String {
+    use ipgate_shared::proto::admin::v1::CreateTokenRequest;
+    owner
+        .create_token(CreateTokenRequest {
+            name: format!("{role:?} token"),
+            role: role.into(),
+            validate_only: false,
+        })
+        .await
+        .expect("create a token")
+        .into_inner()
+        .secret
+}
+
+/// The status code of a call's error, or `Ok` when it succeeded.
+pub fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code {
+    match result {
+        Ok(_) => tonic::Code::Ok,
+        Err(status) => status.code(),
+    }
+}

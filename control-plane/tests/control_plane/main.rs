@@ -4,7 +4,9 @@
 
 mod admin;
 mod common;
+mod lifecycle;
 mod server;
 mod store;
 mod sync;
+mod tenancy;
 mod usage;

@@ -13,7 +13,10 @@ use ipgate_shared::proto::{
         Allowlist, AllowlistEntry, CreateApiKeyRequest, CreateApiRequest, GetRevisionStatusRequest,
         SetApiAllowlistRequest,
     },
-    sync::v1::{Ack, Hello, StreamRequest, StreamResponse, stream_request, stream_response::Kind},
+    sync::v1::{
+        Ack, ApiConfig, Delta, Hello, KeyConfig, StreamRequest, StreamResponse, stream_request,
+        stream_response::Kind,
+    },
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -25,13 +28,13 @@ use crate::{
 };
 
 /// How long a test waits for a message it expects.
-const PATIENCE: Duration = Duration::from_secs(10);
+pub const PATIENCE: Duration = Duration::from_secs(10);
 /// How soon a committed write must reach a following enforcer (the change
 /// feed is woken by the commit itself, not by its one-second poll).
 const LIVE: Duration = Duration::from_secs(1);
 
 /// A hand-driven enforcer stream.
-struct Enforcer {
+pub struct Enforcer {
     requests: mpsc::Sender<StreamRequest>,
     responses: Streaming<StreamResponse>,
 }
@@ -62,14 +65,47 @@ fn hello(id: &str, known: u64) -> stream_request::Kind {
 }
 
 impl Enforcer {
-    async fn start(addr: std::net::SocketAddr, id: &str, known: u64) -> Enforcer {
-        connect(addr, Some(ENFORCER), hello(id, known))
+    pub async fn start(addr: std::net::SocketAddr, id: &str, known: u64) -> Enforcer {
+        Enforcer::start_as(addr, ENFORCER, id, known).await
+    }
+
+    /// An enforcer with `token` (of some tenant).
+    pub async fn start_as(
+        addr: std::net::SocketAddr,
+        token: &str,
+        id: &str,
+        known: u64,
+    ) -> Enforcer {
+        connect(addr, Some(token), hello(id, known))
             .await
             .expect("open a sync stream")
     }
 
+    /// A whole snapshot: its revision, APIs and keys as sent.
+    pub async fn full_snapshot(&mut self) -> (u64, Vec<ApiConfig>, Vec<KeyConfig>) {
+        let (mut apis, mut keys) = (Vec::new(), Vec::new());
+        loop {
+            let Kind::Snapshot(chunk) = self.next_update(PATIENCE).await else {
+                panic!("expected a snapshot chunk");
+            };
+            apis.extend(chunk.apis);
+            keys.extend(chunk.keys);
+            if chunk.last {
+                return (chunk.revision, apis, keys);
+            }
+        }
+    }
+
+    /// The next delta, which must come within `within`.
+    pub async fn full_delta(&mut self, within: Duration) -> Delta {
+        match self.next_update(within).await {
+            Kind::Delta(delta) => delta,
+            other => panic!("expected a delta, got {other:?}"),
+        }
+    }
+
     /// The next message, within `within`.
-    async fn next_within(&mut self, within: Duration) -> Result<Kind, Status> {
+    pub async fn next_within(&mut self, within: Duration) -> Result<Kind, Status> {
         let message = tokio::time::timeout(within, self.responses.message())
             .await
             .expect("a message in time")?;
@@ -77,7 +113,7 @@ impl Enforcer {
     }
 
     /// The next snapshot chunk or delta, skipping heartbeats.
-    async fn next_update(&mut self, within: Duration) -> Kind {
+    pub async fn next_update(&mut self, within: Duration) -> Kind {
         loop {
             match self.next_within(within).await.expect("stream stays open") {
                 Kind::Heartbeat(_) => continue,
@@ -87,7 +123,7 @@ impl Enforcer {
     }
 
     /// A whole snapshot: (revision, API slugs, key count).
-    async fn snapshot(&mut self) -> (u64, Vec<String>, usize) {
+    pub async fn snapshot(&mut self) -> (u64, Vec<String>, usize) {
         let mut apis = Vec::new();
         let mut keys = 0;
         let mut expected_index = 0;
@@ -106,14 +142,14 @@ impl Enforcer {
     }
 
     /// The revision of the next delta, which must come within `within`.
-    async fn delta(&mut self, within: Duration) -> u64 {
+    pub async fn delta(&mut self, within: Duration) -> u64 {
         match self.next_update(within).await {
             Kind::Delta(delta) => delta.revision,
             other => panic!("expected a delta, got {other:?}"),
         }
     }
 
-    async fn ack(&self, revision: u64) {
+    pub async fn ack(&self, revision: u64) {
         self.requests
             .send(StreamRequest {
                 kind: Some(stream_request::Kind::Ack(Ack { revision })),
