@@ -41,12 +41,24 @@ enum Command {
     /// Manage admin and enforcer tokens (owners).
     Tokens(admin::Group<admin::cmd::Tokens>),
     /// Manage APIs and their allowlists.
+    #[command(after_help = "Examples:\n  \
+        ipgate apis create orders --name \"Orders API\" --route \"POST /orders=orders:write\"\n  \
+        ipgate apis allowlist add orders 203.0.113.0/24 --label \"Office\" --dry-run\n  \
+        ipgate apis update orders --status disabled --etag 42")]
     Apis(admin::Group<admin::cmd::Apis>),
     /// Manage API keys and their allowlists.
+    #[command(after_help = "Examples:\n  \
+        ipgate keys create --api orders --name \"deploy bot\" --scope orders:write\n  \
+        ipgate keys allowlist add KEY_ID 203.0.113.0/24 --label \"Office\" --expires-in 2h\n  \
+        ipgate keys rotate KEY_ID --grace 1h")]
     Keys(admin::Group<admin::cmd::Keys>),
     /// Ask what an enforcer would decide for an API, a key and an address.
     TestAccess(admin::cmd::TestAccessArgs),
     /// Read and export the usage log (every decided request).
+    #[command(after_help = "Examples:\n  \
+        ipgate logs query --status 403 --since 24h\n  \
+        ipgate logs query --key KEY_ID --reason BLOCKED_ANY --ip 203.0.113.0/24\n  \
+        ipgate logs export --status 403 -o blocked.csv")]
     Logs(admin::Group<admin::cmd::Logs>),
     /// Read the audit log (every admin change).
     Audit(admin::Group<admin::cmd::Audit>),

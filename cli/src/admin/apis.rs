@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use clap::{Subcommand, ValueEnum};
+use clap::{ArgGroup, Subcommand, ValueEnum};
 use ipgate_shared::proto::admin::v1::{
     Api, ApiStatus, CreateApiRequest, DeleteApiRequest, DeleteApiResponse, GetApiRequest,
     ListApisRequest, ListApisResponse, RouteRule, RouteRules, UpdateApiRequest,
@@ -99,6 +99,8 @@ pub enum Command {
         page_token: String,
     },
     /// Change an API's name, status or route rules.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)
+        .args(["name", "status", "routes", "clear_routes"])))]
     Update {
         /// The API's slug.
         slug: String,

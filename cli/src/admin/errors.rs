@@ -113,7 +113,7 @@ fn describe(status: &Status, addr: &str) -> String {
     } else {
         let n = violations.len();
         let noun = if n == 1 { "field" } else { "fields" };
-        let _ = write!(out, "{code}: {n} invalid {noun}; nothing was stored");
+        let _ = write!(out, "{code}: {n} invalid {noun}");
         for v in violations {
             let _ = write!(out, "\n  {}: {}", v.field, v.description);
         }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use ipgate_shared::proto::admin::v1::{
     ApiKey, ApiKeyStatus, CreateApiKeyRequest, GetApiKeyRequest, ListApiKeysRequest,
     ListApiKeysResponse, RevokeApiKeyRequest, RotateApiKeyRequest, Scopes, UpdateApiKeyRequest,
@@ -121,6 +121,8 @@ pub enum Command {
         page_token: String,
     },
     /// Change a key's name, description or scopes.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)
+        .args(["name", "description", "scopes", "clear_scopes"])))]
     Update {
         /// The key's id.
         id: String,

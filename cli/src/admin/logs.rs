@@ -13,7 +13,7 @@ use std::{
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use ipgate_shared::proto::admin::v1::{
-    ExportUsageLogsRequest, QueryUsageLogsRequest, QueryUsageLogsResponse,
+    ExportUsageLogsChunk, ExportUsageLogsRequest, QueryUsageLogsRequest, QueryUsageLogsResponse,
 };
 use prost_types::Timestamp;
 
@@ -125,19 +125,60 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
 }
 
 async fn export(
-    mut stream: tonic::Streaming<ipgate_shared::proto::admin::v1::ExportUsageLogsChunk>,
+    stream: tonic::Streaming<ExportUsageLogsChunk>,
     path: Option<&Path>,
     out: Output,
 ) -> anyhow::Result<()> {
-    let mut sink: Box<dyn std::io::Write> = match path {
-        Some(p) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
-        )),
-        None => Box::new(std::io::stdout().lock()),
+    let Some(path) = path else {
+        let mut stdout = std::io::stdout().lock();
+        return copy(stream, &mut stdout, out.json).await.map(|_| ());
     };
+    // Written beside the target and renamed at the end, so a failed export
+    // never leaves a truncated file under the name asked for.
+    let partial = partial_path(path);
+    let file = std::fs::File::create(&partial).with_context(|| {
+        format!(
+            "cannot write {} (creating {} failed)",
+            path.display(),
+            partial.display()
+        )
+    })?;
+    let mut sink = std::io::BufWriter::new(file);
+    let copied = copy(stream, &mut sink, false).await;
+    let finished = copied.and_then(|rows| {
+        sink.flush()?;
+        std::fs::rename(&partial, path).with_context(|| {
+            format!("cannot rename {} to {}", partial.display(), path.display())
+        })?;
+        Ok(rows)
+    });
+    match finished {
+        Ok(rows) => {
+            let n = rows.saturating_sub(1);
+            let noun = if n == 1 { "row" } else { "rows" };
+            eprintln!("Exported {n} {noun} to {}.", path.display());
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            Err(e.context(format!(
+                "the export to {} did not finish; no file was written",
+                path.display()
+            )))
+        }
+    }
+}
+
+/// Writes every chunk to `sink` (as JSON lines with `json`); returns the
+/// CSV records seen, the header row included.
+async fn copy(
+    mut stream: tonic::Streaming<ExportUsageLogsChunk>,
+    sink: &mut impl std::io::Write,
+    json: bool,
+) -> anyhow::Result<usize> {
     let mut rows = RowCounter::default();
     while let Some(chunk) = stream.message().await? {
-        if out.json && path.is_none() {
+        if json {
             writeln!(sink, "{}", to_json(&chunk, false)?)?;
         } else {
             sink.write_all(chunk.csv.as_bytes())?;
@@ -145,12 +186,15 @@ async fn export(
         rows.feed(&chunk.csv);
     }
     sink.flush()?;
-    if let Some(p) = path {
-        let n = rows.rows.saturating_sub(1);
-        let noun = if n == 1 { "row" } else { "rows" };
-        eprintln!("Exported {n} {noun} to {}.", p.display());
-    }
-    Ok(())
+    Ok(rows.rows)
+}
+
+/// `dir/blocked.csv` -> `dir/.blocked.csv.partial`.
+fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map_or_else(|| "export".into(), |n| n.to_string_lossy().into_owned());
+    path.with_file_name(format!(".{name}.partial"))
 }
 
 /// Counts CSV records (RFC 4180: line ends inside quotes do not end a record).

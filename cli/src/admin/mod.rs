@@ -36,7 +36,7 @@ pub struct AdminArgs {
     /// Control plane address (`http://host:port`; `host:port` means plain HTTP/2).
     #[arg(long, env = "IPGATE_ADDR", default_value = DEFAULT_ADDR, global = true)]
     pub addr: String,
-    /// Admin token (`ipg_admin_…`); `ipgate dev` keeps one in `.ipgate/admin-token`.
+    /// Admin token (`ipg_admin_…`); prefer the variable, as flags show in `ps`. `ipgate dev` keeps one in `.ipgate/admin-token`.
     #[arg(long, env = "IPGATE_TOKEN", hide_env_values = true, global = true)]
     pub token: Option<String>,
     /// Print the response as canonical proto3 JSON (what grpcurl prints) instead of tables.

@@ -86,6 +86,11 @@ fn apis_are_created_read_listed_updated_and_deleted() {
     assert!(err.contains("ABORTED"), "{err}");
     assert!(err.contains("--etag"), "{err}");
 
+    // An update that changes nothing is refused before any call.
+    let nothing = env.ipgate(&["apis", "update", "orders"]);
+    assert_eq!(nothing.code, Some(2), "{nothing:?}");
+    assert!(nothing.stderr.contains("--name"), "{nothing:?}");
+
     let disabled = env.json(&["apis", "list", "--status", "disabled"]);
     assert_eq!(
         disabled["apis"].as_array().map(Vec::len),

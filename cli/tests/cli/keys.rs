@@ -119,6 +119,8 @@ fn keys_are_created_listed_updated_rotated_and_revoked() {
     ]);
     assert_eq!(s(&updated, "/name"), "deploy robot");
     assert_eq!(updated["scopes"].as_array().map(Vec::len), Some(2));
+    let nothing = env.ipgate(&["keys", "update", &id]);
+    assert_eq!(nothing.code, Some(2), "nothing to change: {nothing:?}");
     let cleared = env.json(&["keys", "update", &id, "--clear-scopes"]);
     assert!(cleared.get("scopes").is_none(), "{cleared:#}");
 

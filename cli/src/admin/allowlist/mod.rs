@@ -5,7 +5,7 @@
 use std::{path::PathBuf, str::FromStr, time::Duration};
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{ArgGroup, Args, Subcommand};
 use ipgate_shared::proto::admin::v1::{
     Allowlist, AllowlistEntry, AllowlistWriteOptions, LockoutPreview,
 };
@@ -190,6 +190,8 @@ pub enum Command<T: Target + std::fmt::Debug> {
         write: WriteArgs,
     },
     /// Change one entry's label or expiry in place.
+    #[command(group(ArgGroup::new("change").required(true).multiple(true)
+        .args(["label", "expires_in", "expires_at", "no_expiry"])))]
     Update {
         #[arg(value_name = T::VALUE_NAME, help = T::HELP, value_parser = T::parse)]
         target: T,
