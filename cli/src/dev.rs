@@ -200,10 +200,26 @@ Try it (README.md walks through more):
     {control_plane} ipgate.admin.v1.AdminService/CreateApiKey
   curl -i -H "X-API-Key: <the secret from above>" http://{proxy}/hello
 
+Or with the ipgate CLI (README.md, "The ipgate CLI"):
+{addr_export}
+  ipgate apis list
+  ipgate keys create --api {api} --name "my first key"
+
 Press Ctrl-C to stop.
 "#,
         admin = tokens.admin,
+        addr_export = addr_export(control_plane),
     )
+}
+
+/// The line pointing the CLI at a control plane off its default address.
+fn addr_export(control_plane: SocketAddr) -> String {
+    let addr = format!("http://{control_plane}");
+    if addr == crate::admin::DEFAULT_ADDR {
+        String::new()
+    } else {
+        format!("\n  export IPGATE_ADDR={addr}")
+    }
 }
 
 /// What a control plane started without `ipgate dev` prints when it made

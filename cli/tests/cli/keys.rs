@@ -250,3 +250,73 @@ fn test_access_tells_the_decision_and_the_matching_entry() {
         "{out}"
     );
 }
+
+/// `--json` prints what grpcurl prints for the same call.
+#[test]
+fn json_output_is_what_grpcurl_prints() {
+    if std::process::Command::new("grpcurl")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but grpcurl is missing: tests/run.sh installs it"
+        );
+        eprintln!("skipped: grpcurl not installed");
+        return;
+    }
+    let env = Env::start();
+    env.ipgate(&[
+        "apis",
+        "create",
+        "orders",
+        "--route",
+        "POST /orders=orders:write",
+    ])
+    .ok();
+    let created = env.json(&[
+        "keys",
+        "create",
+        "--api",
+        "orders",
+        "--name",
+        "k",
+        "--allow",
+        "203.0.113.0/24=Office",
+        "--expires-in",
+        "1d",
+    ]);
+    let id = s(&created, "/key/id").to_owned();
+    let target = env.addr.trim_start_matches("http://").to_owned();
+    let grpcurl = |method: &str, body: &str| -> serde_json::Value {
+        let out = std::process::Command::new("grpcurl")
+            .args(["-plaintext", "-H"])
+            .arg(format!(
+                "authorization: Bearer {}",
+                crate::support::OWNER_TOKEN
+            ))
+            .args(["-d", body, &target])
+            .arg(format!("ipgate.admin.v1.AdminService/{method}"))
+            .output()
+            .expect("run grpcurl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("grpcurl prints JSON")
+    };
+    assert_eq!(
+        env.json(&["apis", "get", "orders"]),
+        grpcurl("GetApi", r#"{"slug": "orders"}"#)
+    );
+    assert_eq!(
+        env.json(&["keys", "get", &id]),
+        grpcurl("GetApiKey", &format!(r#"{{"id": "{id}"}}"#))
+    );
+    assert_eq!(
+        env.json(&["revision", "status", "1"]).get("revision"),
+        grpcurl("GetRevisionStatus", r#"{"revision": 1}"#).get("revision")
+    );
+}
