@@ -27,6 +27,8 @@ ALTER TABLE apis ADD COLUMN derived BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX apis_tenant_slug ON apis (tenant_id, slug);
 CREATE INDEX apis_next_entry_expiry ON apis (next_entry_expiry);
 
+-- A deleted API's keys stay, revoked, for the record.
+ALTER TABLE api_keys DROP CONSTRAINT api_keys_api_slug_fkey;
 ALTER TABLE api_keys ADD COLUMN entry_meta TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE api_keys ADD COLUMN revoked_at BIGINT;
 ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;

@@ -27,12 +27,35 @@ ALTER TABLE apis ADD COLUMN derived BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX apis_tenant_slug ON apis (tenant_id, slug);
 CREATE INDEX apis_next_entry_expiry ON apis (next_entry_expiry);
 
-ALTER TABLE api_keys ADD COLUMN entry_meta TEXT NOT NULL DEFAULT '{}';
-ALTER TABLE api_keys ADD COLUMN revoked_at BIGINT;
-ALTER TABLE api_keys ADD COLUMN expires_at BIGINT;
-ALTER TABLE api_keys ADD COLUMN allowlist_entries BIGINT NOT NULL DEFAULT 0;
-ALTER TABLE api_keys ADD COLUMN next_entry_expiry BIGINT;
-ALTER TABLE api_keys ADD COLUMN derived BIGINT NOT NULL DEFAULT 0;
+-- Rebuilt without the reference to `apis`: a deleted API's keys stay,
+-- revoked, for the record (SQLite cannot drop a constraint in place).
+CREATE TABLE api_keys_new (
+    id                TEXT   PRIMARY KEY,
+    tenant_id         BIGINT NOT NULL REFERENCES tenants (id),
+    api_slug          TEXT   NOT NULL,
+    name              TEXT   NOT NULL,
+    description       TEXT   NOT NULL,
+    revoked           BIGINT NOT NULL DEFAULT 0,
+    config            BLOB   NOT NULL,
+    revision          BIGINT NOT NULL,
+    created_at        BIGINT NOT NULL,
+    updated_at        BIGINT NOT NULL,
+    entry_meta        TEXT   NOT NULL DEFAULT '{}',
+    revoked_at        BIGINT,
+    expires_at        BIGINT,
+    allowlist_entries BIGINT NOT NULL DEFAULT 0,
+    next_entry_expiry BIGINT,
+    derived           BIGINT NOT NULL DEFAULT 0
+);
+INSERT INTO api_keys_new (id, tenant_id, api_slug, name, description, revoked, config,
+                          revision, created_at, updated_at)
+    SELECT id, tenant_id, api_slug, name, description, revoked, config, revision,
+           created_at, updated_at
+    FROM api_keys;
+DROP TABLE api_keys;
+ALTER TABLE api_keys_new RENAME TO api_keys;
+CREATE INDEX api_keys_api ON api_keys (api_slug);
+CREATE INDEX api_keys_tenant ON api_keys (tenant_id);
 CREATE INDEX api_keys_tenant_created ON api_keys (tenant_id, created_at, id);
 CREATE INDEX api_keys_next_entry_expiry ON api_keys (next_entry_expiry);
 

@@ -9,7 +9,7 @@ use super::{
     ApiChanges, ApiFilter, ApiRecord, Deleted, EntryOrigins, Expected, KeyStatus, NewApi,
     StoreError, StoreResult, TenantId, WriteCtx,
     args::Args,
-    keys::load_keys_of_api,
+    keys::{load_keys_of_api, save_key},
     rows::{API_SELECT, api_derived, api_record, origins_to_json},
     sql::{SqlStore, db_int},
     write::{Kind, Object, Write},
@@ -144,7 +144,8 @@ impl SqlStore {
     ) -> StoreResult<Deleted> {
         self.write(ctx, Kind::Config, async |w| {
             let api = edit_api(w, slug, expected).await?;
-            let keys = load_keys_of_api(w.conn(), slug).await?;
+            let tenant = w.tenant();
+            let keys = load_keys_of_api(w.conn(), tenant, slug).await?;
             let active = keys
                 .iter()
                 .filter(|k| k.status(w.ctx.now) == KeyStatus::Active)
@@ -155,25 +156,16 @@ impl SqlStore {
                     keys: active,
                 });
             }
-            // Keys cannot outlive their API: unrevoked ones (active or
-            // expired) are revoked with it, and every key row goes.
+            // Unrevoked keys (active or expired) are revoked with the API;
+            // every key stays readable, revoked, for the record.
             let mut revoked_keys: Vec<KeyId> = Vec::new();
-            for key in keys.iter().filter(|k| k.revoked_at.is_none()) {
+            for key in keys.into_iter().filter(|k| k.revoked_at.is_none()) {
                 let mut after = key.clone();
                 after.revoked_at = Some(w.ctx.now);
-                w.change(Change::DeleteKey(key.config.id));
-                w.audit(
-                    "api_key.revoke",
-                    Object::Key(key.config.id.as_str()),
-                    Some(audit::key(key, w.ctx.now)),
-                    Some(audit::key(&after, w.ctx.now)),
-                );
+                save_key(w, &mut after).await?;
+                w.audit_key("api_key.revoke", &key, &after);
                 revoked_keys.push(key.config.id);
             }
-            sqlx::query("DELETE FROM api_keys WHERE api_slug = $1")
-                .bind(slug.as_str())
-                .execute(w.conn())
-                .await?;
             sqlx::query("DELETE FROM apis WHERE slug = $1")
                 .bind(slug.as_str())
                 .execute(w.conn())

@@ -261,14 +261,18 @@ pub(super) async fn load_key(
     row.map(|row| key_record(&row)).transpose()
 }
 
-/// Every key of an API, newest first.
+/// Every key of `tenant`'s API, newest first.
 pub(super) async fn load_keys_of_api(
     conn: &mut AnyConnection,
+    tenant: TenantId,
     slug: &ApiSlug,
 ) -> StoreResult<Vec<KeyRecord>> {
-    let sql = format!("{KEY_SELECT} WHERE k.api_slug = $1 ORDER BY k.created_at DESC, k.id DESC");
+    let sql = format!(
+        "{KEY_SELECT} WHERE k.api_slug = $1 AND k.tenant_id = $2 ORDER BY k.created_at DESC, k.id DESC"
+    );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(slug.as_str())
+        .bind(tenant.0)
         .fetch_all(conn)
         .await?;
     rows.iter().map(key_record).collect()

@@ -256,10 +256,13 @@ async fn apis_are_listed_updated_and_deleted(db: Db) {
         ),
         Code::NotFound
     );
-    assert_eq!(
-        code(admin.get_api_key(GetApiKeyRequest { id: keep }).await),
-        Code::NotFound
-    );
+    // Its keys stay readable, revoked, for the record.
+    let kept = admin
+        .get_api_key(GetApiKeyRequest { id: keep })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(kept.status, ApiKeyStatus::Revoked as i32);
     // Without keys no force is needed; an unknown API is not found.
     admin
         .delete_api(DeleteApiRequest {
