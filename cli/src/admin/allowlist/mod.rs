@@ -152,7 +152,7 @@ pub enum Command<T: Target + std::fmt::Debug> {
         label: Option<String>,
         #[command(flatten)]
         expiry: ExpiryArgs,
-        /// Evaluate the list without blocking: would-be denials are allowed and logged as WOULD_BLOCK_IP.
+        /// Evaluate the list without blocking: would-be denials are allowed and logged as WOULD_BLOCK_IP (without it, `set` makes the list enforce).
         #[arg(long)]
         report_only: bool,
         /// Read the whole list from a JSON file (an `Allowlist`: `{"entries": [{"cidr": …, "label": …}], "reportOnly": false}`); `-` reads stdin.
@@ -228,6 +228,7 @@ pub async fn run<T: Target + std::fmt::Debug>(
             expiry: exp,
             report_only,
             file,
+            // `--empty` only lets `entries` be empty: the list is cleared.
             empty: _,
             write,
         } => {
