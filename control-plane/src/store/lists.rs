@@ -2,9 +2,9 @@
 //! against the usage log, entry metadata, and the sweep that removes
 //! expired entries.
 
-use std::time::SystemTime;
+use std::{collections::HashMap, net::IpAddr, time::SystemTime};
 
-use ipgate_shared::{ApiSlug, Change, KeyId, allowlist::Allowlist, time};
+use ipgate_shared::{ApiSlug, Change, KeyId, allowlist::Allowlist, normalize_ip, time};
 use sqlx::{AnyConnection, Row};
 
 use super::{
@@ -184,19 +184,28 @@ async fn activity(
         .bind(time::to_millis(since))
         .fetch_all(conn)
         .await?;
-    let mut callers = Vec::with_capacity(rows.len());
+    // An IPv4-mapped address is its IPv4 address: one caller, counted once.
+    let mut callers: HashMap<IpAddr, CallerActivity> = HashMap::with_capacity(rows.len());
     for row in &rows {
         let ip: String = row.try_get("client_ip")?;
         let requests: i64 = row.try_get("requests")?;
-        let last_seen: i64 = row.try_get("last_seen")?;
+        let last_seen = time::from_millis(row.try_get("last_seen")?);
         // Addresses were validated when stored; skip anything else.
-        if let Ok(ip) = ip.parse() {
-            callers.push(CallerActivity {
+        let Ok(ip) = ip.parse::<IpAddr>().map(normalize_ip) else {
+            continue;
+        };
+        let requests = u64::try_from(requests).unwrap_or_default();
+        callers
+            .entry(ip)
+            .and_modify(|c| {
+                c.requests += requests;
+                c.last_seen = c.last_seen.max(last_seen);
+            })
+            .or_insert(CallerActivity {
                 ip,
-                requests: u64::try_from(requests).unwrap_or_default(),
-                last_seen: time::from_millis(last_seen),
+                requests,
+                last_seen,
             });
-        }
     }
-    Ok(callers)
+    Ok(callers.into_values().collect())
 }

@@ -222,3 +222,52 @@ pub fn code<T>(result: Result<tonic::Response<T>, tonic::Status>) -> tonic::Code
         Err(status) => status.code(),
     }
 }
+
+/// A usage event as an enforcer reports it.
+pub fn usage_event(
+    api: &str,
+    key: &str,
+    client_ip: &str,
+    reason: &str,
+    at: std::time::SystemTime,
+) -> ipgate_shared::proto::sync::v1::UsageEvent {
+    let status = match reason {
+        "ALLOWED" | "WOULD_BLOCK_IP" | "UNSYNCED_FAIL_OPEN" => 200,
+        "INVALID_API_KEY" => 401,
+        "API_NOT_FOUND" => 404,
+        "API_DISABLED" | "NOT_SYNCED" => 503,
+        _ => 403,
+    };
+    ipgate_shared::proto::sync::v1::UsageEvent {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        time: Some(ipgate_shared::time::to_timestamp(at)),
+        api: api.into(),
+        api_key_id: key.into(),
+        method: "GET".into(),
+        path: "/orders".into(),
+        status_code: status,
+        client_ip: client_ip.into(),
+        reason: reason.into(),
+        matched_label: String::new(),
+    }
+}
+
+/// Reports `events` as the enforcer `enforcer-1` holding `token`, in batches of 1,000.
+pub async fn report(
+    addr: SocketAddr,
+    token: &str,
+    events: Vec<ipgate_shared::proto::sync::v1::UsageEvent>,
+) {
+    let mut sync = sync_with(addr, Some(token)).await;
+    for batch in events.chunks(1000) {
+        sync.report_events(ipgate_shared::proto::sync::v1::ReportEventsRequest {
+            batch_id: uuid::Uuid::new_v4().to_string(),
+            enforcer_id: "enforcer-1".into(),
+            events: batch.to_vec(),
+            dropped_allowed: 0,
+            dropped_blocked: 0,
+        })
+        .await
+        .expect("report usage events");
+    }
+}

@@ -5,6 +5,7 @@
 mod admin;
 mod common;
 mod lifecycle;
+mod lists;
 mod server;
 mod store;
 mod sync;
