@@ -2,10 +2,12 @@
 //! services, each on SQLite and on PostgreSQL (one test binary, so the
 //! crate is linked once).
 
+mod access;
 mod admin;
 mod common;
 mod lifecycle;
 mod lists;
+mod logs;
 mod server;
 mod store;
 mod sync;
