@@ -222,7 +222,7 @@ async fn apis_are_listed_updated_and_deleted(db: Db) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(dry.revoked_key_ids, [keep.clone()]);
+    assert_eq!(dry.revoked_key_ids, std::slice::from_ref(&keep));
     assert_eq!(get_api(&mut admin, "api-1").await.key_count, 1);
     let deleted = admin
         .delete_api(DeleteApiRequest {
@@ -233,7 +233,7 @@ async fn apis_are_listed_updated_and_deleted(db: Db) {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(deleted.revoked_key_ids, [keep.clone()]);
+    assert_eq!(deleted.revoked_key_ids, std::slice::from_ref(&keep));
     assert_eq!(deleted.api.unwrap().name, "First");
     assert_eq!(deleted.revision, at + 1);
     let delta = enforcer.full_delta(PATIENCE).await;
