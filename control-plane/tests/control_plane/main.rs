@@ -12,4 +12,5 @@ mod server;
 mod store;
 mod sync;
 mod tenancy;
+mod upgrade;
 mod usage;
