@@ -895,6 +895,37 @@ async fn enforcers_see_only_their_tenant(db: Db) {
     };
     assert_eq!(seen(b.clone()).await, 1);
     assert_eq!(seen(a.clone()).await, 0);
+
+    // A revoked enforcer token stops working at once for reports, and ends
+    // its open sessions at their next idle check.
+    let b_enforcer_id = b
+        .list_tokens(ListTokensRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tokens
+        .into_iter()
+        .find(|t| t.role == TokenRole::Enforcer as i32)
+        .unwrap()
+        .id;
+    b.revoke_token(RevokeTokenRequest {
+        id: b_enforcer_id,
+        validate_only: false,
+    })
+    .await
+    .unwrap();
+    let refused = b_reporter
+        .report_events(ReportEventsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+    let ended = loop {
+        match b_enforcer.next_within(PATIENCE).await {
+            Ok(_) => continue,
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended:?}");
     let _ = OWNER;
     server.shutdown().await.unwrap();
 }
