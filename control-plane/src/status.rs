@@ -122,7 +122,8 @@ fn store_status(error: StoreError) -> Status {
         StoreError::ApiHasActiveKeys { .. }
         | StoreError::KeyRevoked(_)
         | StoreError::TokenRevoked(_)
-        | StoreError::LastOwner(_) => Status::failed_precondition(error.to_string()),
+        | StoreError::LastOwner(_)
+        | StoreError::Unchanged => Status::failed_precondition(error.to_string()),
         StoreError::LockoutRisk(lockout) => lockout_status(&lockout),
         StoreError::Invalid(invalid) => status(RpcError::Invalid(invalid)),
         StoreError::Database(

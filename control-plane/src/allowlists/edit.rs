@@ -24,6 +24,8 @@ pub enum Edit {
         label: Option<Label>,
         expires_at: Option<Option<SystemTime>>,
     },
+    /// Only drop the entries expired by now (the store's sweep).
+    Expire,
 }
 
 impl Edit {
@@ -32,7 +34,7 @@ impl Edit {
         match self {
             Edit::Set(_) => "set",
             Edit::Add(_) => "add",
-            Edit::Remove(_) => "remove",
+            Edit::Remove(_) | Edit::Expire => "remove",
             Edit::Update { .. } => "update",
         }
     }
@@ -93,6 +95,8 @@ impl Edit {
                 }
                 None => bad.add("cidr", not_on_list(*cidr)),
             },
+            // Dropped below, like after every edit.
+            Edit::Expire => {}
         }
         entries.retain(|e| !e.is_expired(now));
         if entries.len() > rules.max_entries {

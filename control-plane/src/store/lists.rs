@@ -105,11 +105,11 @@ impl SqlStore {
     }
 }
 
-/// A removal of nothing: the edit drops expired entries by itself. Expiry
-/// was chosen by an operator, so it is not a lockout risk.
+/// Dropping expired entries. Expiry was chosen by an operator, so it is not
+/// a lockout risk.
 fn sweep() -> ListWrite {
     ListWrite {
-        edit: Edit::Remove(Vec::new()),
+        edit: Edit::Expire,
         rules: ipgate_shared::ListRules {
             max_entries: usize::MAX,
             allow_private_ranges: true,
@@ -122,8 +122,8 @@ fn sweep() -> ListWrite {
 fn swept(result: StoreResult<()>, object: &str) -> usize {
     match result {
         Ok(()) => 1,
-        // Deleted or revoked meanwhile: nothing left to sweep.
-        Err(StoreError::ApiNotFound(_) | StoreError::KeyNotFound(_)) => 0,
+        // Deleted meanwhile, or swept by another replica: nothing left to do.
+        Err(StoreError::ApiNotFound(_) | StoreError::KeyNotFound(_) | StoreError::Unchanged) => 0,
         Err(error) => {
             tracing::warn!(%error, object, "cannot remove expired entries; retrying later");
             0
@@ -142,6 +142,9 @@ async fn edited(
 ) -> StoreResult<(Allowlist, Lockout)> {
     let now = w.ctx.now;
     let list = write.edit.apply(current, write.rules, now)?;
+    if write.edit == Edit::Expire && list == *current {
+        return Err(StoreError::Unchanged);
+    }
     let since = now
         .checked_sub(LOCKOUT_WINDOW)
         .unwrap_or(SystemTime::UNIX_EPOCH);

@@ -65,6 +65,8 @@ pub enum StoreError {
     LastOwner(String),
     #[error("{}", .0.message())]
     LockoutRisk(Box<Lockout>),
+    #[error("nothing to change")]
+    Unchanged,
     #[error(transparent)]
     Invalid(#[from] InvalidRequest),
     #[error("token already exists with role {existing}, not {wanted}")]
