@@ -311,6 +311,8 @@ impl ControlPlane {
 /// An enforcer child process with its proxy in front of one upstream.
 pub struct Enforcer {
     _proc: Proc,
+    /// Its `--enforcer-id`.
+    pub id: String,
     pub grpc_addr: SocketAddr,
     pub proxy_addr: SocketAddr,
 }
@@ -344,7 +346,12 @@ impl Enforcer {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
-        let envs = [("IPGATE_ENFORCER_TOKEN", token)];
+        // Unique ids, so the control plane tells a test's enforcers apart.
+        let id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let envs = [
+            ("IPGATE_ENFORCER_TOKEN", token),
+            ("IPGATE_ENFORCER_ID", &id),
+        ];
         let (proc, addrs) = Proc::start(
             "enforcer",
             &args,
@@ -353,6 +360,7 @@ impl Enforcer {
         );
         Enforcer {
             _proc: proc,
+            id,
             grpc_addr: addrs[0],
             proxy_addr: addrs[1],
         }

@@ -5,12 +5,13 @@
 use std::{net::SocketAddr, time::Duration};
 
 use ipgate_shared::proto::admin::v1::{
-    CreateApiKeyRequest, CreateApiRequest, QueryUsageLogsRequest, UsageLogEntry,
+    CreateApiKeyRequest, CreateApiRequest, GetRevisionStatusRequest, QueryUsageLogsRequest,
+    UsageLogEntry,
 };
 
 use crate::{
     Backend, ControlPlane, Enforcer,
-    admin::ip,
+    admin::{current_revision, ip},
     eventually,
     http::{self, Response},
     process::AdminClient,
@@ -102,6 +103,26 @@ impl World {
         })
         .await
         .0
+    }
+
+    /// Waits until the control plane's current revision is live: applied
+    /// and acknowledged by the enforcer (`GetRevisionStatus`).
+    pub async fn wait_live(&self) {
+        let mut admin = self.admin.clone();
+        let revision = current_revision(&mut admin).await;
+        let what = format!("revision {revision} to be live on the enforcer");
+        eventually(PROPAGATION, &what, || {
+            let mut admin = admin.clone();
+            async move {
+                let status = admin
+                    .get_revision_status(GetRevisionStatusRequest { revision })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (status.live && status.enforcers_acked >= 1).then_some(())
+            }
+        })
+        .await;
     }
 
     /// The usage-log entry of the request with `request_id`, once stored.

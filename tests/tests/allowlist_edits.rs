@@ -309,7 +309,57 @@ async fn api_list_edits_reach_the_enforcer(backend: Backend) {
     .await;
 }
 
+/// An API's list holds up to 1,000 entries by default (a key's, 20).
+async fn api_lists_hold_a_thousand_entries(backend: Backend) {
+    let cp = ipgate_tests::ControlPlane::start(&backend);
+    let mut admin = cp.admin().await;
+    admin
+        .create_api(ipgate_shared::proto::admin::v1::CreateApiRequest {
+            slug: API.into(),
+            name: "Orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create API");
+    let addresses: Vec<String> = (1..=1001).map(|i| format!("2001:db8::{i:x}")).collect();
+    let list = |n: usize| {
+        Some(Allowlist {
+            entries: addresses[..n].iter().map(|a| entry(a, "")).collect(),
+            report_only: false,
+        })
+    };
+    let stored = admin
+        .set_api_allowlist(SetApiAllowlistRequest {
+            slug: API.into(),
+            allowlist: list(1000),
+            ..Default::default()
+        })
+        .await
+        .expect("1,000 entries")
+        .into_inner();
+    assert_eq!(
+        stored
+            .api
+            .and_then(|a| a.allowlist)
+            .map(|l| l.entries.len()),
+        Some(1000)
+    );
+    let status = expect_code(
+        admin
+            .add_api_allowlist_entries(AddApiAllowlistEntriesRequest {
+                slug: API.into(),
+                entries: vec![entry(&addresses[1000], "one too many")],
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "the 1,001st entry",
+    );
+    assert!(status.message().contains("1000"), "{status:?}");
+}
+
 ipgate_tests::on_both_backends!(
     key_list_edits_reach_the_enforcer,
     api_list_edits_reach_the_enforcer,
+    api_lists_hold_a_thousand_entries,
 );

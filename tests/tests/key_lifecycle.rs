@@ -12,9 +12,10 @@ use ipgate_shared::proto::admin::v1::{
 };
 use ipgate_tests::{
     Backend, ControlPlane, World,
-    admin::{ack, cidrs, entries, timestamp},
+    admin::{ack, cidrs, entries, expect_code, timestamp},
     world::API,
 };
+use tonic::Code;
 
 fn to_system_time(ts: prost_types::Timestamp) -> SystemTime {
     ipgate_shared::time::from_timestamp(&ts).expect("a valid timestamp")
@@ -347,6 +348,47 @@ async fn keys_list_with_filters_and_pages(backend: Backend) {
         // Distinct creation times, so "newest first" is one order.
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // A dry run shows no secret and stores nothing; a bad initial list
+    // stores nothing either; grace periods have a ceiling.
+    let dry = admin
+        .create_api_key(CreateApiKeyRequest {
+            api: "orders".into(),
+            name: "never stored".into(),
+            validate_only: true,
+            ..Default::default()
+        })
+        .await
+        .expect("dry-run create")
+        .into_inner();
+    assert!(dry.secret.is_empty(), "a dry run shows no secret");
+    let status = expect_code(
+        admin
+            .create_api_key(CreateApiKeyRequest {
+                api: "orders".into(),
+                name: "bad list".into(),
+                allowlist: entries(&["203.0.113.5/24"]),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "a key with a bad initial list",
+    );
+    assert!(status.message().contains("203.0.113.0/24"), "{status:?}");
+    expect_code(
+        admin
+            .rotate_api_key(RotateApiKeyRequest {
+                id: ids[0].clone(),
+                grace_period: Some(prost_types::Duration {
+                    seconds: 31 * 24 * 3600,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            })
+            .await,
+        Code::InvalidArgument,
+        "a grace period over 30 days",
+    );
+
     let list = |request: ListApiKeysRequest| {
         let mut admin = admin.clone();
         async move {

@@ -549,4 +549,55 @@ async fn audit_log_filters(backend: Backend) {
     assert_eq!(paged, all.into_iter().map(|e| e.id).collect::<Vec<_>>());
 }
 
-ipgate_tests::on_both_backends!(usage_log_filters, audit_log_filters);
+/// Usage events older than the retention period (default 30 days) are
+/// pruned; the control plane prunes at start and then periodically.
+async fn old_usage_is_pruned(backend: Backend) {
+    let mut cp = ControlPlane::start(&backend);
+    let mut admin = cp.admin().await;
+    admin
+        .create_api(CreateApiRequest {
+            slug: "orders".into(),
+            name: "Orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create API");
+    let day = 24 * 60 * MINUTE;
+    let now = SystemTime::now();
+    let mut sync = cp.sync().await;
+    events::report(
+        &mut sync,
+        vec![
+            UsageEvent {
+                request_id: "last-month".into(),
+                ..event("orders", "", "198.51.100.1", now - 31 * day)
+            },
+            UsageEvent {
+                request_id: "last-week".into(),
+                ..event("orders", "", "198.51.100.1", now - 7 * day)
+            },
+        ],
+    )
+    .await;
+    cp.restart();
+    let mut admin = cp.admin().await;
+    let (kept, _) = ipgate_tests::eventually(
+        Duration::from_secs(10),
+        "the month-old event to be pruned",
+        || {
+            let mut admin = admin.clone();
+            async move {
+                let ids = query(&mut admin, QueryUsageLogsRequest::default()).await;
+                (!ids.contains(&"last-month".to_owned())).then_some(ids)
+            }
+        },
+    )
+    .await;
+    assert_eq!(kept, ["last-week"]);
+    assert_eq!(
+        query(&mut admin, QueryUsageLogsRequest::default()).await,
+        ["last-week"]
+    );
+}
+
+ipgate_tests::on_both_backends!(usage_log_filters, audit_log_filters, old_usage_is_pruned);

@@ -72,3 +72,45 @@ async fn grpcurl_lists_services_and_health_says_serving() {
         assert!(health.contains("\"SERVING\""), "{addr}: {health}");
     }
 }
+
+/// grpcurl shows a refused write's field violations as JSON: reflection
+/// also serves `google.rpc`'s error details, so grpcurl can decode the
+/// `google.rpc.BadRequest` detail instead of printing it as base64.
+///
+/// Blocked by finding F-3 (`/tmp/ipgate-e2e-findings.md`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpcurl_decodes_field_violations() {
+    let backend = Backend::sqlite();
+    let cp = ControlPlane::start(&backend);
+    let auth = format!("authorization: Bearer {}", ipgate_tests::OWNER_TOKEN);
+    let addr = cp.addr.to_string();
+    let run = |method: &str, body: &str| {
+        Command::new("grpcurl")
+            .args(["-plaintext", "-H", &auth, "-d", body, &addr])
+            .arg(format!("ipgate.admin.v1.AdminService/{method}"))
+            .output()
+    };
+    let Ok(created) = run("CreateApi", r#"{"slug": "orders", "name": "Orders"}"#) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true but grpcurl cannot run: tests/run.sh installs it"
+        );
+        eprintln!("skipped: grpcurl cannot run");
+        return;
+    };
+    assert!(created.status.success(), "{created:?}");
+    let refused = run(
+        "SetApiAllowlist",
+        r#"{"slug": "orders", "allowlist": {"entries": [{"cidr": "203.0.113.5/24"}]}}"#,
+    )
+    .expect("grpcurl");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("Code: InvalidArgument"), "{stderr}");
+    assert!(
+        stderr.contains("fieldViolations")
+            && stderr.contains("allowlist.entries[0].cidr")
+            && !stderr.contains("is not recognized"),
+        "grpcurl could not decode the field violations:\n{stderr}"
+    );
+}

@@ -130,4 +130,61 @@ async fn a_temporary_entry_expires_on_the_enforcer_alone(backend: Backend) {
     assert_eq!(list, ["127.0.0.1/32"]);
 }
 
-ipgate_tests::on_both_backends!(a_temporary_entry_expires_on_the_enforcer_alone);
+/// A list whose only entry is temporary: once the entry expires the list
+/// blocks everyone (nothing on it matches), and it must stay that way when
+/// the control plane's sweep removes the expired entry — an expiry takes
+/// access away, it never opens a key to every address.
+///
+/// Blocked by finding F-1 (`/tmp/ipgate-e2e-findings.md`): the sweep leaves
+/// the list empty, and an empty list lets everyone through.
+async fn the_last_temporary_entry_leaves_the_list_closed(backend: Backend) {
+    let mut w = World::start(&backend).await;
+    let instant = SystemTime::now() + Duration::from_secs(2);
+    w.admin
+        .set_api_key_allowlist(SetApiKeyAllowlistRequest {
+            id: w.key_id.clone(),
+            allowlist: Some(Allowlist {
+                entries: vec![expiring("127.0.0.2", "visitor", instant)],
+                report_only: false,
+            }),
+            options: ack(),
+            ..Default::default()
+        })
+        .await
+        .expect("store the list");
+    w.wait_for("127.0.0.3", &w.key, 403).await;
+    w.wait_for("127.0.0.2", &w.key, 403).await;
+    assert!(SystemTime::now() >= instant, "refused before the instant");
+
+    // The sweep runs every few seconds; wait until the entry is gone.
+    ipgate_tests::eventually(
+        Duration::from_secs(30),
+        "the sweep to remove the expired entry",
+        || {
+            let mut admin = w.admin.clone();
+            let id = w.key_id.clone();
+            async move {
+                let key = admin
+                    .get_api_key(GetApiKeyRequest { id })
+                    .await
+                    .ok()?
+                    .into_inner();
+                cidrs(key.allowlist.as_ref()).is_empty().then_some(())
+            }
+        },
+    )
+    .await;
+    w.wait_live().await;
+    for from in ["127.0.0.2", "127.0.0.3"] {
+        let res = w.call(from, &w.key).await;
+        assert_eq!(
+            res.status, 403,
+            "{from} after the sweep removed the key's last (expired) entry: {res:?}"
+        );
+    }
+}
+
+ipgate_tests::on_both_backends!(
+    a_temporary_entry_expires_on_the_enforcer_alone,
+    the_last_temporary_entry_leaves_the_list_closed,
+);

@@ -607,8 +607,16 @@ async fn two_tenants(backend: Backend) {
         .expect("B reads revision status")
         .into_inner();
     assert!(
-        status.enforcers.is_empty() && status.enforcers_connected == 0,
-        "B sees A's enforcers: {status:?}"
+        status
+            .enforcers
+            .iter()
+            .all(|e| e.enforcer_id != enforcer_a.id),
+        "B sees A's enforcer: {status:?}"
+    );
+    assert_eq!(
+        status.enforcers_connected as usize,
+        status.enforcers.iter().filter(|e| e.connected).count(),
+        "B's count of connected enforcers includes others: {status:?}"
     );
     // A key id of A, tested on B's own API, answers exactly like a key id
     // that never existed.
@@ -688,6 +696,31 @@ async fn two_tenants(backend: Backend) {
     .await;
     assert_eq!(res.status, 404, "B's enforcer on A's API: {res:?}");
     assert!(res.body.contains("API_NOT_FOUND"), "{res:?}");
+
+    // B's enforcer token reports usage into B's log only, even for A's
+    // API: B cannot plant callers in A's log (and A's lockout preview).
+    let mut b_sync = cp.sync_with(&b_enforcer_token).await;
+    events::report(
+        &mut b_sync,
+        vec![ipgate_shared::proto::sync::v1::UsageEvent {
+            path: "/planted-by-b".into(),
+            ..event("orders", &a.key_id, "198.51.100.99", SystemTime::now())
+        }],
+    )
+    .await;
+    let a_usage = owner_a
+        .query_usage_logs(QueryUsageLogsRequest {
+            client_ip: "198.51.100.99".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("A reads its usage log")
+        .into_inner()
+        .entries;
+    assert!(
+        a_usage.is_empty(),
+        "B's report landed in A's log: {a_usage:?}"
+    );
 
     // A's viewer reads, and every write it tries is PERMISSION_DENIED.
     let mut viewer = cp.admin_with(&a.viewer).await;

@@ -24,10 +24,13 @@ struct Case {
     path: &'static str,
 }
 
-/// Sends the request through the enforcer and asks TestAccess the same
-/// question; asserts they agree and returns TestAccess's answer.
+/// Once the enforcer runs the current revision, sends the request through
+/// it and asks TestAccess the same question; asserts they agree and
+/// returns TestAccess's answer.
 async fn agree(w: &mut World, keys: &[(String, String)], case: &Case) -> TestAccessResponse {
     let (secret, id) = &keys[case.key];
+    // Both answer from the same revision.
+    w.wait_live().await;
     let real = w.request(case.from, case.method, case.path, secret).await;
     let logged = w.logged(real.header("x-request-id")).await;
     let answer = w
