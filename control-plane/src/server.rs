@@ -83,10 +83,13 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     // `health_reporter()` already reports "" (the whole server) as SERVING.
 
     // grpcurl 1.8 speaks only v1alpha reflection; newer clients want v1.
+    // The google.rpc error details are served too, so grpcurl prints field
+    // violations and lockout details as JSON instead of raw bytes.
     let reflection = || {
         tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;

@@ -154,9 +154,13 @@ fn lockout_status(lockout: &Lockout) -> Status {
             LOCKOUT_RISK,
             caller.ip.to_string(),
             format!(
-                "{} made {} allowed request(s) in the last 24 hours, the last at {}; the change would block it",
+                "{} made {} in the last 24 hours, the last at {}; the change would block it",
                 caller.ip,
-                caller.requests,
+                crate::allowlists::lockout::plural(
+                    caller.requests,
+                    "allowed request",
+                    "allowed requests"
+                ),
                 crate::audit::rfc3339(caller.last_seen)
             ),
         );

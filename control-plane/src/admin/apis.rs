@@ -155,6 +155,15 @@ pub async fn update<S: Store>(
     let expected = request::etag(&mut bad, &etag);
     let (slug, name, enabled, routes, expected) =
         bad.or_value(|| Some((slug?, name?, enabled?, routes?, expected?)))?;
+    // A write that changes nothing would still take a revision and reach
+    // every enforcer: refuse it, as entry updates do.
+    if name.is_none() && enabled.is_none() && routes.is_none() {
+        return Err(InvalidRequest::field(
+            "name",
+            "nothing to change: give a name, a status or routes",
+        )
+        .into());
+    }
     let changes = ApiChanges {
         // An emptied name falls back to the slug, as at creation.
         name: name.map(|n| n.unwrap_or_else(|| slug.to_string())),

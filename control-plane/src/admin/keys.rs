@@ -196,6 +196,15 @@ pub async fn update<S: Store>(
     let expected = request::etag(&mut bad, &etag);
     let (id, name, description, scopes, expected) =
         bad.or_value(|| Some((id?, name?, description?, scopes?, expected?)))?;
+    // A write that changes nothing would still take a revision and reach
+    // every enforcer: refuse it, as entry updates do.
+    if name.is_none() && description.is_none() && scopes.is_none() {
+        return Err(InvalidRequest::field(
+            "name",
+            "nothing to change: give a name, a description or scopes",
+        )
+        .into());
+    }
     let changes = KeyChanges {
         name,
         description,

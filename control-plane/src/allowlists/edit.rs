@@ -40,7 +40,10 @@ impl Edit {
     }
 
     /// The list after this edit of `current` at `now`. Entries expired at
-    /// `now` are dropped on the way: they no longer match anywhere.
+    /// `now` are dropped on the way (they match nothing) — unless they are
+    /// all the list has left: an empty list lets every address through, and
+    /// an expiry takes access away, it never opens a list to everyone. Such
+    /// entries stay, matching nothing, until an operator changes the list.
     pub fn apply(
         &self,
         current: &Allowlist,
@@ -98,7 +101,9 @@ impl Edit {
             // Dropped below, like after every edit.
             Edit::Expire => {}
         }
-        entries.retain(|e| !e.is_expired(now));
+        if entries.iter().any(|e| !e.is_expired(now)) {
+            entries.retain(|e| !e.is_expired(now));
+        }
         if entries.len() > rules.max_entries {
             let field = match self {
                 Edit::Set(_) => "allowlist.entries",
@@ -233,5 +238,31 @@ mod tests {
             .apply(&current, ListRules::for_keys(), now())
             .unwrap_err();
         assert_eq!(err.fields[0].field, "cidr");
+    }
+
+    #[test]
+    fn an_expiry_never_empties_a_list() {
+        let past = now() - Duration::from_secs(1);
+        let rules = ListRules::for_keys();
+        // Expired entries go while a live one stays...
+        let mixed = Allowlist::new(
+            vec![entry("203.0.113.5", Some(past)), entry("192.0.2.1", None)],
+            false,
+        );
+        assert_eq!(
+            cidrs(&Edit::Expire.apply(&mixed, rules, now()).unwrap()),
+            ["192.0.2.1/32"]
+        );
+        // ...but the last ones stay, matching nothing, so the list stays closed.
+        let expired = Allowlist::new(vec![entry("203.0.113.5", Some(past))], false);
+        assert_eq!(Edit::Expire.apply(&expired, rules, now()).unwrap(), expired);
+        let remove_live = Edit::Remove(vec!["192.0.2.1".parse().unwrap()]);
+        assert_eq!(
+            cidrs(&remove_live.apply(&mixed, rules, now()).unwrap()),
+            ["203.0.113.5/32"]
+        );
+        // An operator may still empty the list on purpose.
+        let remove_all = Edit::Remove(vec!["203.0.113.5".parse().unwrap()]);
+        assert!(remove_all.apply(&expired, rules, now()).unwrap().is_empty());
     }
 }

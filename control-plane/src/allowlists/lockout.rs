@@ -50,12 +50,17 @@ impl Lockout {
     /// The refusal, naming the addresses, as shown to the operator.
     pub fn message(&self) -> String {
         let mut message = format!(
-            "this change would block {} client address(es) that made allowed requests in the last 24 hours: ",
-            self.total
+            "this change would block {} that made allowed requests in the last 24 hours: ",
+            plural(
+                u64::try_from(self.total).unwrap_or(u64::MAX),
+                "client address",
+                "client addresses"
+            )
         );
         for (i, caller) in self.callers.iter().take(MAX_NAMED).enumerate() {
             let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(message, "{sep}{} ({} requests)", caller.ip, caller.requests);
+            let requests = plural(caller.requests, "request", "requests");
+            let _ = write!(message, "{sep}{} ({requests})", caller.ip);
         }
         let named = self.callers.len().min(MAX_NAMED);
         if self.total > named {
@@ -103,6 +108,11 @@ fn blocks(list: &CompiledList, ip: IpAddr, now_ms: time::UnixMillis) -> bool {
     !list.report_only() && matches!(list.lookup(ip, now_ms), ListMatch::NotMatched)
 }
 
+/// "1 request", "2 requests".
+pub fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 #[cfg(test)]
 mod tests {
     use ipgate_shared::{Entry, Label};
@@ -145,6 +155,7 @@ mod tests {
         assert_eq!(ips, ["198.51.100.7", "192.0.2.1"]);
         assert_eq!(l.total, 2);
         assert!(l.message().contains("198.51.100.7 (10 requests)"));
+        assert_eq!(plural(1, "request", "requests"), "1 request");
 
         // Already blocked before: not newly blocked.
         let l = preview(

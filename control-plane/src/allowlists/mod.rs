@@ -3,7 +3,7 @@
 //! domain logic; the store runs it inside the write's transaction.
 
 mod edit;
-mod lockout;
+pub(crate) mod lockout;
 
 pub use edit::Edit;
 pub use lockout::{CallerActivity, LOCKOUT_WINDOW, Lockout, MAX_LISTED_CALLERS, preview};

@@ -209,12 +209,17 @@ impl SqlStore {
             }
             let mut record = before.clone();
             let Rotation { secret_hash, grace } = rotation;
-            if !grace.is_zero() {
-                record.config.previous_secrets.push(PreviousSecret {
+            // Only the secret being replaced may live on, for its grace
+            // period: a rotation (often after a leak) retires every older
+            // secret at once, whatever grace it had been given.
+            record.config.previous_secrets = if grace.is_zero() {
+                vec![]
+            } else {
+                vec![PreviousSecret {
                     hash: record.config.secret_hash,
                     valid_until: w.ctx.now + grace,
-                });
-            }
+                }]
+            };
             record.config.secret_hash = secret_hash;
             save_key(w, &mut record).await?;
             w.audit_key("api_key.rotate", &before, &record);

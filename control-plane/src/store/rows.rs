@@ -118,13 +118,15 @@ fn origins_from_json(json: &str) -> EntryOrigins {
 
 // === derived columns ===
 
-/// The earliest expiry of a list's entries: when the sweep has work.
+/// When the sweep has work on a list: the earliest expiry, provided some
+/// entry outlives it. The last entries of a list are never swept (an
+/// expiry must not leave the list empty, which would let everyone in), so a
+/// list whose entries all expire together needs no sweep at all.
 pub(super) fn next_entry_expiry(list: &Allowlist) -> Option<i64> {
-    list.entries()
-        .iter()
-        .filter_map(|e| e.expires_at())
-        .map(time::to_millis)
-        .min()
+    let expiry = |e: &ipgate_shared::Entry| e.expires_at().map_or(i64::MAX, time::to_millis);
+    let earliest = list.entries().iter().map(expiry).min()?;
+    let outlived = list.entries().iter().any(|e| expiry(e) > earliest);
+    (earliest < i64::MAX && outlived).then_some(earliest)
 }
 
 /// Columns derived from an API's config: (enabled, next entry expiry).
@@ -142,4 +144,43 @@ pub(super) fn key_derived(config: &KeyConfig) -> (Option<i64>, i64, Option<i64>)
         i64::try_from(config.allowlist.entries().len()).unwrap_or(i64::MAX),
         next_entry_expiry(&config.allowlist),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ipgate_shared::{Entry, Label};
+
+    use super::*;
+
+    fn list(expiries: &[Option<u64>]) -> Allowlist {
+        let entries = expiries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let at = e.map(|s| std::time::UNIX_EPOCH + Duration::from_secs(s));
+                Entry::new(
+                    format!("203.0.113.{i}").parse().unwrap(),
+                    Label::default(),
+                    at,
+                )
+            })
+            .collect();
+        Allowlist::new(entries, false)
+    }
+
+    #[test]
+    fn the_sweep_is_due_only_while_an_entry_outlives_the_earliest_expiry() {
+        assert_eq!(next_entry_expiry(&list(&[])), None);
+        assert_eq!(next_entry_expiry(&list(&[None])), None);
+        assert_eq!(next_entry_expiry(&list(&[Some(10), None])), Some(10_000));
+        assert_eq!(
+            next_entry_expiry(&list(&[Some(10), Some(20)])),
+            Some(10_000)
+        );
+        // The last entries expire together: they stay, so nothing to sweep.
+        assert_eq!(next_entry_expiry(&list(&[Some(20)])), None);
+        assert_eq!(next_entry_expiry(&list(&[Some(20), Some(20)])), None);
+    }
 }

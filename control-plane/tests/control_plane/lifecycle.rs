@@ -164,6 +164,16 @@ async fn apis_are_listed_updated_and_deleted(db: Db) {
         })
         .await;
     assert_eq!(code(stale), Code::Aborted);
+    // An update that changes nothing takes no revision.
+    let unchanged = get_api(&mut admin, "api-1").await;
+    let nothing = admin
+        .update_api(UpdateApiRequest {
+            slug: "api-1".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(nothing), Code::InvalidArgument);
+    assert_eq!(get_api(&mut admin, "api-1").await, unchanged);
     let bad = admin
         .update_api(UpdateApiRequest {
             slug: "api-1".into(),
@@ -456,6 +466,13 @@ async fn keys_are_listed_filtered_and_updated(db: Db) {
         })
         .await;
     assert_eq!(code(stale), Code::Aborted);
+    let nothing = admin
+        .update_api_key(UpdateApiKeyRequest {
+            id: backend.clone(),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(code(nothing), Code::InvalidArgument);
     server.shutdown().await.unwrap();
 }
 
@@ -614,8 +631,45 @@ async fn keys_are_revoked_and_rotated(db: Db) {
     server.shutdown().await.unwrap();
 }
 
+/// A rotation after a leak must leave only the new secret (and at most the
+/// one it replaced, for the grace asked now): older graced secrets die.
+async fn a_rotation_retires_every_older_secret(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    create_api(&mut admin, "orders").await;
+    let (id, _) = create_key(&mut admin, "orders", "shop", &[]).await;
+    let mut enforcer = Enforcer::start(server.addr, "e1", 0).await;
+    enforcer.full_snapshot().await;
+    let rotate = |grace_secs: i64| RotateApiKeyRequest {
+        id: id.clone(),
+        grace_period: Some(prost_types::Duration {
+            seconds: grace_secs,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let previous =
+        |delta: ipgate_shared::proto::sync::v1::Delta| match delta.changes[0].kind.clone() {
+            Some(ChangeKind::PutKey(config)) => config.previous_secrets.len(),
+            other => panic!("expected put_key, got {other:?}"),
+        };
+    admin.rotate_api_key(rotate(3600)).await.unwrap();
+    assert_eq!(previous(enforcer.full_delta(PATIENCE).await), 1);
+    admin.rotate_api_key(rotate(3600)).await.unwrap();
+    assert_eq!(
+        previous(enforcer.full_delta(PATIENCE).await),
+        1,
+        "only the secret just replaced"
+    );
+    let last = admin.rotate_api_key(rotate(0)).await.unwrap().into_inner();
+    assert_eq!(previous(enforcer.full_delta(PATIENCE).await), 0);
+    assert!(last.key.unwrap().previous_secret_expires_at.is_none());
+    server.shutdown().await.unwrap();
+}
+
 on_both_backends!(
     apis_are_listed_updated_and_deleted,
     keys_are_listed_filtered_and_updated,
     keys_are_revoked_and_rotated,
+    a_rotation_retires_every_older_secret,
 );

@@ -55,10 +55,13 @@ async fn an_earlier_database_is_upgraded(db: Db) {
         Default::default(),
         Some(soon),
     );
+    // A permanent entry beside it, so the sweep may remove the expired one
+    // (it never removes a list's last entries).
+    let permanent = Entry::new("198.51.100.0/24".parse().unwrap(), Default::default(), None);
     let api = ApiConfig {
         slug: "orders".parse().unwrap(),
         enabled: false,
-        allowlist: Allowlist::new(vec![entry.clone()], false),
+        allowlist: Allowlist::new(vec![entry.clone(), permanent.clone()], false),
         routes: vec![],
     };
     let generated = NewKey::generate();
@@ -68,7 +71,7 @@ async fn an_earlier_database_is_upgraded(db: Db) {
         secret_hash: SecretHash::of(&generated.secret),
         scopes: vec![],
         expires_at: Some(soon),
-        allowlist: Allowlist::new(vec![entry], false),
+        allowlist: Allowlist::new(vec![entry, permanent], false),
         previous_secrets: vec![],
     };
     let ms = time::to_millis(now);
