@@ -191,6 +191,7 @@ async fn every_example_runs_as_written(backend: Backend) {
         "API_KEY_STATUS_REVOKED",
         "\"revokedKeyIds\"",
         "\"currentRevision\"",
+        "\"fieldViolations\"",
     ] {
         assert!(
             transcript.contains(shown),

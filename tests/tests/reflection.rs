@@ -76,8 +76,6 @@ async fn grpcurl_lists_services_and_health_says_serving() {
 /// grpcurl shows a refused write's field violations as JSON: reflection
 /// also serves `google.rpc`'s error details, so grpcurl can decode the
 /// `google.rpc.BadRequest` detail instead of printing it as base64.
-///
-/// Blocked by finding F-3 (`/tmp/ipgate-e2e-findings.md`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpcurl_decodes_field_violations() {
     let backend = Backend::sqlite();

@@ -7,7 +7,10 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ipgate_shared::proto::admin::v1::{Allowlist, GetApiKeyRequest, SetApiKeyAllowlistRequest};
+use ipgate_shared::proto::admin::v1::{
+    AddApiKeyAllowlistEntriesRequest, Allowlist, GetApiKeyRequest,
+    RemoveApiKeyAllowlistEntriesRequest, SetApiKeyAllowlistRequest,
+};
 use ipgate_tests::{
     Backend, World,
     admin::{ack, cidrs, entry, expiring},
@@ -17,6 +20,10 @@ use ipgate_tests::{
 const AHEAD: Duration = Duration::from_secs(3);
 /// The most the refusal may trail the instant.
 const CONTRACT: Duration = Duration::from_secs(1);
+
+/// How long to watch a list across the control plane's expiry sweep (it
+/// runs at start and every 10 s).
+const SWEEP_WATCH: Duration = Duration::from_secs(12);
 
 const KEY_BODY: &str = r#"{"error":{"code":"IP_NOT_ALLOWED","message":"Request IP address is not in the API key's allowlist"}}"#;
 
@@ -131,12 +138,12 @@ async fn a_temporary_entry_expires_on_the_enforcer_alone(backend: Backend) {
 }
 
 /// A list whose only entry is temporary: once the entry expires the list
-/// blocks everyone (nothing on it matches), and it must stay that way when
-/// the control plane's sweep removes the expired entry — an expiry takes
-/// access away, it never opens a key to every address.
-///
-/// Blocked by finding F-1 (`/tmp/ipgate-e2e-findings.md`): the sweep leaves
-/// the list empty, and an empty list lets everyone through.
+/// blocks everyone (nothing on it matches), and it stays that way — the
+/// control plane's sweep (which runs at start, then periodically) keeps an
+/// expired entry that is all a list has left, since an empty list lets
+/// everyone through: an expiry takes access away, it never opens a list.
+/// An operator's next edit drops it, and emptying the list on purpose opens
+/// it.
 async fn the_last_temporary_entry_leaves_the_list_closed(backend: Backend) {
     let mut w = World::start(&backend).await;
     let instant = SystemTime::now() + Duration::from_secs(2);
@@ -156,32 +163,61 @@ async fn the_last_temporary_entry_leaves_the_list_closed(backend: Backend) {
     w.wait_for("127.0.0.2", &w.key, 403).await;
     assert!(SystemTime::now() >= instant, "refused before the instant");
 
-    // The sweep runs every few seconds; wait until the entry is gone.
-    ipgate_tests::eventually(
-        Duration::from_secs(30),
-        "the sweep to remove the expired entry",
-        || {
-            let mut admin = w.admin.clone();
-            let id = w.key_id.clone();
-            async move {
-                let key = admin
-                    .get_api_key(GetApiKeyRequest { id })
-                    .await
-                    .ok()?
-                    .into_inner();
-                cidrs(key.allowlist.as_ref()).is_empty().then_some(())
-            }
-        },
-    )
-    .await;
+    // A restart runs the sweep at once, and it runs again every 10 s: for
+    // longer than that, the list stays closed and keeps its entry.
+    w.cp.restart();
+    w.admin = w.cp.admin().await;
     w.wait_live().await;
-    for from in ["127.0.0.2", "127.0.0.3"] {
-        let res = w.call(from, &w.key).await;
+    let watched = std::time::Instant::now();
+    while watched.elapsed() < SWEEP_WATCH {
+        let key = w
+            .admin
+            .get_api_key(GetApiKeyRequest {
+                id: w.key_id.clone(),
+            })
+            .await
+            .expect("read the key")
+            .into_inner();
         assert_eq!(
-            res.status, 403,
-            "{from} after the sweep removed the key's last (expired) entry: {res:?}"
+            cidrs(key.allowlist.as_ref()),
+            ["127.0.0.2/32"],
+            "the expired entry is all the list has, so it stays"
         );
+        for from in ["127.0.0.2", "127.0.0.3"] {
+            let res = w.call(from, &w.key).await;
+            assert_eq!(res.status, 403, "{from} after the sweep: {res:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // The next edit drops it; emptying the list on purpose opens it.
+    let added = w
+        .admin
+        .add_api_key_allowlist_entries(AddApiKeyAllowlistEntriesRequest {
+            id: w.key_id.clone(),
+            entries: vec![entry("127.0.0.5", "new office")],
+            options: ack(),
+            ..Default::default()
+        })
+        .await
+        .expect("add an entry")
+        .into_inner();
+    assert_eq!(
+        cidrs(added.key.as_ref().and_then(|k| k.allowlist.as_ref())),
+        ["127.0.0.5/32"]
+    );
+    w.wait_for("127.0.0.5", &w.key, 200).await;
+    assert_eq!(w.call("127.0.0.3", &w.key).await.status, 403);
+    w.admin
+        .remove_api_key_allowlist_entries(RemoveApiKeyAllowlistEntriesRequest {
+            id: w.key_id.clone(),
+            cidrs: vec!["127.0.0.5".into()],
+            options: ack(),
+            ..Default::default()
+        })
+        .await
+        .expect("empty the list on purpose");
+    w.wait_for("127.0.0.3", &w.key, 200).await;
 }
 
 ipgate_tests::on_both_backends!(
