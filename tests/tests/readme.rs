@@ -122,8 +122,14 @@ async fn the_walkthrough_works_as_written() {
             "walkthrough output lacks {expected:?}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"
         );
     }
-    // The refused write names each bad entry and the rule.
+    // The refused writes name the caller at risk, and each bad entry and rule.
+    assert!(
+        stdout.contains("refused, as expected"),
+        "the lockout refusal\n{stdout}"
+    );
     for expected in [
+        "LOCKOUT_RISK",
+        "127.0.0.2 (1 request)",
         "InvalidArgument",
         "203.0.113.0/24",
         "010.0.0.1",
