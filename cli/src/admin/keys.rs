@@ -302,13 +302,12 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
             out.print(&response, |r| {
                 let key = r.key.clone().unwrap_or_default();
                 let until = time_relative(key.previous_secret_expires_at.as_ref());
-                let old = match (grace.is_zero(), key.previous_secret_expires_at.is_some()) {
-                    (false, _) => format!("the old secret keeps working until {until}"),
-                    (true, false) => "the old secret no longer works".to_owned(),
-                    // Earlier rotations' grace periods run on.
-                    (true, true) => format!(
-                        "the replaced secret no longer works; a secret from an earlier rotation keeps working until {until}"
-                    ),
+                // A rotation retires every older secret; only the one it
+                // replaced may live on, for the grace asked now.
+                let old = if key.previous_secret_expires_at.is_some() {
+                    format!("the old secret keeps working until {until}")
+                } else {
+                    "the old secret no longer works".to_owned()
                 };
                 done(
                     write.dry_run,
