@@ -311,11 +311,18 @@ async fn keys_are_listed_filtered_and_updated(db: Db) {
     let mut admin = admin(server.addr).await;
     create_api(&mut admin, "orders").await;
     create_api(&mut admin, "billing").await;
-    let (backend, _) = create_key(&mut admin, "orders", "Shop Backend", &["203.0.113.5"]).await;
-    let (frontend, _) = create_key(&mut admin, "orders", "shop_frontend", &[]).await;
-    let (batch, _) = create_key(&mut admin, "orders", "100% batch", &[]).await;
-    let (cron, _) = create_key(&mut admin, "orders", "cron", &[]).await;
-    let (other, _) = create_key(&mut admin, "billing", "shop billing", &[]).await;
+    // Creation instants are milliseconds: space the keys out so "newest
+    // first" has one answer (ties fall back to the id, which is random).
+    let mut make = async |api: &str, name: &str, list: &[&str]| {
+        let (id, _) = create_key(&mut admin, api, name, list).await;
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        id
+    };
+    let backend = make("orders", "Shop Backend", &["203.0.113.5"]).await;
+    let frontend = make("orders", "shop_frontend", &[]).await;
+    let batch = make("orders", "100% batch", &[]).await;
+    let cron = make("orders", "cron", &[]).await;
+    let other = make("billing", "shop billing", &[]).await;
     admin
         .revoke_api_key(RevokeApiKeyRequest {
             id: cron.clone(),
