@@ -104,7 +104,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     cp_config.bootstrap_enforcer_token = Some(tokens.enforcer.clone());
     let control_plane = ipgate_control_plane::start(cp_config).await?;
 
-    create_demo_api(control_plane.addr, &tokens.admin, &args.api).await?;
+    // Every listener is bound before the first outgoing connection, so no
+    // ephemeral port of ours can take one of the fixed addresses.
     let upstream = demo_upstream::start(args.upstream_listen).await?;
 
     let enforcer = ipgate_enforcer::start(ipgate_enforcer::Config {
@@ -124,6 +125,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let proxy = enforcer
         .proxy_addr
         .context("the dev enforcer has no proxy")?;
+    create_demo_api(control_plane.addr, &tokens.admin, &args.api).await?;
 
     println!(
         "{}",

@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod docs;
 pub mod events;
 pub mod http;
 pub mod process;

@@ -380,10 +380,19 @@ pub struct DevMode {
 impl DevMode {
     /// Starts `ipgate dev` in `dir` and waits until both parts listen.
     pub fn start(dir: &Path) -> DevMode {
+        Self::start_with(dir, &[])
+    }
+
+    /// Starts `ipgate dev <args>` in `dir` (e.g. other addresses).
+    pub fn start_with(dir: &Path, args: &[&str]) -> DevMode {
+        let args: Vec<String> = std::iter::once("dev")
+            .chain(args.iter().copied())
+            .map(str::to_owned)
+            .collect();
         let (proc, addrs) = Proc::start_in(
             Some(dir),
             "dev",
-            &["dev".to_owned()],
+            &args,
             &[],
             &[
                 "control-plane serving gRPC on",

@@ -10,5 +10,4 @@ mod help;
 mod keys;
 mod lists;
 mod logs;
-mod readme;
 mod tenants;

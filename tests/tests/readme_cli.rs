@@ -1,19 +1,20 @@
-//! The README's "The ipgate CLI" section, run as written: its `sh` blocks in
-//! order, in bash, with this `ipgate` first on PATH, against `ipgate dev`.
+//! The README's "The ipgate CLI" section, run as written: its `sh` blocks
+//! in order, in bash, with the built `ipgate` first on PATH, against
+//! `ipgate dev`.
 //!
-//! `ipgate dev` runs on ports of its own (so this test and the walkthrough's
-//! can run side by side): the commands find it through `IPGATE_ADDR`, and the
-//! one line naming the dev proxy's address has its port moved.
+//! `ipgate dev` runs on ports of its own (so a developer's own `ipgate dev`
+//! on the defaults does not get in the way): the commands find it through
+//! `IPGATE_ADDR`, and the one line naming the dev proxy's address has its
+//! port moved. Alone in its test binary: no other test's connections may
+//! hold one of these fixed ports as an ephemeral port meanwhile.
 
-use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Stdio},
-    sync::mpsc,
-    time::Duration,
+use std::{process::Command, time::Duration};
+
+use ipgate_tests::{
+    docs, eventually,
+    process::{DevMode, ipgate_bin},
+    tools,
 };
-
-use crate::support::{eventually, ipgate_command};
 
 const CONTROL_PLANE: &str = "127.0.0.1:50053";
 const CHECK: &str = "127.0.0.1:50063";
@@ -22,79 +23,12 @@ const UPSTREAM: &str = "127.0.0.1:8084";
 /// How the README names the dev proxy; replaced by [`PROXY`].
 const README_PROXY: &str = "PROXY=127.0.0.1:8080";
 
-/// The `sh` code blocks of the README section titled `section`.
-fn shell_blocks(readme: &str, section: &str) -> Vec<String> {
-    let start = readme
-        .find(&format!("\n## {section}\n"))
-        .unwrap_or_else(|| panic!("README has no section {section:?}"));
-    let body = &readme[start + 1..];
-    let end = body[3..].find("\n## ").map_or(body.len(), |i| i + 3);
-    let mut blocks = Vec::new();
-    let mut rest = &body[..end];
-    while let Some(open) = rest.find("```sh\n") {
-        let after = &rest[open + 6..];
-        let close = after.find("```").expect("closed code block");
-        blocks.push(after[..close].to_owned());
-        rest = &after[close + 3..];
-    }
-    blocks
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-/// `ipgate dev`, killed when dropped.
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_dev(dir: &Path) -> Dev {
-    let mut child = ipgate_command(dir)
-        .args(["dev", "--listen", CONTROL_PLANE, "--grpc-listen", CHECK])
-        .args(["--proxy-listen", PROXY, "--upstream-listen", UPSTREAM])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ipgate dev");
-    let stdout = child.stdout.take().expect("stdout");
-    let dev = Dev(child);
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if line.contains("Press Ctrl-C to stop") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    rx.recv_timeout(Duration::from_secs(60))
-        .expect("ipgate dev prints its banner within 60 s (are ports 50053/50063/8083/8084 free?)");
-    dev
-}
-
-#[test]
-fn the_cli_section_works_as_written() {
-    let missing: Vec<&str> = ["curl", "jq"].into_iter().filter(|t| !have(t)).collect();
-    if !missing.is_empty() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but {missing:?} are missing"
-        );
-        eprintln!("skipped: {missing:?} not installed");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_section_works_as_written() {
+    if !tools::available(&["curl", "jq"]) {
         return;
     }
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md"))
-            .expect("README.md");
-    let script = shell_blocks(&readme, "The ipgate CLI").join("\n");
+    let script = docs::section_blocks(&docs::readme(), "The ipgate CLI").join("\n");
     assert_eq!(
         script.matches(README_PROXY).count(),
         1,
@@ -107,20 +41,35 @@ fn the_cli_section_works_as_written() {
     let script = script.replace(README_PROXY, &format!("PROXY={PROXY}"));
 
     let dir = tempfile::tempdir().expect("temporary directory");
-    let _dev = start_dev(dir.path());
+    let dev = DevMode::start_with(
+        dir.path(),
+        &[
+            "--listen",
+            CONTROL_PLANE,
+            "--grpc-listen",
+            CHECK,
+            "--proxy-listen",
+            PROXY,
+            "--upstream-listen",
+            UPSTREAM,
+        ],
+    );
+    let proxy = dev.proxy;
     // The dev enforcer takes its first snapshot right after start.
-    eventually("the dev enforcer to sync", || {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}"])
-            .arg(format!("http://{PROXY}/"))
-            .output()
-            .ok()?;
-        (String::from_utf8_lossy(&out.stdout) == "401").then_some(())
-    });
+    eventually(
+        Duration::from_secs(15),
+        "the dev enforcer to sync",
+        || async move {
+            let res =
+                ipgate_tests::http::get("127.0.0.1".parse().expect("address"), proxy, "/", &[])
+                    .await;
+            (res.status == 401).then_some(())
+        },
+    )
+    .await;
 
-    let bin_dir = Path::new(env!("CARGO_BIN_EXE_ipgate"))
-        .parent()
-        .expect("bin dir");
+    let bin = ipgate_bin();
+    let bin_dir = bin.parent().expect("bin dir");
     let path = format!(
         "{}:{}",
         bin_dir.display(),
