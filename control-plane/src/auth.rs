@@ -83,9 +83,7 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 /// The bearer token in `authorization` metadata, if any.
 pub fn bearer(metadata: &MetadataMap) -> Option<&str> {
     let value = metadata.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = value.trim().split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+    ipgate_shared::PresentedKey::bearer(value).filter(|token| !token.is_empty())
 }
 
 /// Finds the caller by its token and checks it may have `access`.
