@@ -378,6 +378,11 @@ impl Entry {
         self.label.as_str()
     }
 
+    /// The label as its validated type, to carry it into a new entry.
+    pub fn label_ref(&self) -> &Label {
+        &self.label
+    }
+
     /// When the entry stops matching, if ever.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
