@@ -15,6 +15,8 @@ pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
 pub const DEFAULT_CHANGE_LOG_RETENTION: u64 = 10_000;
 /// Default `--usage-retention-days`.
 pub const DEFAULT_USAGE_RETENTION_DAYS: u32 = 30;
+/// Default `--expiry-sweep-interval`.
+pub const DEFAULT_EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How to run the control plane.
 #[derive(clap::Args, Clone, Debug)]
@@ -51,6 +53,10 @@ pub struct Config {
     #[arg(long, env = "IPGATE_USAGE_RETENTION_DAYS", default_value_t = DEFAULT_USAGE_RETENTION_DAYS)]
     pub usage_retention_days: u32,
 
+    /// How often expired allowlist entries are removed from the store (they stop matching on enforcers at their instant regardless).
+    #[arg(long, env = "IPGATE_EXPIRY_SWEEP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub expiry_sweep_interval: Duration,
+
     /// Owner admin token to make sure exists at start (prefer the environment variable to the flag).
     #[arg(long, env = "IPGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
@@ -72,6 +78,7 @@ impl Config {
             heartbeat_interval: DEFAULT_HEARTBEAT,
             change_log_retention: DEFAULT_CHANGE_LOG_RETENTION,
             usage_retention_days: DEFAULT_USAGE_RETENTION_DAYS,
+            expiry_sweep_interval: DEFAULT_EXPIRY_SWEEP_INTERVAL,
             bootstrap_token: None,
             bootstrap_enforcer_token: None,
         }
@@ -150,6 +157,7 @@ mod tests {
             heartbeat_interval,
             change_log_retention,
             usage_retention_days,
+            expiry_sweep_interval,
             bootstrap_token: _,
             bootstrap_enforcer_token: _,
         } = parsed.config;
@@ -161,5 +169,6 @@ mod tests {
         assert_eq!(heartbeat_interval, expected.heartbeat_interval);
         assert_eq!(change_log_retention, expected.change_log_retention);
         assert_eq!(usage_retention_days, expected.usage_retention_days);
+        assert_eq!(expiry_sweep_interval, expected.expiry_sweep_interval);
     }
 }

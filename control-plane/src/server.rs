@@ -26,9 +26,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// HTTP/2 keepalive pings on accepted connections, to notice vanished enforcers.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
-/// How often expired allowlist entries are removed from the store. They stop
-/// matching on enforcers at their instant regardless; this only tidies.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 /// Usage events given their address key per transaction by the backfill.
 const BACKFILL_BATCH: u32 = 5000;
 
@@ -55,7 +52,11 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (shutdown, stop) = watch::channel(false);
     let (feed, feed_task) = ChangeFeed::spawn(Arc::clone(&store), stop.clone()).await?;
     let pruner = tokio::spawn(prune(Arc::clone(&store), config.clone(), stop.clone()));
-    let sweeper = tokio::spawn(sweep(Arc::clone(&store), stop.clone()));
+    let sweeper = tokio::spawn(sweep(
+        Arc::clone(&store),
+        config.expiry_sweep_interval,
+        stop.clone(),
+    ));
     let backfill = tokio::spawn(backfill_ip_keys(Arc::clone(&store), stop.clone()));
     let registry = Arc::new(Registry::default());
 
@@ -202,10 +203,12 @@ async fn prune<S: Store>(store: Arc<S>, config: Config, mut stop: watch::Receive
     }
 }
 
-/// Removes expired allowlist entries every [`SWEEP_INTERVAL`]: each object
-/// changed is an audited write by `system`, sent to enforcers as a delta.
-async fn sweep<S: Store>(store: Arc<S>, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(SWEEP_INTERVAL);
+/// Removes expired allowlist entries every `interval`: each object changed
+/// is an audited write by `system`, sent to enforcers as a delta. Expired
+/// entries stop matching on enforcers at their instant regardless; this
+/// only tidies the store.
+async fn sweep<S: Store>(store: Arc<S>, interval: Duration, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
