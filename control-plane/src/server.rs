@@ -26,8 +26,6 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// HTTP/2 keepalive pings on accepted connections, to notice vanished enforcers.
 const HTTP2_KEEPALIVE: Duration = Duration::from_secs(30);
-/// Usage events given their address key per transaction by the backfill.
-const BACKFILL_BATCH: u32 = 5000;
 
 /// A running control plane.
 #[derive(Debug)]
@@ -57,7 +55,6 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         config.expiry_sweep_interval,
         stop.clone(),
     ));
-    let backfill = tokio::spawn(backfill_ip_keys(Arc::clone(&store), stop.clone()));
     let registry = Arc::new(Registry::default());
 
     let admin = AdminApi::new(
@@ -127,7 +124,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         bootstrap,
         shutdown,
         server,
-        tasks: vec![feed_task, pruner, sweeper, backfill],
+        tasks: vec![feed_task, pruner, sweeper],
         store,
     })
 }
@@ -223,25 +220,6 @@ async fn sweep<S: Store>(store: Arc<S>, interval: Duration, mut stop: watch::Rec
             Ok(objects) => tracing::info!(objects, "removed expired allowlist entries"),
             Err(error) => tracing::warn!(%error, "cannot remove expired entries; retrying later"),
         }
-    }
-}
-
-/// Gives usage events stored by an earlier release their sortable address
-/// key, a batch at a time, then ends.
-async fn backfill_ip_keys<S: Store>(store: Arc<S>, stop: watch::Receiver<bool>) {
-    let mut filled = 0;
-    while !*stop.borrow() {
-        match store.backfill_usage_ip_keys(BACKFILL_BATCH).await {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(error) => {
-                tracing::warn!(%error, "cannot backfill usage-log address keys; the next start retries");
-                break;
-            }
-        }
-    }
-    if filled > 0 {
-        tracing::info!(events = filled, "usage-log address keys filled in");
     }
 }
 

@@ -224,8 +224,8 @@ async fn insert_api(w: &mut Write, record: &ApiRecord) -> StoreResult<()> {
     let (enabled, next_expiry) = api_derived(&record.config);
     sqlx::query(
         "INSERT INTO apis (slug, tenant_id, name, config, entry_meta, enabled, \
-         next_entry_expiry, derived, revision, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, 1, $8, $9, $9)",
+         next_entry_expiry, revision, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
     )
     .bind(record.config.slug.as_str())
     .bind(record.tenant.0)
@@ -256,7 +256,7 @@ pub(super) async fn save_api(w: &mut Write, record: &mut ApiRecord) -> StoreResu
     let (enabled, next_expiry) = api_derived(&record.config);
     sqlx::query(
         "UPDATE apis SET name = $1, config = $2, entry_meta = $3, enabled = $4, \
-         next_entry_expiry = $5, derived = 1, revision = $6, updated_at = $7 WHERE slug = $8",
+         next_entry_expiry = $5, revision = $6, updated_at = $7 WHERE slug = $8",
     )
     .bind(record.name.as_str())
     .bind(config_bytes(&record.config))

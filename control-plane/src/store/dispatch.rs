@@ -256,9 +256,6 @@ impl Store for SqlStore {
         self.query_usage_rows(tenant, filter, cursor, limit).await
     }
 
-    async fn backfill_usage_ip_keys(&self, limit: u32) -> StoreResult<u64> {
-        self.backfill_ip_keys(limit).await
-    }
 
     async fn prune(&self, usage_before: SystemTime, keep_revisions: u64) -> StoreResult<Pruned> {
         self.prune_tx(usage_before, keep_revisions).await

@@ -60,12 +60,12 @@ impl SqlStore {
             let _ = match status {
                 KeyStatus::Active => write!(
                     sql,
-                    " AND k.revoked = 0 AND (k.expires_at IS NULL OR k.expires_at > {now})"
+                    " AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > {now})"
                 ),
-                KeyStatus::Revoked => write!(sql, " AND k.revoked <> 0"),
+                KeyStatus::Revoked => write!(sql, " AND k.revoked_at IS NOT NULL"),
                 KeyStatus::Expired => write!(
                     sql,
-                    " AND k.revoked = 0 AND k.expires_at IS NOT NULL AND k.expires_at <= {now}"
+                    " AND k.revoked_at IS NULL AND k.expires_at IS NOT NULL AND k.expires_at <= {now}"
                 ),
             };
         }
@@ -300,9 +300,9 @@ pub(super) async fn edit_key(
 async fn insert_key(w: &mut Write, record: &KeyRecord) -> StoreResult<()> {
     let (expires_at, entries, next_expiry) = key_derived(&record.config);
     sqlx::query(
-        "INSERT INTO api_keys (id, tenant_id, api_slug, name, description, revoked, config, \
-         entry_meta, expires_at, allowlist_entries, next_entry_expiry, derived, revision, \
-         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, $10, 1, $11, $12, $12)",
+        "INSERT INTO api_keys (id, tenant_id, api_slug, name, description, config, entry_meta, \
+         expires_at, allowlist_entries, next_entry_expiry, revision, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
     )
     .bind(record.config.id.as_str())
     .bind(record.tenant.0)
@@ -337,13 +337,12 @@ pub(super) async fn save_key(w: &mut Write, record: &mut KeyRecord) -> StoreResu
         .retain(|cidr, _| entries.iter().any(|e| e.cidr() == *cidr));
     let (expires_at, entry_count, next_expiry) = key_derived(&record.config);
     sqlx::query(
-        "UPDATE api_keys SET name = $1, description = $2, revoked = $3, revoked_at = $4, \
-         config = $5, entry_meta = $6, expires_at = $7, allowlist_entries = $8, \
-         next_entry_expiry = $9, derived = 1, revision = $10, updated_at = $11 WHERE id = $12",
+        "UPDATE api_keys SET name = $1, description = $2, revoked_at = $3, config = $4, \
+         entry_meta = $5, expires_at = $6, allowlist_entries = $7, next_entry_expiry = $8, \
+         revision = $9, updated_at = $10 WHERE id = $11",
     )
     .bind(record.name.as_str())
     .bind(record.description.as_str())
-    .bind(i64::from(record.revoked_at.is_some()))
     .bind(record.revoked_at.map(time::to_millis))
     .bind(config_bytes(&record.config))
     .bind(origins_to_json(&record.origins))

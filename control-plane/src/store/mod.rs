@@ -11,7 +11,6 @@
 mod apis;
 mod args;
 mod audit;
-mod backfill;
 mod dispatch;
 mod keys;
 mod lists;
@@ -330,10 +329,6 @@ pub trait Store: Send + Sync + 'static {
         cursor: Option<UsageCursor>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<UsageRecord>>> + Send;
-
-    /// Fills in the sortable address key of up to `limit` events stored
-    /// before it existed; returns how many it filled.
-    fn backfill_usage_ip_keys(&self, limit: u32) -> impl Future<Output = StoreResult<u64>> + Send;
 
     /// Deletes usage events older than `usage_before` and change-log rows
     /// more than `keep_revisions` behind the current revision.

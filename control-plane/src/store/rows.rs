@@ -18,13 +18,13 @@ use super::{
 /// Columns of an API row, with its active-key count; `$1` is "now" (ms).
 pub(super) const API_SELECT: &str = "SELECT a.slug, a.tenant_id, a.name, a.config, a.entry_meta, \
      a.revision, a.created_at, a.updated_at, \
-     (SELECT COUNT(*) FROM api_keys k WHERE k.api_slug = a.slug AND k.revoked = 0 \
+     (SELECT COUNT(*) FROM api_keys k WHERE k.api_slug = a.slug AND k.revoked_at IS NULL \
        AND (k.expires_at IS NULL OR k.expires_at > $1)) AS key_count \
      FROM apis a";
 
 /// Columns of a key row.
-pub(super) const KEY_SELECT: &str = "SELECT k.id, k.tenant_id, k.name, k.description, k.revoked, \
-     k.revoked_at, k.config, k.entry_meta, k.revision, k.created_at, k.updated_at \
+pub(super) const KEY_SELECT: &str = "SELECT k.id, k.tenant_id, k.name, k.description, k.revoked_at, \
+     k.config, k.entry_meta, k.revision, k.created_at, k.updated_at \
      FROM api_keys k";
 
 /// Decodes a stored `ipgate.sync.v1.ApiConfig`.
@@ -58,20 +58,17 @@ pub(super) fn api_record(row: &AnyRow) -> StoreResult<ApiRecord> {
 pub(super) fn key_record(row: &AnyRow) -> StoreResult<KeyRecord> {
     let config: Vec<u8> = row.try_get("config")?;
     let meta: String = row.try_get("entry_meta")?;
-    let revoked: i64 = row.try_get("revoked")?;
     let revoked_at: Option<i64> = row.try_get("revoked_at")?;
-    let updated_at = time::from_millis(row.try_get("updated_at")?);
     Ok(KeyRecord {
         tenant: TenantId(row.try_get("tenant_id")?),
         name: row.try_get("name")?,
         description: row.try_get("description")?,
-        // Keys revoked before revocation times were kept: their last change.
-        revoked_at: (revoked != 0).then(|| revoked_at.map_or(updated_at, time::from_millis)),
+        revoked_at: revoked_at.map(time::from_millis),
         config: key_config(&config)?,
         origins: origins_from_json(&meta),
         revision: revision(row.try_get("revision")?)?,
         created_at: time::from_millis(row.try_get("created_at")?),
-        updated_at,
+        updated_at: time::from_millis(row.try_get("updated_at")?),
     })
 }
 
@@ -100,8 +97,8 @@ pub(super) fn origins_to_json(origins: &EntryOrigins) -> String {
     serde_json::to_string(&map).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// Entry origins from their JSON; unreadable parts are dropped (they are
-/// informative only, and lists made before they existed have none).
+/// Entry origins from their JSON; unreadable parts are dropped: they are
+/// informative only, and never worth refusing to read the list.
 fn origins_from_json(json: &str) -> EntryOrigins {
     let map: BTreeMap<String, StoredOrigin> = serde_json::from_str(json).unwrap_or_default();
     map.into_iter()

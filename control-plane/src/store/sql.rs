@@ -14,7 +14,7 @@ use sqlx::{
 };
 use tokio::sync::watch;
 
-use super::{StoreError, StoreResult, TenantId, backfill};
+use super::{StoreError, StoreResult, TenantId};
 
 /// An open transaction on either database.
 pub(super) type Tx = Transaction<'static, Any>;
@@ -40,8 +40,6 @@ pub enum OpenError {
     Connect(#[source] sqlx::Error),
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
-    #[error("cannot bring stored data up to date: {0}")]
-    Upgrade(String),
 }
 
 /// The store, over a connection pool.
@@ -100,9 +98,6 @@ impl SqlStore {
             other => OpenError::Connect(sqlx::Error::Protocol(other.to_string())),
         })?;
         store.committed.send_replace(current);
-        backfill::derived_columns(&store)
-            .await
-            .map_err(|e| OpenError::Upgrade(e.to_string()))?;
         Ok(store)
     }
 

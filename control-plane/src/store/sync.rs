@@ -143,7 +143,7 @@ async fn read_snapshot(tx: &mut Tx, tenant: TenantId) -> StoreResult<Snapshot> {
         .map(|row| api_config(&row.try_get::<Vec<u8>, _>(0)?))
         .collect::<StoreResult<_>>()?;
     let keys =
-        sqlx::query("SELECT config FROM api_keys WHERE revoked = 0 AND tenant_id = $1 ORDER BY id")
+        sqlx::query("SELECT config FROM api_keys WHERE revoked_at IS NULL AND tenant_id = $1 ORDER BY id")
             .bind(tenant.0)
             .fetch_all(&mut **tx)
             .await?
@@ -184,11 +184,9 @@ async fn read_changes_after(tx: &mut Tx, after: Revision, limit: u32) -> StoreRe
         let bytes: Vec<u8> = row.try_get("delta")?;
         let delta = wire::Delta::decode(bytes.as_slice())
             .map_err(|e| StoreError::Corrupt(format!("change {rev}: {e}")))?;
-        // Rows of the first release all belong to the default tenant.
-        let tenant: Option<i64> = row.try_get("tenant_id")?;
         changes.push(Committed {
             revision: rev,
-            tenant: tenant.map_or(TenantId::DEFAULT, TenantId),
+            tenant: TenantId(row.try_get("tenant_id")?),
             delta,
         });
         expected = expected.next();

@@ -41,15 +41,8 @@ impl SqlStore {
              client_ip, reason, matched_label, enforcer_id FROM usage_events WHERE ",
         );
         let mut args = Args::default();
-        // Events are stored under the reporting enforcer's tenant. The first
-        // release left events for unknown APIs without one: they belong to
-        // the installation, so the default tenant sees them.
-        let tenant_param = args.int(tenant.0);
-        if tenant == TenantId::DEFAULT {
-            let _ = write!(sql, "(tenant_id = {tenant_param} OR tenant_id IS NULL)");
-        } else {
-            let _ = write!(sql, "tenant_id = {tenant_param}");
-        }
+        // Events are stored under the reporting enforcer's tenant.
+        let _ = write!(sql, "tenant_id = {}", args.int(tenant.0));
         let UsageFilter {
             api,
             api_key_id,

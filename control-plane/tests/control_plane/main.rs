@@ -12,5 +12,4 @@ mod server;
 mod store;
 mod sync;
 mod tenancy;
-mod upgrade;
 mod usage;
