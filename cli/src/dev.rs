@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::Context;
 use clap::Args;
-use ipgate_control_plane::auth::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token};
+use ipgate_control_plane::tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token};
 use ipgate_shared::proto::admin::v1::{CreateApiRequest, admin_service_client::AdminServiceClient};
 use tonic::{Code, metadata::MetadataValue, transport::Channel};
 

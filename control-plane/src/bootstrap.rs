@@ -4,10 +4,10 @@
 use std::{fmt, time::SystemTime};
 
 use crate::{
-    Error,
-    auth::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token, token_hash},
     config::Config,
+    error::Error,
     store::{Role, Store, TenantId},
+    tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token, token_hash},
 };
 
 /// Tokens generated at this start, to show the operator once.
@@ -28,8 +28,8 @@ impl fmt::Debug for BootstrapTokens {
 
 /// Ensures the configured tokens exist (idempotent); when none is
 /// configured and no token exists yet, makes both and returns them.
-pub async fn ensure_tokens<S: Store>(
-    store: &S,
+pub async fn ensure_tokens(
+    store: &Store,
     config: &Config,
 ) -> Result<Option<BootstrapTokens>, Error> {
     let now = SystemTime::now();

@@ -1,5 +1,22 @@
-//! Page tokens: opaque to callers, a version byte, the kind of list and the
-//! position after the last row returned, as lowercase hex.
+//! Paging of list RPCs: page sizes, and page tokens — opaque to callers, a
+//! version byte, the kind of list and the position after the last row
+//! returned, as lowercase hex.
+
+/// Page size when a request says 0.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+/// Largest page size.
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+/// The page size a request asks for: 0 means the default.
+pub fn size(n: u32) -> Result<u32, String> {
+    match n {
+        0 => Ok(DEFAULT_PAGE_SIZE),
+        n if n <= MAX_PAGE_SIZE => Ok(n),
+        n => Err(format!(
+            "{n} is more than {MAX_PAGE_SIZE} entries; ask for 1-{MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"
+        )),
+    }
+}
 
 /// First byte of every page token, so the format can change later.
 const VERSION: u8 = 1;

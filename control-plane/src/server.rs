@@ -12,10 +12,11 @@ use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::transport::{Server, server::TcpIncoming};
 
 use crate::{
-    Config, Error,
     admin::AdminApi,
     bootstrap::{BootstrapTokens, ensure_tokens},
-    store::{SqlStore, Store},
+    config::Config,
+    error::Error,
+    store::Store,
     sync::{ChangeFeed, Registry, SyncApi},
 };
 
@@ -37,13 +38,13 @@ pub struct Running {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     tasks: Vec<JoinHandle<()>>,
-    store: Arc<SqlStore>,
+    store: Arc<Store>,
 }
 
 /// Migrates, bootstraps tokens, binds and spawns the server; returns once
 /// it listens, after printing `ipgate control-plane serving gRPC on <addr>`.
 pub async fn start(config: Config) -> Result<Running, Error> {
-    let store = Arc::new(SqlStore::open(&config.database).await?);
+    let store = Arc::new(Store::open(&config.database).await?);
     tracing::info!(database = %redact(&config.database), backend = ?store.backend(), "database ready");
     let bootstrap = ensure_tokens(&*store, &config).await?;
 
@@ -73,10 +74,10 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
-        .set_serving::<AdminServiceServer<AdminApi<SqlStore>>>()
+        .set_serving::<AdminServiceServer<AdminApi>>()
         .await;
     health_reporter
-        .set_serving::<SyncServiceServer<SyncApi<SqlStore>>>()
+        .set_serving::<SyncServiceServer<SyncApi>>()
         .await;
     // `health_reporter()` already reports "" (the whole server) as SERVING.
 
@@ -182,7 +183,7 @@ impl Running {
 
 /// Prunes old usage events and compacts the change log, at start and then
 /// every [`PRUNE_INTERVAL`].
-async fn prune<S: Store>(store: Arc<S>, config: Config, mut stop: watch::Receiver<bool>) {
+async fn prune(store: Arc<Store>, config: Config, mut stop: watch::Receiver<bool>) {
     let retention = Duration::from_secs(u64::from(config.usage_retention_days) * 86_400);
     let mut every = tokio::time::interval(PRUNE_INTERVAL);
     loop {
@@ -204,7 +205,7 @@ async fn prune<S: Store>(store: Arc<S>, config: Config, mut stop: watch::Receive
 /// is an audited write by `system`, sent to enforcers as a delta. Expired
 /// entries stop matching on enforcers at their instant regardless; this
 /// only tidies the store.
-async fn sweep<S: Store>(store: Arc<S>, interval: Duration, mut stop: watch::Receiver<bool>) {
+async fn sweep(store: Arc<Store>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let mut every = tokio::time::interval(interval);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

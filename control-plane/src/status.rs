@@ -1,77 +1,23 @@
 //! Errors as gRPC statuses: every RPC error of the control plane becomes a
 //! `tonic::Status` in exactly one function, [`status`].
 
-use std::{collections::HashMap, fmt};
+use std::collections::HashMap;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
-use crate::{allowlists::Lockout, auth::AuthError, store::StoreError};
+use crate::{
+    allowlists::{Lockout, plural},
+    auth::AuthError,
+    invalid::InvalidRequest,
+    store::StoreError,
+    time_format::rfc3339,
+};
 
 /// `ErrorInfo.reason` of a write refused for locking out active callers.
 pub const LOCKOUT_RISK: &str = "LOCKOUT_RISK";
 /// `ErrorInfo.domain` of ipgate's errors.
 pub const ERROR_DOMAIN: &str = "ipgate";
-
-/// One bad field of a request: its path (`allowlist.entries[2].cidr`) and
-/// what is wrong with it, as shown to the operator.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BadField {
-    pub field: String,
-    pub description: String,
-}
-
-/// A request that cannot be served as given; one entry per bad field.
-#[derive(Clone, Debug, Default, PartialEq, Eq, thiserror::Error)]
-#[error("{}", self.summary())]
-pub struct InvalidRequest {
-    pub fields: Vec<BadField>,
-}
-
-impl InvalidRequest {
-    /// A request with one bad field.
-    pub fn field(field: impl Into<String>, description: impl fmt::Display) -> Self {
-        let mut invalid = InvalidRequest::default();
-        invalid.add(field, description);
-        invalid
-    }
-
-    /// Notes one more bad field.
-    pub fn add(&mut self, field: impl Into<String>, description: impl fmt::Display) {
-        self.fields.push(BadField {
-            field: field.into(),
-            description: description.to_string(),
-        });
-    }
-
-    /// Keeps the value of `result`, or notes its error against `field`.
-    pub fn check<T, E: fmt::Display>(
-        &mut self,
-        field: impl Into<String>,
-        result: Result<T, E>,
-    ) -> Option<T> {
-        result.map_err(|e| self.add(field, e)).ok()
-    }
-
-    /// `value` when no field was bad, otherwise every bad field at once.
-    pub fn or_value<T>(self, value: impl FnOnce() -> Option<T>) -> Result<T, InvalidRequest> {
-        if self.fields.is_empty() {
-            // Every `check` succeeded, so the parts are all there.
-            value().ok_or(self)
-        } else {
-            Err(self)
-        }
-    }
-
-    fn summary(&self) -> String {
-        let parts: Vec<String> = self
-            .fields
-            .iter()
-            .map(|f| format!("{}: {}", f.field, f.description))
-            .collect();
-        format!("invalid request: {}", parts.join("; "))
-    }
-}
 
 /// Everything an RPC of the control plane can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +35,7 @@ pub enum RpcError {
 /// The status an error is answered with.
 pub fn status(error: RpcError) -> Status {
     match error {
-        RpcError::Auth(AuthError::Missing | AuthError::Unknown) => {
+        RpcError::Auth(AuthError::Missing | AuthError::Malformed | AuthError::Unknown) => {
             Status::unauthenticated(error.to_string())
         }
         RpcError::Auth(AuthError::Forbidden { .. }) => Status::permission_denied(error.to_string()),
@@ -118,7 +64,7 @@ fn store_status(error: StoreError) -> Status {
         StoreError::ApiNotFound(_) | StoreError::KeyNotFound(_) | StoreError::TokenNotFound(_) => {
             Status::not_found(error.to_string())
         }
-        StoreError::StaleEtag { .. } => Status::aborted(error.to_string()),
+        StoreError::StaleEtag(_) | StoreError::Contended(_) => Status::aborted(error.to_string()),
         StoreError::ApiHasActiveKeys { .. }
         | StoreError::KeyRevoked(_)
         | StoreError::TokenRevoked(_)
@@ -156,12 +102,8 @@ fn lockout_status(lockout: &Lockout) -> Status {
             format!(
                 "{} made {} in the last 24 hours, the last at {}; the change would block it",
                 caller.ip,
-                crate::allowlists::lockout::plural(
-                    caller.requests,
-                    "allowed request",
-                    "allowed requests"
-                ),
-                crate::audit::rfc3339(caller.last_seen)
+                plural(caller.requests, "allowed request", "allowed requests"),
+                rfc3339(caller.last_seen)
             ),
         );
     }

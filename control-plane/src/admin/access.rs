@@ -11,14 +11,16 @@ use ipgate_shared::{
     time,
 };
 
-use super::{AdminApi, request::nonempty, response};
+use super::{response, service::AdminApi};
 use crate::{
-    status::{InvalidRequest, RpcError},
-    store::{EntryOrigins, Principal, Store, StoreError},
+    invalid::InvalidRequest,
+    request::nonempty,
+    status::RpcError,
+    store::{EntryOrigins, Principal, StoreError},
 };
 
-pub async fn test<S: Store>(
-    api: &AdminApi<S>,
+pub async fn test(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::TestAccessRequest,
 ) -> Result<admin::TestAccessResponse, RpcError> {

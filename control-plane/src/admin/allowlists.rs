@@ -1,218 +1,226 @@
-//! Allowlist writes, the same four shapes for an API's list and a key's:
-//! Set (the whole list and its report-only mode), Add, Remove, Update one
-//! entry. Each takes an etag and `AllowlistWriteOptions`, and answers with
-//! the object as stored (or as it would be) and the lockout preview.
+//! Allowlist writes, the same four shapes for every object that holds a
+//! list: Set (the whole list and its report-only mode), Add, Remove, Update
+//! one entry. Each takes an etag and `AllowlistWriteOptions`, and answers
+//! with the object as stored (or as it would be) and the lockout preview.
+//!
+//! Everything here is written once, generic over the level ([`AdminList`]);
+//! a level adds only how its owner is named and how a write is answered.
 
-use std::time::SystemTime;
+use std::{fmt, str::FromStr, time::SystemTime};
 
-use ipgate_shared::{ApiSlug, Cidr, KeyId, Label, ListRules, Revision, proto::admin::v1 as admin};
+use ipgate_shared::{Cidr, Label, ListRules, proto::admin::v1 as admin};
 
-use super::{AdminApi, committed, request, response};
+use super::{
+    response,
+    service::{AdminApi, committed},
+};
 use crate::{
     allowlists::Edit,
-    status::{InvalidRequest, RpcError},
-    store::{ListWrite, Principal, Store, WriteCtx},
+    etag::Expected,
+    invalid::InvalidRequest,
+    request,
+    status::RpcError,
+    store::{ApiRecord, KeyRecord, ListOwner, ListWrite, ListWritten, Principal, WriteCtx},
 };
 
-pub async fn set_api<S: Store>(
-    api: &AdminApi<S>,
+/// An allowlist level as the admin API serves it.
+pub trait AdminList: ListOwner<Id: FromStr<Err: fmt::Display>> {
+    /// The request field naming the owner (`slug`, `id`).
+    const ID_FIELD: &'static str;
+    /// What a write answers.
+    type Response;
+
+    /// The rules this level's lists must pass.
+    fn rules(api: &AdminApi) -> ListRules;
+
+    /// The answer to a write.
+    fn respond(written: &ListWritten<Self>, ctx: &WriteCtx) -> Self::Response;
+}
+
+impl AdminList for ApiRecord {
+    const ID_FIELD: &'static str = "slug";
+    type Response = admin::ApiAllowlistResponse;
+
+    fn rules(api: &AdminApi) -> ListRules {
+        api.api_rules
+    }
+
+    fn respond(written: &ListWritten<ApiRecord>, ctx: &WriteCtx) -> Self::Response {
+        admin::ApiAllowlistResponse {
+            api: Some(response::api(&written.record)),
+            lockout: Some(response::lockout(&written.lockout)),
+            validate_only: ctx.validate_only,
+        }
+    }
+}
+
+impl AdminList for KeyRecord {
+    const ID_FIELD: &'static str = "id";
+    type Response = admin::ApiKeyAllowlistResponse;
+
+    fn rules(api: &AdminApi) -> ListRules {
+        api.key_rules
+    }
+
+    fn respond(written: &ListWritten<KeyRecord>, ctx: &WriteCtx) -> Self::Response {
+        admin::ApiKeyAllowlistResponse {
+            key: Some(response::api_key(&written.record, ctx.now)),
+            lockout: Some(response::lockout(&written.lockout)),
+            validate_only: ctx.validate_only,
+        }
+    }
+}
+
+/// One allowlist write as requested, whatever the level.
+pub struct ListCall {
+    /// The owner, as named in the request (`slug` or `id`).
+    pub owner: String,
+    pub edit: EditCall,
+    pub etag: String,
+    pub options: Option<admin::AllowlistWriteOptions>,
+}
+
+/// The edit a request asks for, before validation.
+pub enum EditCall {
+    Set(Option<admin::Allowlist>),
+    Add(Vec<admin::AllowlistEntry>),
+    Remove(Vec<String>),
+    Update {
+        cidr: String,
+        label: Option<String>,
+        expires_at: Option<prost_types::Timestamp>,
+        clear_expires_at: bool,
+    },
+}
+
+/// Each level's four requests carry the same fields, under the name of
+/// its owner's field: one conversion each, destructuring every field.
+macro_rules! list_calls {
+    ($owner:ident: $set:path, $add:path, $remove:path, $update:path) => {
+        impl From<$set> for ListCall {
+            fn from(req: $set) -> ListCall {
+                let $set {
+                    $owner,
+                    allowlist,
+                    etag,
+                    options,
+                } = req;
+                let edit = EditCall::Set(allowlist);
+                ListCall {
+                    owner: $owner,
+                    edit,
+                    etag,
+                    options,
+                }
+            }
+        }
+
+        impl From<$add> for ListCall {
+            fn from(req: $add) -> ListCall {
+                let $add {
+                    $owner,
+                    entries,
+                    etag,
+                    options,
+                } = req;
+                let edit = EditCall::Add(entries);
+                ListCall {
+                    owner: $owner,
+                    edit,
+                    etag,
+                    options,
+                }
+            }
+        }
+
+        impl From<$remove> for ListCall {
+            fn from(req: $remove) -> ListCall {
+                let $remove {
+                    $owner,
+                    cidrs,
+                    etag,
+                    options,
+                } = req;
+                let edit = EditCall::Remove(cidrs);
+                ListCall {
+                    owner: $owner,
+                    edit,
+                    etag,
+                    options,
+                }
+            }
+        }
+
+        impl From<$update> for ListCall {
+            fn from(req: $update) -> ListCall {
+                let $update {
+                    $owner,
+                    cidr,
+                    label,
+                    expires_at,
+                    clear_expires_at,
+                    etag,
+                    options,
+                } = req;
+                let edit = EditCall::Update {
+                    cidr,
+                    label,
+                    expires_at,
+                    clear_expires_at,
+                };
+                ListCall {
+                    owner: $owner,
+                    edit,
+                    etag,
+                    options,
+                }
+            }
+        }
+    };
+}
+
+list_calls!(slug:
+    admin::SetApiAllowlistRequest,
+    admin::AddApiAllowlistEntriesRequest,
+    admin::RemoveApiAllowlistEntriesRequest,
+    admin::UpdateApiAllowlistEntryRequest
+);
+list_calls!(id:
+    admin::SetApiKeyAllowlistRequest,
+    admin::AddApiKeyAllowlistEntriesRequest,
+    admin::RemoveApiKeyAllowlistEntriesRequest,
+    admin::UpdateApiKeyAllowlistEntryRequest
+);
+
+/// Validates the call, writes it and answers; every bad field at once.
+pub async fn write<O: AdminList>(
+    api: &AdminApi,
     caller: &Principal,
-    req: admin::SetApiAllowlistRequest,
-) -> Result<admin::ApiAllowlistResponse, RpcError> {
-    let admin::SetApiAllowlistRequest {
-        slug,
-        allowlist,
+    call: ListCall,
+) -> Result<O::Response, RpcError> {
+    let ListCall {
+        owner,
+        edit,
         etag,
         options,
-    } = req;
+    } = call;
+    let rules = O::rules(api);
     let mut bad = InvalidRequest::default();
-    let edit = request::allowlist(
-        &mut bad,
-        "allowlist",
-        allowlist,
-        api.api_rules,
-        SystemTime::now(),
-    )
-    .map(Edit::Set);
-    write_api(api, caller, bad, &slug, edit, &etag, options).await
-}
-
-pub async fn add_api<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    req: admin::AddApiAllowlistEntriesRequest,
-) -> Result<admin::ApiAllowlistResponse, RpcError> {
-    let admin::AddApiAllowlistEntriesRequest {
-        slug,
-        entries,
-        etag,
-        options,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let edit = add(&mut bad, entries, api.api_rules);
-    write_api(api, caller, bad, &slug, edit, &etag, options).await
-}
-
-pub async fn remove_api<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    req: admin::RemoveApiAllowlistEntriesRequest,
-) -> Result<admin::ApiAllowlistResponse, RpcError> {
-    let admin::RemoveApiAllowlistEntriesRequest {
-        slug,
-        cidrs,
-        etag,
-        options,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let edit = remove(&mut bad, &cidrs);
-    write_api(api, caller, bad, &slug, edit, &etag, options).await
-}
-
-pub async fn update_api<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    req: admin::UpdateApiAllowlistEntryRequest,
-) -> Result<admin::ApiAllowlistResponse, RpcError> {
-    let admin::UpdateApiAllowlistEntryRequest {
-        slug,
-        cidr,
-        label,
-        expires_at,
-        clear_expires_at,
-        etag,
-        options,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let edit = update(&mut bad, &cidr, label, expires_at, clear_expires_at);
-    write_api(api, caller, bad, &slug, edit, &etag, options).await
-}
-
-pub async fn set_key<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    req: admin::SetApiKeyAllowlistRequest,
-) -> Result<admin::ApiKeyAllowlistResponse, RpcError> {
-    let admin::SetApiKeyAllowlistRequest {
-        id,
-        allowlist,
-        etag,
-        options,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let edit = request::allowlist(
-        &mut bad,
-        "allowlist",
-        allowlist,
-        api.key_rules,
-        SystemTime::now(),
-    )
-    .map(Edit::Set);
-    write_key(api, caller, bad, &id, edit, &etag, options).await
-}
-
-pub async fn add_key<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    req: admin::AddApiKeyAllowlistEntriesRequest,
-) -> Result<admin::ApiKeyAllowlistResponse, RpcError> {
-    let admin::AddApiKeyAllowlistEntriesRequest {
-        id,
-        entries,
-        etag,
-        options,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let edit = add(&mut bad, entries, api.key_rules);
-    write_key(api, caller, bad, &id, edit, &etag, options).await
-}
-
-pub async fn remove_key<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    req: admin::RemoveApiKeyAllowlistEntriesRequest,
-) -> Result<admin::ApiKeyAllowlistResponse, RpcError> {
-    let admin::RemoveApiKeyAllowlistEntriesRequest {
-        id,
-        cidrs,
-        etag,
-        options,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let edit = remove(&mut bad, &cidrs);
-    write_key(api, caller, bad, &id, edit, &etag, options).await
-}
-
-pub async fn update_key<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    req: admin::UpdateApiKeyAllowlistEntryRequest,
-) -> Result<admin::ApiKeyAllowlistResponse, RpcError> {
-    let admin::UpdateApiKeyAllowlistEntryRequest {
-        id,
-        cidr,
-        label,
-        expires_at,
-        clear_expires_at,
-        etag,
-        options,
-    } = req;
-    let mut bad = InvalidRequest::default();
-    let edit = update(&mut bad, &cidr, label, expires_at, clear_expires_at);
-    write_key(api, caller, bad, &id, edit, &etag, options).await
-}
-
-// === the two targets ===
-
-async fn write_api<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    mut bad: InvalidRequest,
-    slug: &str,
-    edit: Option<Edit>,
-    etag: &str,
-    options: Option<admin::AllowlistWriteOptions>,
-) -> Result<admin::ApiAllowlistResponse, RpcError> {
-    let slug = bad.check("slug", slug.parse::<ApiSlug>());
-    let expected = request::etag(&mut bad, etag);
-    let (slug, edit, expected) = bad.or_value(|| Some((slug?, edit?, expected?)))?;
-    let (ctx, write) = list_write(caller, edit, api.api_rules, expected, options);
-    let written = api.store.write_api_allowlist(&ctx, &slug, write).await?;
-    committed(written.record.revision, ctx.validate_only);
-    Ok(admin::ApiAllowlistResponse {
-        api: Some(response::api(&written.record)),
-        lockout: Some(response::lockout(&written.lockout)),
-        validate_only: ctx.validate_only,
-    })
-}
-
-async fn write_key<S: Store>(
-    api: &AdminApi<S>,
-    caller: &Principal,
-    mut bad: InvalidRequest,
-    id: &str,
-    edit: Option<Edit>,
-    etag: &str,
-    options: Option<admin::AllowlistWriteOptions>,
-) -> Result<admin::ApiKeyAllowlistResponse, RpcError> {
-    let id = bad.check("id", id.parse::<KeyId>());
-    let expected = request::etag(&mut bad, etag);
-    let (id, edit, expected) = bad.or_value(|| Some((id?, edit?, expected?)))?;
-    let (ctx, write) = list_write(caller, edit, api.key_rules, expected, options);
-    let written = api.store.write_key_allowlist(&ctx, &id, write).await?;
-    committed(written.record.revision, ctx.validate_only);
-    Ok(admin::ApiKeyAllowlistResponse {
-        key: Some(response::api_key(&written.record, ctx.now)),
-        lockout: Some(response::lockout(&written.lockout)),
-        validate_only: ctx.validate_only,
-    })
+    let edit = edit.parse(&mut bad, rules);
+    let owner = bad.check(O::ID_FIELD, owner.parse::<O::Id>());
+    let expected = request::etag(&mut bad, &etag);
+    let (owner, edit, expected) = bad.or_value(|| Some((owner?, edit?, expected?)))?;
+    let (ctx, write) = list_write(caller, edit, rules, expected, options);
+    let written = api.store.write_allowlist::<O>(&ctx, &owner, write).await?;
+    committed(written.record.revision(), ctx.validate_only);
+    Ok(O::respond(&written, &ctx))
 }
 
 fn list_write(
     caller: &Principal,
     edit: Edit,
     rules: ListRules,
-    expected: Option<Revision>,
+    expected: Expected,
     options: Option<admin::AllowlistWriteOptions>,
 ) -> (WriteCtx, ListWrite) {
     let admin::AllowlistWriteOptions {
@@ -230,12 +238,24 @@ fn list_write(
 
 // === the edits ===
 
-fn add(
-    bad: &mut InvalidRequest,
-    entries: Vec<admin::AllowlistEntry>,
-    rules: ListRules,
-) -> Option<Edit> {
-    request::entries(bad, entries, rules, SystemTime::now()).map(Edit::Add)
+impl EditCall {
+    /// The edit, each bad field noted against its request path.
+    fn parse(self, bad: &mut InvalidRequest, rules: ListRules) -> Option<Edit> {
+        let now = SystemTime::now();
+        match self {
+            EditCall::Set(list) => {
+                request::allowlist(bad, "allowlist", list, rules, now).map(Edit::Set)
+            }
+            EditCall::Add(entries) => request::entries(bad, entries, rules, now).map(Edit::Add),
+            EditCall::Remove(cidrs) => remove(bad, &cidrs),
+            EditCall::Update {
+                cidr,
+                label,
+                expires_at,
+                clear_expires_at,
+            } => update(bad, &cidr, label, expires_at, clear_expires_at, now),
+        }
+    }
 }
 
 fn remove(bad: &mut InvalidRequest, cidrs: &[String]) -> Option<Edit> {
@@ -257,6 +277,7 @@ fn update(
     label: Option<String>,
     expires_at: Option<prost_types::Timestamp>,
     clear_expires_at: bool,
+    now: SystemTime,
 ) -> Option<Edit> {
     let cidr = bad.check("cidr", cidr.parse::<Cidr>());
     let label = match label {
@@ -272,9 +293,7 @@ fn update(
             None
         }
         (None, true) => Some(Some(None)),
-        (ts, false) => {
-            request::future(bad, "expires_at", ts, SystemTime::now()).map(|t| t.map(Some))
-        }
+        (ts, false) => request::future(bad, "expires_at", ts, now).map(|t| t.map(Some)),
     };
     if matches!((&label, &expires), (Some(None), Some(None))) {
         bad.add(

@@ -5,18 +5,19 @@ use std::time::SystemTime;
 use ipgate_shared::{ApiSlug, proto::admin::v1 as admin};
 
 use super::{
-    AdminApi, committed,
-    request::{self, MAX_NAME_CHARS, nonempty},
     response,
+    service::{AdminApi, committed},
 };
 use crate::{
+    invalid::InvalidRequest,
     page,
-    status::{InvalidRequest, RpcError},
-    store::{ApiChanges, ApiFilter, Expected, NewApi, Principal, Store, StoreError, WriteCtx},
+    request::{self, MAX_NAME_CHARS, nonempty},
+    status::RpcError,
+    store::{ApiChanges, ApiFilter, Expected, NewApi, Principal, StoreError, WriteCtx},
 };
 
-pub async fn create<S: Store>(
-    api: &AdminApi<S>,
+pub async fn create(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::CreateApiRequest,
 ) -> Result<admin::Api, RpcError> {
@@ -44,8 +45,8 @@ pub async fn create<S: Store>(
     Ok(response::api(&record))
 }
 
-pub async fn get<S: Store>(
-    api: &AdminApi<S>,
+pub async fn get(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::GetApiRequest,
 ) -> Result<admin::Api, RpcError> {
@@ -59,8 +60,8 @@ pub async fn get<S: Store>(
     Ok(response::api(&record))
 }
 
-pub async fn list<S: Store>(
-    api: &AdminApi<S>,
+pub async fn list(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::ListApisRequest,
 ) -> Result<admin::ListApisResponse, RpcError> {
@@ -116,8 +117,8 @@ pub async fn list<S: Store>(
     })
 }
 
-pub async fn update<S: Store>(
-    api: &AdminApi<S>,
+pub async fn update(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::UpdateApiRequest,
 ) -> Result<admin::Api, RpcError> {
@@ -176,8 +177,8 @@ pub async fn update<S: Store>(
     Ok(response::api(&record))
 }
 
-pub async fn delete<S: Store>(
-    api: &AdminApi<S>,
+pub async fn delete(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::DeleteApiRequest,
 ) -> Result<admin::DeleteApiResponse, RpcError> {

@@ -2,22 +2,20 @@
 
 use ipgate_shared::proto::admin::v1 as admin;
 
-use super::{
-    AdminApi,
-    request::{self, nonempty},
-    response,
-};
+use super::{response, service::AdminApi};
 use crate::{
+    invalid::InvalidRequest,
     page,
-    status::{InvalidRequest, RpcError},
-    store::{AuditFilter, Principal, Store},
+    request::{self, nonempty},
+    status::RpcError,
+    store::{AuditFilter, Principal},
 };
 
 /// Object types the audit log names.
 const OBJECT_TYPES: [&str; 4] = ["tenant", "token", "api", "api_key"];
 
-pub async fn list<S: Store>(
-    api: &AdminApi<S>,
+pub async fn list(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::ListAuditEventsRequest,
 ) -> Result<admin::ListAuditEventsResponse, RpcError> {

@@ -11,24 +11,25 @@ use ipgate_shared::{
 use tracing::Span;
 
 use super::{
-    AdminApi, committed,
-    request::{self, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, nonempty},
     response,
+    service::{AdminApi, committed},
 };
 use crate::{
+    invalid::InvalidRequest,
     page,
-    status::{InvalidRequest, RpcError},
+    request::{self, MAX_DESCRIPTION_CHARS, MAX_NAME_CHARS, nonempty},
+    status::RpcError,
     store::{
-        KeyChanges, KeyCursor, KeyFilter, KeyStatus, NewKey, Principal, Rotation, Store,
-        StoreError, WriteCtx,
+        KeyChanges, KeyCursor, KeyFilter, KeyStatus, NewKey, Principal, Rotation, StoreError,
+        WriteCtx,
     },
 };
 
 /// Longest grace period a rotation may give the old secret.
 pub const MAX_GRACE: Duration = Duration::from_secs(30 * 86_400);
 
-pub async fn create<S: Store>(
-    api: &AdminApi<S>,
+pub async fn create(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::CreateApiKeyRequest,
 ) -> Result<admin::CreateApiKeyResponse, RpcError> {
@@ -78,8 +79,8 @@ pub async fn create<S: Store>(
     })
 }
 
-pub async fn get<S: Store>(
-    api: &AdminApi<S>,
+pub async fn get(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::GetApiKeyRequest,
 ) -> Result<admin::ApiKey, RpcError> {
@@ -93,8 +94,8 @@ pub async fn get<S: Store>(
     Ok(response::api_key(&record, SystemTime::now()))
 }
 
-pub async fn list<S: Store>(
-    api: &AdminApi<S>,
+pub async fn list(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::ListApiKeysRequest,
 ) -> Result<admin::ListApiKeysResponse, RpcError> {
@@ -160,8 +161,8 @@ pub async fn list<S: Store>(
     })
 }
 
-pub async fn update<S: Store>(
-    api: &AdminApi<S>,
+pub async fn update(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::UpdateApiKeyRequest,
 ) -> Result<admin::ApiKey, RpcError> {
@@ -216,8 +217,8 @@ pub async fn update<S: Store>(
     Ok(response::api_key(&record, ctx.now))
 }
 
-pub async fn revoke<S: Store>(
-    api: &AdminApi<S>,
+pub async fn revoke(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::RevokeApiKeyRequest,
 ) -> Result<admin::ApiKey, RpcError> {
@@ -236,8 +237,8 @@ pub async fn revoke<S: Store>(
     Ok(response::api_key(&record, ctx.now))
 }
 
-pub async fn rotate<S: Store>(
-    api: &AdminApi<S>,
+pub async fn rotate(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::RotateApiKeyRequest,
 ) -> Result<admin::RotateApiKeyResponse, RpcError> {

@@ -11,73 +11,29 @@ pub mod allowlists;
 pub mod apis;
 pub mod audit;
 pub mod keys;
-pub mod request;
 pub mod response;
 pub mod revision;
+pub mod service;
 pub mod tenants;
 pub mod tokens;
 
 use std::sync::Arc;
 
-use ipgate_shared::{
-    ListRules, Revision,
-    proto::admin::v1::{self as admin, admin_service_server::AdminService},
-};
+use ipgate_shared::proto::admin::v1::{self as admin, admin_service_server::AdminService};
 use tonic::{Request, Response, Status};
-use tracing::{Span, field};
+use tracing::field;
 
+pub use service::AdminApi;
+
+use self::service::reply;
 use crate::{
-    auth::{Access, authorize},
-    status::RpcError,
-    store::{Principal, Store},
-    sync::Registry,
+    auth::Access,
+    store::{ApiRecord, KeyRecord},
     usage,
 };
 
-/// The admin service over a store.
-pub struct AdminApi<S> {
-    store: Arc<S>,
-    registry: Arc<Registry>,
-    key_rules: ListRules,
-    api_rules: ListRules,
-}
-
-impl<S: Store> AdminApi<S> {
-    /// A service validating lists with these rules.
-    pub fn new(
-        store: Arc<S>,
-        registry: Arc<Registry>,
-        key_rules: ListRules,
-        api_rules: ListRules,
-    ) -> Self {
-        AdminApi {
-            store,
-            registry,
-            key_rules,
-            api_rules,
-        }
-    }
-
-    /// The caller, if it may have `access`, and the request's message.
-    async fn call<T>(&self, request: Request<T>, access: Access) -> Result<(Principal, T), Status> {
-        let caller = authorize(&*self.store, request.metadata(), access).await?;
-        Ok((caller, request.into_inner()))
-    }
-}
-
-/// Notes the revision a write committed on the RPC's span (none on a dry run).
-fn committed(revision: Revision, validate_only: bool) {
-    if !validate_only {
-        Span::current().record("revision", revision.get());
-    }
-}
-
-fn reply<T>(result: Result<T, RpcError>) -> Result<Response<T>, Status> {
-    result.map(Response::new).map_err(Status::from)
-}
-
 #[tonic::async_trait]
-impl<S: Store> AdminService for AdminApi<S> {
+impl AdminService for AdminApi {
     #[tracing::instrument(name = "CreateTenant", skip_all, fields(tenant = %request.get_ref().id))]
     async fn create_tenant(
         &self,
@@ -174,7 +130,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::SetApiAllowlistRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::set_api(self, &caller, req).await)
+        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "AddApiAllowlistEntries", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -183,7 +139,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::AddApiAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::add_api(self, &caller, req).await)
+        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "RemoveApiAllowlistEntries", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -192,7 +148,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::RemoveApiAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::remove_api(self, &caller, req).await)
+        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "UpdateApiAllowlistEntry", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -201,7 +157,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::UpdateApiAllowlistEntryRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::update_api(self, &caller, req).await)
+        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "CreateApiKey", skip_all, fields(api = %request.get_ref().api, key = field::Empty, revision = field::Empty))]
@@ -264,7 +220,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::SetApiKeyAllowlistRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::set_key(self, &caller, req).await)
+        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "AddApiKeyAllowlistEntries", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -273,7 +229,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::AddApiKeyAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::add_key(self, &caller, req).await)
+        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "RemoveApiKeyAllowlistEntries", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -282,7 +238,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::RemoveApiKeyAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::remove_key(self, &caller, req).await)
+        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "UpdateApiKeyAllowlistEntry", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -291,7 +247,7 @@ impl<S: Store> AdminService for AdminApi<S> {
         request: Request<admin::UpdateApiKeyAllowlistEntryRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
         let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::update_key(self, &caller, req).await)
+        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
     }
 
     #[tracing::instrument(name = "TestAccess", skip_all, fields(api = %request.get_ref().api))]

@@ -5,17 +5,14 @@ use std::{collections::BTreeMap, time::SystemTime};
 
 use ipgate_shared::{Revision, proto::admin::v1 as admin, time};
 
-use super::AdminApi;
-use crate::{
-    status::{InvalidRequest, RpcError},
-    store::{Principal, Store},
-};
+use super::service::AdminApi;
+use crate::{invalid::InvalidRequest, status::RpcError, store::Principal};
 
 /// The status of the revision asked about (the current one for 0), among
 /// the caller's tenant's enforcers. Revisions are global: a revision that
 /// changed only other tenants reaches these enforcers as an empty delta.
-pub async fn status<S: Store>(
-    api: &AdminApi<S>,
+pub async fn status(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::GetRevisionStatusRequest,
 ) -> Result<admin::RevisionStatus, RpcError> {

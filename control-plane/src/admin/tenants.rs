@@ -2,22 +2,19 @@
 
 use ipgate_shared::proto::admin::v1 as admin;
 
-use super::{
-    AdminApi,
-    request::{self, MAX_NAME_CHARS, nonempty},
-    response,
-    tokens::new_token,
-};
+use super::{response, service::AdminApi, tokens::new_token};
 use crate::{
-    status::{InvalidRequest, RpcError},
-    store::{NewTenant, Principal, Role, Store, WriteCtx},
+    invalid::InvalidRequest,
+    request::{self, MAX_NAME_CHARS, nonempty},
+    status::RpcError,
+    store::{NewTenant, Principal, Role, WriteCtx},
 };
 
 /// Longest tenant id.
 const MAX_TENANT_ID: usize = 63;
 
-pub async fn create<S: Store>(
-    api: &AdminApi<S>,
+pub async fn create(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::CreateTenantRequest,
 ) -> Result<admin::CreateTenantResponse, RpcError> {
@@ -52,8 +49,8 @@ pub async fn create<S: Store>(
     })
 }
 
-pub async fn list<S: Store>(
-    api: &AdminApi<S>,
+pub async fn list(
+    api: &AdminApi,
     req: admin::ListTenantsRequest,
 ) -> Result<admin::ListTenantsResponse, RpcError> {
     let admin::ListTenantsRequest {} = req;

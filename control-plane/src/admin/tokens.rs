@@ -3,19 +3,17 @@
 
 use ipgate_shared::proto::admin::v1 as admin;
 
-use super::{
-    AdminApi,
-    request::{self, MAX_NAME_CHARS, nonempty},
-    response,
-};
+use super::{response, service::AdminApi};
 use crate::{
-    auth::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token, token_hash},
-    status::{InvalidRequest, RpcError},
-    store::{NewToken, Principal, Role, Store, WriteCtx},
+    invalid::InvalidRequest,
+    request::{self, MAX_NAME_CHARS, nonempty},
+    status::RpcError,
+    store::{NewToken, Principal, Role, WriteCtx},
+    tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token, token_hash},
 };
 
-pub async fn create<S: Store>(
-    api: &AdminApi<S>,
+pub async fn create(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::CreateTokenRequest,
 ) -> Result<admin::CreateTokenResponse, RpcError> {
@@ -49,8 +47,8 @@ pub async fn create<S: Store>(
     })
 }
 
-pub async fn list<S: Store>(
-    api: &AdminApi<S>,
+pub async fn list(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::ListTokensRequest,
 ) -> Result<admin::ListTokensResponse, RpcError> {
@@ -61,8 +59,8 @@ pub async fn list<S: Store>(
     })
 }
 
-pub async fn revoke<S: Store>(
-    api: &AdminApi<S>,
+pub async fn revoke(
+    api: &AdminApi,
     caller: &Principal,
     req: admin::RevokeTokenRequest,
 ) -> Result<admin::Token, RpcError> {

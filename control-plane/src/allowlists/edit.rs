@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use ipgate_shared::{Cidr, Entry, Label, ListRules, allowlist::Allowlist};
 
-use crate::status::InvalidRequest;
+use crate::invalid::InvalidRequest;
 
 /// One change to an allowlist, validated entry by entry already.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -42,6 +42,15 @@ pub struct Lockout {
 }
 
 impl Lockout {
+    /// Nobody blocked, looking back to `since`.
+    pub fn none(since: SystemTime) -> Self {
+        Lockout {
+            since,
+            callers: Vec::new(),
+            total: 0,
+        }
+    }
+
     /// True when nobody active would be blocked.
     pub fn is_empty(&self) -> bool {
         self.total == 0

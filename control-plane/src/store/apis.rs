@@ -6,18 +6,24 @@ use ipgate_shared::{ApiConfig, ApiSlug, Change, KeyId, Revision, allowlist::Allo
 use sqlx::{AnyConnection, Row};
 
 use super::{
-    ApiChanges, ApiFilter, ApiRecord, Deleted, EntryOrigins, Expected, KeyStatus, NewApi,
-    StoreError, StoreResult, TenantId, WriteCtx,
     args::Args,
+    audit,
+    db::{Store, db_int},
+    error::{StoreError, StoreResult},
     keys::{load_keys_of_api, save_key},
+    lists::ListOwner,
+    records::{
+        ApiChanges, ApiFilter, ApiRecord, Deleted, EntryOrigins, Expected, KeyStatus, NewApi,
+        TenantId, WriteCtx,
+    },
     rows::{API_SELECT, api_derived, api_record, origins_to_json},
-    sql::{SqlStore, db_int},
     write::{Kind, Object, Write},
 };
-use crate::audit;
+use crate::etag;
 
-impl SqlStore {
-    pub(super) async fn api_by_slug(
+impl Store {
+    /// Reads one API of `tenant`.
+    pub async fn api(
         &self,
         tenant: TenantId,
         slug: &ApiSlug,
@@ -27,7 +33,8 @@ impl SqlStore {
         load_api(&mut conn, tenant, slug, time::to_millis(now)).await
     }
 
-    pub(super) async fn list_apis(
+    /// APIs of `tenant` by slug, after `after`.
+    pub async fn apis(
         &self,
         tenant: TenantId,
         filter: &ApiFilter,
@@ -55,11 +62,8 @@ impl SqlStore {
         rows.iter().map(api_record).collect()
     }
 
-    pub(super) async fn create_api_tx(
-        &self,
-        ctx: &WriteCtx,
-        api: NewApi,
-    ) -> StoreResult<ApiRecord> {
+    /// Creates an API (enabled, empty allowlist).
+    pub async fn create_api(&self, ctx: &WriteCtx, api: NewApi) -> StoreResult<ApiRecord> {
         self.write(ctx, Kind::Config, async |w| {
             let NewApi { slug, name, routes } = api;
             // Slugs are global: enforcers know APIs by slug alone.
@@ -98,7 +102,8 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn update_api_tx(
+    /// Changes an API's name, status or routes.
+    pub async fn update_api(
         &self,
         ctx: &WriteCtx,
         slug: &ApiSlug,
@@ -135,7 +140,8 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn delete_api_tx(
+    /// Deletes an API and its keys; active keys only with `force`.
+    pub async fn delete_api(
         &self,
         ctx: &WriteCtx,
         slug: &ApiSlug,
@@ -187,10 +193,66 @@ impl SqlStore {
     }
 }
 
+/// An API's own allowlist, checked before any key.
+impl ListOwner for ApiRecord {
+    type Id = ApiSlug;
+    const USAGE_COLUMN: &'static str = "api";
+    const AUDIT_NAME: &'static str = "api";
+
+    async fn load(
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        slug: &ApiSlug,
+        now_ms: i64,
+    ) -> StoreResult<Option<ApiRecord>> {
+        load_api(conn, tenant, slug, now_ms).await
+    }
+
+    fn not_found(slug: &ApiSlug) -> StoreError {
+        StoreError::ApiNotFound(slug.to_string())
+    }
+
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn allowlist(&self) -> &Allowlist {
+        &self.config.allowlist
+    }
+
+    fn list_mut(&mut self) -> (&mut Allowlist, &mut EntryOrigins) {
+        (&mut self.config.allowlist, &mut self.origins)
+    }
+
+    async fn save(
+        w: &mut Write,
+        before: &ApiRecord,
+        after: &mut ApiRecord,
+        action: &str,
+    ) -> StoreResult<()> {
+        save_api(w, after).await?;
+        w.change(Change::PutApi(after.config.clone()));
+        w.audit(
+            action,
+            Object::Api(after.config.slug.as_str()),
+            Some(audit::api(before)),
+            Some(audit::api(after)),
+        );
+        Ok(())
+    }
+
+    async fn due_for_sweep(
+        conn: &mut AnyConnection,
+        now_ms: i64,
+    ) -> StoreResult<Vec<(TenantId, ApiSlug)>> {
+        apis_with_expired_entries(conn, now_ms).await
+    }
+}
+
 // === inside a transaction ===
 
 /// The API `slug` of `tenant`; other tenants' APIs are not found.
-pub(super) async fn load_api(
+async fn load_api(
     conn: &mut AnyConnection,
     tenant: TenantId,
     slug: &ApiSlug,
@@ -207,16 +269,12 @@ pub(super) async fn load_api(
 }
 
 /// The writer's API `slug`, checked against the etag the caller read.
-pub(super) async fn edit_api(
-    w: &mut Write,
-    slug: &ApiSlug,
-    expected: Expected,
-) -> StoreResult<ApiRecord> {
+async fn edit_api(w: &mut Write, slug: &ApiSlug, expected: Expected) -> StoreResult<ApiRecord> {
     let (tenant, now_ms) = (w.tenant(), w.now_ms);
     let record = load_api(w.conn(), tenant, slug, now_ms)
         .await?
         .ok_or_else(|| StoreError::ApiNotFound(slug.to_string()))?;
-    check_etag(expected, record.revision)?;
+    etag::check(expected, record.revision)?;
     Ok(record)
 }
 
@@ -242,7 +300,7 @@ async fn insert_api(w: &mut Write, record: &ApiRecord) -> StoreResult<()> {
 }
 
 /// Stores `record` as changed at this write's revision, and stamps it so.
-pub(super) async fn save_api(w: &mut Write, record: &mut ApiRecord) -> StoreResult<()> {
+async fn save_api(w: &mut Write, record: &mut ApiRecord) -> StoreResult<()> {
     record.revision = w.revision;
     record.updated_at = time::from_millis(w.now_ms);
     record.origins.retain(|cidr, _| {
@@ -272,7 +330,7 @@ pub(super) async fn save_api(w: &mut Write, record: &mut ApiRecord) -> StoreResu
 }
 
 /// Slugs of APIs with an entry expired at `now_ms`, with their tenants.
-pub(super) async fn apis_with_expired_entries(
+async fn apis_with_expired_entries(
     conn: &mut AnyConnection,
     now_ms: i64,
 ) -> StoreResult<Vec<(TenantId, ApiSlug)>> {
@@ -297,12 +355,4 @@ pub(super) async fn apis_with_expired_entries(
 fn config_bytes(config: &ApiConfig) -> Vec<u8> {
     use prost::Message;
     ipgate_shared::proto::sync::v1::ApiConfig::from(config).encode_to_vec()
-}
-
-/// Refuses a write whose etag is not the object's current revision.
-pub(super) fn check_etag(expected: Expected, current: Revision) -> StoreResult<()> {
-    match expected {
-        Some(given) if given != current => Err(StoreError::StaleEtag { given, current }),
-        _ => Ok(()),
-    }
 }

@@ -2,32 +2,36 @@
 
 use std::{fmt::Write as _, time::SystemTime};
 
-use ipgate_shared::{ApiSlug, Change, KeyConfig, KeyId, PreviousSecret, time};
+use ipgate_shared::{
+    ApiSlug, Change, KeyConfig, KeyId, PreviousSecret, Revision, allowlist::Allowlist, time,
+};
 use prost::Message;
 use sqlx::AnyConnection;
 
 use super::{
-    EntryOrigins, Expected, KeyChanges, KeyCursor, KeyFilter, KeyRecord, KeyStatus, NewKey,
-    Rotation, StoreError, StoreResult, TenantId, WriteCtx,
-    apis::check_etag,
     args::Args,
+    audit,
+    db::{Store, db_int},
+    error::{StoreError, StoreResult},
+    lists::ListOwner,
+    records::{
+        EntryOrigins, Expected, KeyChanges, KeyCursor, KeyFilter, KeyRecord, KeyStatus, NewKey,
+        Rotation, TenantId, WriteCtx,
+    },
     rows::{KEY_SELECT, key_derived, key_record, origins_to_json},
-    sql::{SqlStore, db_int},
     write::{Kind, Object, Write},
 };
-use crate::audit;
+use crate::etag;
 
-impl SqlStore {
-    pub(super) async fn key_by_id(
-        &self,
-        tenant: TenantId,
-        id: &KeyId,
-    ) -> StoreResult<Option<KeyRecord>> {
+impl Store {
+    /// Reads one key of `tenant`.
+    pub async fn key(&self, tenant: TenantId, id: &KeyId) -> StoreResult<Option<KeyRecord>> {
         let mut conn = self.pool.acquire().await?;
         load_key(&mut conn, tenant, id).await
     }
 
-    pub(super) async fn list_keys(
+    /// Keys of `tenant`, newest first, after `after`.
+    pub async fn keys(
         &self,
         tenant: TenantId,
         filter: &KeyFilter,
@@ -95,11 +99,8 @@ impl SqlStore {
         rows.iter().map(key_record).collect()
     }
 
-    pub(super) async fn create_key_tx(
-        &self,
-        ctx: &WriteCtx,
-        key: NewKey,
-    ) -> StoreResult<KeyRecord> {
+    /// Creates an API key for an existing API of the writer's tenant.
+    pub async fn create_key(&self, ctx: &WriteCtx, key: NewKey) -> StoreResult<KeyRecord> {
         self.write(ctx, Kind::Config, async |w| {
             let NewKey {
                 name,
@@ -144,7 +145,8 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn update_key_tx(
+    /// Changes a key's name, description or scopes.
+    pub async fn update_key(
         &self,
         ctx: &WriteCtx,
         id: &KeyId,
@@ -175,7 +177,8 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn revoke_key_tx(
+    /// Revokes a key.
+    pub async fn revoke_key(
         &self,
         ctx: &WriteCtx,
         id: &KeyId,
@@ -195,7 +198,8 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn rotate_key_tx(
+    /// Gives a key a new secret; the old one works for the grace period.
+    pub async fn rotate_key(
         &self,
         ctx: &WriteCtx,
         id: &KeyId,
@@ -249,10 +253,60 @@ impl Write {
     }
 }
 
+/// A key's allowlist, checked after authentication.
+impl ListOwner for KeyRecord {
+    type Id = KeyId;
+    const USAGE_COLUMN: &'static str = "api_key_id";
+    const AUDIT_NAME: &'static str = "api_key";
+
+    async fn load(
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        id: &KeyId,
+        _now_ms: i64,
+    ) -> StoreResult<Option<KeyRecord>> {
+        load_key(conn, tenant, id).await
+    }
+
+    fn not_found(id: &KeyId) -> StoreError {
+        StoreError::KeyNotFound(id.to_string())
+    }
+
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+
+    fn allowlist(&self) -> &Allowlist {
+        &self.config.allowlist
+    }
+
+    fn list_mut(&mut self) -> (&mut Allowlist, &mut EntryOrigins) {
+        (&mut self.config.allowlist, &mut self.origins)
+    }
+
+    async fn save(
+        w: &mut Write,
+        before: &KeyRecord,
+        after: &mut KeyRecord,
+        action: &str,
+    ) -> StoreResult<()> {
+        save_key(w, after).await?;
+        w.audit_key(action, before, after);
+        Ok(())
+    }
+
+    async fn due_for_sweep(
+        conn: &mut AnyConnection,
+        now_ms: i64,
+    ) -> StoreResult<Vec<(TenantId, KeyId)>> {
+        keys_with_expired_entries(conn, now_ms).await
+    }
+}
+
 // === inside a transaction ===
 
 /// The key `id` of `tenant`; other tenants' keys are not found.
-pub(super) async fn load_key(
+async fn load_key(
     conn: &mut AnyConnection,
     tenant: TenantId,
     id: &KeyId,
@@ -284,16 +338,12 @@ pub(super) async fn load_keys_of_api(
 }
 
 /// The writer's key `id`, checked against the etag the caller read.
-pub(super) async fn edit_key(
-    w: &mut Write,
-    id: &KeyId,
-    expected: Expected,
-) -> StoreResult<KeyRecord> {
+async fn edit_key(w: &mut Write, id: &KeyId, expected: Expected) -> StoreResult<KeyRecord> {
     let tenant = w.tenant();
     let record = load_key(w.conn(), tenant, id)
         .await?
         .ok_or_else(|| StoreError::KeyNotFound(id.to_string()))?;
-    check_etag(expected, record.revision)?;
+    etag::check(expected, record.revision)?;
     Ok(record)
 }
 
@@ -358,7 +408,7 @@ pub(super) async fn save_key(w: &mut Write, record: &mut KeyRecord) -> StoreResu
 }
 
 /// Ids of keys with an entry expired at `now_ms`, with their tenants.
-pub(super) async fn keys_with_expired_entries(
+async fn keys_with_expired_entries(
     conn: &mut AnyConnection,
     now_ms: i64,
 ) -> StoreResult<Vec<(TenantId, KeyId)>> {

@@ -1,116 +1,243 @@
-//! Allowlist writes, for APIs and keys alike: the edit, the lockout check
-//! against the usage log, entry metadata, and the sweep that removes
-//! expired entries.
+//! Allowlist writes, once for every object that holds a list ([`ListOwner`]:
+//! an API, an API key): the edit, the lockout check against the usage log,
+//! entry origins, and the sweep that removes expired entries.
+//!
+//! The lockout preview reads up to 24 hours of the usage log, so it runs
+//! before the write's transaction: on SQLite the write lock covers the
+//! whole database, and one editor's scan must not hold up every other
+//! tenant's writes and usage ingestion. Inside the transaction the object
+//! must still be at the revision the preview was computed for; if another
+//! write changed it meanwhile, the edit and the preview are computed again
+//! (and, should the list keep changing, inside the transaction, so every
+//! write makes progress).
 
-use std::{collections::HashMap, net::IpAddr, time::SystemTime};
+use std::{collections::HashMap, fmt, future::Future, net::IpAddr, time::SystemTime};
 
-use ipgate_shared::{ApiSlug, Change, KeyId, allowlist::Allowlist, normalize_ip, time};
+use ipgate_shared::{ListRules, Revision, allowlist::Allowlist, normalize_ip, time};
 use sqlx::{AnyConnection, Row};
 
 use super::{
-    ApiRecord, CallerActivity, EntryOrigins, KeyRecord, ListWrite, ListWritten, StoreError,
-    StoreResult, TenantId, WriteCtx,
-    apis::{apis_with_expired_entries, edit_api, save_api},
-    keys::{edit_key, keys_with_expired_entries, save_key},
-    sql::SqlStore,
-    write::{Kind, Object, Write},
+    db::Store,
+    error::{StoreError, StoreResult},
+    preview_hold::PreviewHold,
+    records::{
+        ApiRecord, CallerActivity, EntryOrigin, EntryOrigins, KeyRecord, ListWrite, ListWritten,
+        TenantId, WriteCtx,
+    },
+    write::{Kind, Write},
 };
 use crate::{
     allowlists::{Edit, LOCKOUT_WINDOW, Lockout, preview},
-    audit,
+    etag,
 };
 
 /// Reasons of requests that were let through: the callers a list can lock out.
 const ALLOWED_REASONS: &str = "('ALLOWED', 'WOULD_BLOCK_IP', 'UNSYNCED_FAIL_OPEN')";
+/// How often a write plans outside its transaction when other writes keep
+/// changing the same list, before it plans inside.
+const PREVIEW_ATTEMPTS: usize = 3;
 
-/// Whose usage a lockout check reads.
-enum Target<'a> {
-    Api(&'a ApiSlug),
-    Key(&'a KeyId),
+/// An object that holds an allowlist. Each kind says how it is found,
+/// saved and audited; [`Store::write_allowlist`] does the rest, once for all.
+pub trait ListOwner: Clone + Send + Sync + Sized + 'static {
+    /// How requests name the object: `ApiSlug`, `KeyId`.
+    type Id: fmt::Display + Send + Sync + 'static;
+    /// The usage-log column naming the object (`api`, `api_key_id`): whose
+    /// callers a lockout preview reads.
+    const USAGE_COLUMN: &'static str;
+    /// The start of its audit actions (`api` in `api.allowlist.add`).
+    const AUDIT_NAME: &'static str;
+
+    /// The object `id` of `tenant`; other tenants' objects are not found.
+    fn load(
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        id: &Self::Id,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Option<Self>>> + Send;
+
+    /// The error for an object that does not exist (for this tenant).
+    fn not_found(id: &Self::Id) -> StoreError;
+
+    /// Revision of the object's last change; its etag.
+    fn revision(&self) -> Revision;
+
+    /// The list.
+    fn allowlist(&self) -> &Allowlist;
+
+    /// The list and the origins of its entries, to change.
+    fn list_mut(&mut self) -> (&mut Allowlist, &mut EntryOrigins);
+
+    /// Stores `after` at the write's revision, and notes the change for
+    /// enforcers and the audit row `action` (from `before`).
+    fn save(
+        w: &mut Write,
+        before: &Self,
+        after: &mut Self,
+        action: &str,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Objects with an entry expired at `now_ms`, with their tenants.
+    fn due_for_sweep(
+        conn: &mut AnyConnection,
+        now_ms: i64,
+    ) -> impl Future<Output = StoreResult<Vec<(TenantId, Self::Id)>>> + Send;
 }
 
-impl SqlStore {
-    pub(super) async fn write_api_allowlist_tx(
+/// A write worked out before its transaction: the list it stores, whom that
+/// starts blocking, and the object's revision both were computed from.
+struct Plan {
+    at: Revision,
+    list: Allowlist,
+    lockout: Lockout,
+}
+
+impl Store {
+    /// Edits the allowlist of the object `id`; see the module docs.
+    pub async fn write_allowlist<O: ListOwner>(
         &self,
         ctx: &WriteCtx,
-        slug: &ApiSlug,
+        id: &O::Id,
         write: ListWrite,
-    ) -> StoreResult<ListWritten<ApiRecord>> {
-        self.write(ctx, Kind::Config, async |w| {
-            let before = edit_api(w, slug, write.expected).await?;
-            let mut record = before.clone();
-            let (list, lockout) =
-                edited(w, &before.config.allowlist, &write, Target::Api(slug)).await?;
-            record.config.allowlist = list;
-            add_origins(&mut record.origins, &record.config.allowlist, w);
-            save_api(w, &mut record).await?;
-            w.change(Change::PutApi(record.config.clone()));
-            w.audit(
-                format!("api.allowlist.{}", write.edit.verb()),
-                Object::Api(slug.as_str()),
-                Some(audit::api(&before)),
-                Some(audit::api(&record)),
-            );
-            Ok(ListWritten { record, lockout })
+    ) -> StoreResult<ListWritten<O>> {
+        // The instant the plan and the write share, as the write stores it.
+        let ctx = WriteCtx {
+            now: time::from_millis(time::to_millis(ctx.now)),
+            ..ctx.clone()
+        };
+        let action = format!("{}.allowlist.{}", O::AUDIT_NAME, write.edit.verb());
+        for _ in 0..PREVIEW_ATTEMPTS {
+            let plan = {
+                let mut conn = self.pool.acquire().await?;
+                self.plan::<O>(&mut conn, &ctx, id, &write).await?.1
+            };
+            let result = self
+                .write(&ctx, Kind::Config, async |w| {
+                    let (tenant, now_ms) = (w.tenant(), w.now_ms);
+                    let before = O::load(w.conn(), tenant, id, now_ms)
+                        .await?
+                        .ok_or_else(|| O::not_found(id))?;
+                    etag::check(write.expected, before.revision())?;
+                    if before.revision() != plan.at {
+                        // Changed since the plan: roll back and plan again.
+                        return Err(StoreError::Contended(id.to_string()));
+                    }
+                    commit(w, &before, &plan, &action).await
+                })
+                .await;
+            match result {
+                Err(StoreError::Contended(_)) => continue,
+                result => {
+                    return result.map(|record| ListWritten {
+                        record,
+                        lockout: plan.lockout,
+                    });
+                }
+            }
+        }
+        // Other writes keep changing this list: plan inside the transaction
+        // this time, where it cannot change, so the write makes progress.
+        self.write(&ctx, Kind::Config, async |w| {
+            let ctx = w.ctx.clone();
+            let (before, plan) = self.plan::<O>(w.conn(), &ctx, id, &write).await?;
+            let record = commit(w, &before, &plan, &action).await?;
+            Ok(ListWritten {
+                record,
+                lockout: plan.lockout,
+            })
         })
         .await
     }
 
-    pub(super) async fn write_key_allowlist_tx(
-        &self,
-        ctx: &WriteCtx,
-        id: &KeyId,
-        write: ListWrite,
-    ) -> StoreResult<ListWritten<KeyRecord>> {
-        self.write(ctx, Kind::Config, async |w| {
-            let before = edit_key(w, id, write.expected).await?;
-            let mut record = before.clone();
-            let (list, lockout) =
-                edited(w, &before.config.allowlist, &write, Target::Key(id)).await?;
-            record.config.allowlist = list;
-            add_origins(&mut record.origins, &record.config.allowlist, w);
-            save_key(w, &mut record).await?;
-            let action = format!("api_key.allowlist.{}", write.edit.verb());
-            w.audit_key(&action, &before, &record);
-            Ok(ListWritten { record, lockout })
-        })
-        .await
+    /// Removes entries expired at `now` from every list, object by object,
+    /// each a write of its own (actor `system`) so one failure does not hold
+    /// back the rest; returns how many objects changed.
+    pub async fn remove_expired_entries(&self, now: SystemTime) -> StoreResult<usize> {
+        Ok(self.sweep::<ApiRecord>(now).await? + self.sweep::<KeyRecord>(now).await?)
     }
 
-    /// Removes expired entries object by object, each a write of its own so
-    /// one failure does not hold back the rest.
-    pub(super) async fn sweep_expired_entries(&self, now: SystemTime) -> StoreResult<usize> {
-        let now_ms = time::to_millis(now);
-        let (apis, keys) = {
+    async fn sweep<O: ListOwner>(&self, now: SystemTime) -> StoreResult<usize> {
+        let due = {
             let mut conn = self.pool.acquire().await?;
-            (
-                apis_with_expired_entries(&mut conn, now_ms).await?,
-                keys_with_expired_entries(&mut conn, now_ms).await?,
-            )
+            O::due_for_sweep(&mut conn, time::to_millis(now)).await?
         };
         let mut changed = 0;
-        for (tenant, slug) in apis {
+        for (tenant, id) in due {
             let result = self
-                .write_api_allowlist_tx(&WriteCtx::system(tenant, now), &slug, sweep())
+                .write_allowlist::<O>(&WriteCtx::system(tenant, now), &id, expire())
                 .await;
-            changed += swept(result.map(|_| ()), slug.as_str());
-        }
-        for (tenant, id) in keys {
-            let result = self
-                .write_key_allowlist_tx(&WriteCtx::system(tenant, now), &id, sweep())
-                .await;
-            changed += swept(result.map(|_| ()), id.as_str());
+            changed += swept(result.map(|_| ()), &id);
         }
         Ok(changed)
     }
+
+    /// The list after `write` and whom it starts blocking, read and computed
+    /// outside any transaction; refused with `LockoutRisk` unless nobody is
+    /// blocked, the caller acknowledged it, or this is a dry run (which
+    /// reports the preview instead).
+    async fn plan<O: ListOwner>(
+        &self,
+        conn: &mut AnyConnection,
+        ctx: &WriteCtx,
+        id: &O::Id,
+        write: &ListWrite,
+    ) -> StoreResult<(O, Plan)> {
+        let now = ctx.now;
+        let current = O::load(conn, ctx.tenant, id, time::to_millis(now))
+            .await?
+            .ok_or_else(|| O::not_found(id))?;
+        etag::check(write.expected, current.revision())?;
+        let list = write.edit.apply(current.allowlist(), write.rules, now)?;
+        let since = now
+            .checked_sub(LOCKOUT_WINDOW)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        let lockout = if write.edit == Edit::Expire {
+            if list == *current.allowlist() {
+                return Err(StoreError::Unchanged);
+            }
+            // Expired entries match nothing: dropping them blocks no one,
+            // so the sweep never reads the usage log.
+            Lockout::none(since)
+        } else {
+            self.previews.pass().await;
+            let activity =
+                activity(conn, ctx.tenant, O::USAGE_COLUMN, &id.to_string(), since).await?;
+            preview(current.allowlist(), &list, activity, since, now)
+        };
+        if !lockout.is_empty() && !write.acknowledge_lockout_risk && !ctx.validate_only {
+            return Err(StoreError::LockoutRisk(Box::new(lockout)));
+        }
+        let plan = Plan {
+            at: current.revision(),
+            list,
+            lockout,
+        };
+        Ok((current, plan))
+    }
+}
+
+/// Stores the planned list on the object as `before` read it.
+async fn commit<O: ListOwner>(
+    w: &mut Write,
+    before: &O,
+    plan: &Plan,
+    action: &str,
+) -> StoreResult<O> {
+    let mut after = before.clone();
+    let origin = w.origin();
+    let (list, origins) = after.list_mut();
+    list.clone_from(&plan.list);
+    add_origins(origins, list, origin);
+    O::save(w, before, &mut after, action).await?;
+    Ok(after)
 }
 
 /// Dropping expired entries. Expiry was chosen by an operator, so it is not
 /// a lockout risk.
-fn sweep() -> ListWrite {
+fn expire() -> ListWrite {
     ListWrite {
         edit: Edit::Expire,
-        rules: ipgate_shared::ListRules {
+        rules: ListRules {
             max_entries: usize::MAX,
             allow_private_ranges: true,
         },
@@ -119,63 +246,36 @@ fn sweep() -> ListWrite {
     }
 }
 
-fn swept(result: StoreResult<()>, object: &str) -> usize {
+fn swept(result: StoreResult<()>, object: &dyn fmt::Display) -> usize {
     match result {
         Ok(()) => 1,
         // Deleted meanwhile, or swept by another replica: nothing left to do.
         Err(StoreError::ApiNotFound(_) | StoreError::KeyNotFound(_) | StoreError::Unchanged) => 0,
         Err(error) => {
-            tracing::warn!(%error, object, "cannot remove expired entries; retrying later");
+            tracing::warn!(%error, %object, "cannot remove expired entries; retrying later");
             0
         }
     }
 }
 
-/// The list after `write`, and whom it starts blocking; refused with
-/// `LockoutRisk` unless nobody is, the caller acknowledged it, or this is a
-/// dry run (which reports the preview instead).
-async fn edited(
-    w: &mut Write,
-    current: &Allowlist,
-    write: &ListWrite,
-    target: Target<'_>,
-) -> StoreResult<(Allowlist, Lockout)> {
-    let now = w.ctx.now;
-    let list = write.edit.apply(current, write.rules, now)?;
-    if write.edit == Edit::Expire && list == *current {
-        return Err(StoreError::Unchanged);
-    }
-    let since = now
-        .checked_sub(LOCKOUT_WINDOW)
-        .unwrap_or(SystemTime::UNIX_EPOCH);
-    let tenant = w.tenant();
-    let activity = activity(w.conn(), tenant, &target, since).await?;
-    let lockout = preview(current, &list, activity, since, now);
-    if !lockout.is_empty() && !write.acknowledge_lockout_risk && !w.ctx.validate_only {
-        return Err(StoreError::LockoutRisk(Box::new(lockout)));
-    }
-    Ok((list, lockout))
-}
-
 /// Keeps the origin of entries already on the list; new ones are this write's.
-fn add_origins(origins: &mut EntryOrigins, list: &Allowlist, w: &Write) {
+fn add_origins(origins: &mut EntryOrigins, list: &Allowlist, origin: EntryOrigin) {
     for entry in list.entries() {
-        origins.entry(entry.cidr()).or_insert_with(|| w.origin());
+        origins
+            .entry(entry.cidr())
+            .or_insert_with(|| origin.clone());
     }
 }
 
-/// Allowed requests per client address since `since`, of the tenant's
-/// usage log for `target`.
+/// Allowed requests per client address since `since`, in the tenant's
+/// usage log, of the object whose name is `value` in `column`.
 async fn activity(
     conn: &mut AnyConnection,
     tenant: TenantId,
-    target: &Target<'_>,
+    column: &str,
+    value: &str,
     since: SystemTime,
 ) -> StoreResult<Vec<CallerActivity>> {
-    let (column, value) = match target {
-        Target::Api(slug) => ("api", slug.as_str()),
-        Target::Key(id) => ("api_key_id", id.as_str()),
-    };
     let sql = format!(
         "SELECT client_ip, COUNT(*) AS requests, MAX(time_ms) AS last_seen FROM usage_events \
          WHERE {column} = $1 AND tenant_id = $2 AND time_ms >= $3 AND reason IN {ALLOWED_REASONS} \
@@ -211,4 +311,13 @@ async fn activity(
             });
     }
     Ok(callers.into_values().collect())
+}
+
+impl Store {
+    /// For tests: holds every lockout preview at its start until the
+    /// returned guard is dropped.
+    #[doc(hidden)]
+    pub fn hold_lockout_previews(&self) -> PreviewHold {
+        self.previews.hold()
+    }
 }

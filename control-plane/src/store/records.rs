@@ -12,8 +12,8 @@ use ipgate_shared::{
     SecretHash, proto::sync::v1 as wire, usage::UsageEvent,
 };
 
-pub use crate::allowlists::CallerActivity;
 use crate::allowlists::{Edit, Lockout};
+pub use crate::{allowlists::CallerActivity, etag::Expected};
 
 /// A tenant: every admin object and token belongs to one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -285,9 +285,6 @@ pub struct ListWritten<R> {
     pub record: R,
     pub lockout: Lockout,
 }
-
-/// The etag a write expects the object to have; `None` writes unconditionally.
-pub type Expected = Option<Revision>;
 
 /// Filters of `ListApis`; `None` means any.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    ApiRecord, EntryOrigin, EntryOrigins, KeyRecord, StoreError, StoreResult, TenantId,
-    sql::revision,
+    db::revision,
+    error::{StoreError, StoreResult},
+    records::{ApiRecord, EntryOrigin, EntryOrigins, KeyRecord, TenantId},
 };
 
 /// Columns of an API row, with its active-key count; `$1` is "now" (ms).

@@ -8,13 +8,15 @@ use prost::Message;
 use sqlx::Row;
 
 use super::{
-    Backlog, Committed, EnforcerRecord, Pruned, Snapshot, StoreError, StoreResult, TenantId,
+    db::{Store, Tx, db_int, revision},
+    error::{StoreError, StoreResult},
+    records::{Backlog, Committed, EnforcerRecord, Pruned, Snapshot, TenantId},
     rows::{api_config, key_config},
-    sql::{SqlStore, Tx, db_int, revision},
 };
 
-impl SqlStore {
-    pub(super) async fn read_revision(&self) -> StoreResult<Revision> {
+impl Store {
+    /// The revision of the last committed change.
+    pub async fn current_revision(&self) -> StoreResult<Revision> {
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query("SELECT revision FROM meta WHERE id = 1")
             .fetch_one(&mut *conn)
@@ -22,23 +24,52 @@ impl SqlStore {
         revision(row.try_get(0)?)
     }
 
-    pub(super) async fn read_snapshot(&self, tenant: TenantId) -> StoreResult<Snapshot> {
+    /// Every API and active key of `tenant`, at one revision.
+    pub async fn snapshot(&self, tenant: TenantId) -> StoreResult<Snapshot> {
         let mut tx = self.begin_read().await?;
         let result = read_snapshot(&mut tx, tenant).await;
-        SqlStore::finish(tx, result).await
+        Store::finish(tx, result).await
     }
 
-    pub(super) async fn read_changes_after(
-        &self,
-        after: Revision,
-        limit: u32,
-    ) -> StoreResult<Backlog> {
+    /// Up to `limit` revisions after `after`, in order, of every tenant.
+    pub async fn changes_after(&self, after: Revision, limit: u32) -> StoreResult<Backlog> {
         let mut tx = self.begin_read().await?;
         let result = read_changes_after(&mut tx, after, limit).await;
-        SqlStore::finish(tx, result).await
+        Store::finish(tx, result).await
     }
 
-    pub(super) async fn upsert_enforcer(
+    /// Records that an enforcer has applied `revision` (never lowers it).
+    pub async fn record_ack(
+        &self,
+        tenant: TenantId,
+        enforcer: &EnforcerId,
+        revision: Revision,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        self.upsert_enforcer(tenant, enforcer, revision, None, now)
+            .await
+    }
+
+    /// Records that an enforcer refused `revision`, and why.
+    pub async fn record_nack(
+        &self,
+        tenant: TenantId,
+        enforcer: &EnforcerId,
+        revision: Revision,
+        reason: &str,
+        now: SystemTime,
+    ) -> StoreResult<()> {
+        self.upsert_enforcer(
+            tenant,
+            enforcer,
+            Revision::ZERO,
+            Some((revision, reason)),
+            now,
+        )
+        .await
+    }
+
+    async fn upsert_enforcer(
         &self,
         tenant: TenantId,
         enforcer: &EnforcerId,
@@ -76,10 +107,8 @@ impl SqlStore {
         Ok(())
     }
 
-    pub(super) async fn read_enforcers(
-        &self,
-        tenant: TenantId,
-    ) -> StoreResult<Vec<EnforcerRecord>> {
+    /// Every enforcer of `tenant` ever seen, by id.
+    pub async fn enforcers(&self, tenant: TenantId) -> StoreResult<Vec<EnforcerRecord>> {
         let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
             "SELECT id, acked_revision, last_seen FROM enforcers WHERE tenant_id = $1 ORDER BY id",
@@ -98,12 +127,14 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn prune_tx(
+    /// Deletes usage events older than `usage_before` and change-log rows
+    /// more than `keep_revisions` behind the current revision.
+    pub async fn prune(
         &self,
         usage_before: SystemTime,
         keep_revisions: u64,
     ) -> StoreResult<Pruned> {
-        let current = self.read_revision().await?;
+        let current = self.current_revision().await?;
         let oldest_kept = current.get().saturating_sub(keep_revisions);
         let mut conn = self.pool.acquire().await?;
         let changes = sqlx::query("DELETE FROM changes WHERE revision <= $1")
@@ -142,14 +173,15 @@ async fn read_snapshot(tx: &mut Tx, tenant: TenantId) -> StoreResult<Snapshot> {
         .iter()
         .map(|row| api_config(&row.try_get::<Vec<u8>, _>(0)?))
         .collect::<StoreResult<_>>()?;
-    let keys =
-        sqlx::query("SELECT config FROM api_keys WHERE revoked_at IS NULL AND tenant_id = $1 ORDER BY id")
-            .bind(tenant.0)
-            .fetch_all(&mut **tx)
-            .await?
-            .iter()
-            .map(|row| key_config(&row.try_get::<Vec<u8>, _>(0)?))
-            .collect::<StoreResult<_>>()?;
+    let keys = sqlx::query(
+        "SELECT config FROM api_keys WHERE revoked_at IS NULL AND tenant_id = $1 ORDER BY id",
+    )
+    .bind(tenant.0)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| key_config(&row.try_get::<Vec<u8>, _>(0)?))
+    .collect::<StoreResult<_>>()?;
     Ok(Snapshot {
         revision,
         apis,

@@ -4,15 +4,17 @@ use ipgate_shared::time;
 use sqlx::Row;
 
 use super::{
-    NewTenant, NewToken, StoreError, StoreResult, TenantId, TenantRecord, TokenRecord, WriteCtx,
-    sql::SqlStore,
+    audit,
+    db::Store,
+    error::{StoreError, StoreResult},
+    records::{NewTenant, NewToken, TenantId, TenantRecord, TokenRecord, WriteCtx},
     tokens::insert_token,
     write::{Kind, Object},
 };
-use crate::audit;
 
-impl SqlStore {
-    pub(super) async fn list_tenants(&self) -> StoreResult<Vec<TenantRecord>> {
+impl Store {
+    /// Every tenant, by id.
+    pub async fn tenants(&self) -> StoreResult<Vec<TenantRecord>> {
         let mut conn = self.pool.acquire().await?;
         let rows =
             sqlx::query("SELECT id, name, display_name, created_at FROM tenants ORDER BY name")
@@ -30,7 +32,8 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn create_tenant_tx(
+    /// Creates a tenant and its first owner token.
+    pub async fn create_tenant(
         &self,
         ctx: &WriteCtx,
         tenant: NewTenant,

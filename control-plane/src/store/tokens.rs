@@ -6,17 +6,20 @@ use ipgate_shared::time;
 use sqlx::{AnyConnection, Row, any::AnyRow};
 
 use super::{
-    NewToken, Principal, Role, StoreError, StoreResult, TenantId, TokenRecord, WriteCtx,
-    sql::SqlStore,
+    audit,
+    db::Store,
+    error::{StoreError, StoreResult},
+    records::{NewToken, Principal, Role, TenantId, TokenRecord, WriteCtx},
     write::{Kind, Object, Write},
 };
-use crate::{audit, auth::generate_token_id};
+use crate::tokens::generate_token_id;
 
 const TOKEN_SELECT: &str = "SELECT t.public_id, t.name, t.role, n.name AS tenant, t.created_at, \
      t.created_by, t.revoked_at FROM tokens t JOIN tenants n ON n.id = t.tenant_id";
 
-impl SqlStore {
-    pub(super) async fn ensure_token_tx(
+impl Store {
+    /// Makes sure a token with this SHA-256 exists with `role` (bootstrap).
+    pub async fn ensure_token(
         &self,
         tenant: TenantId,
         role: Role,
@@ -59,7 +62,8 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn count_tokens(&self) -> StoreResult<u64> {
+    /// How many tokens exist.
+    pub async fn token_count(&self) -> StoreResult<u64> {
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query("SELECT COUNT(*) FROM tokens")
             .fetch_one(&mut *conn)
@@ -68,7 +72,8 @@ impl SqlStore {
         Ok(u64::try_from(n).unwrap_or_default())
     }
 
-    pub(super) async fn token_by_hash(&self, sha256: [u8; 32]) -> StoreResult<Option<Principal>> {
+    /// The holder of the unrevoked token with this SHA-256.
+    pub async fn token(&self, sha256: [u8; 32]) -> StoreResult<Option<Principal>> {
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query(
             "SELECT public_id, tenant_id, role FROM tokens \
@@ -87,7 +92,8 @@ impl SqlStore {
         .transpose()
     }
 
-    pub(super) async fn list_tokens(
+    /// The tenant's tokens, oldest first.
+    pub async fn tokens(
         &self,
         tenant: TenantId,
         include_revoked: bool,
@@ -106,11 +112,8 @@ impl SqlStore {
         rows.iter().map(token_record).collect()
     }
 
-    pub(super) async fn create_token_tx(
-        &self,
-        ctx: &WriteCtx,
-        token: NewToken,
-    ) -> StoreResult<TokenRecord> {
+    /// Creates a token in the writer's tenant.
+    pub async fn create_token(&self, ctx: &WriteCtx, token: NewToken) -> StoreResult<TokenRecord> {
         self.write(ctx, Kind::Admin, async |w| {
             let (tenant, actor) = (w.tenant(), w.ctx.actor.clone());
             insert_token(w, tenant, token, &actor).await
@@ -118,11 +121,8 @@ impl SqlStore {
         .await
     }
 
-    pub(super) async fn revoke_token_tx(
-        &self,
-        ctx: &WriteCtx,
-        id: &str,
-    ) -> StoreResult<TokenRecord> {
+    /// Revokes a token of the writer's tenant.
+    pub async fn revoke_token(&self, ctx: &WriteCtx, id: &str) -> StoreResult<TokenRecord> {
         self.write(ctx, Kind::Admin, async |w| {
             let tenant = w.tenant();
             let sql = format!("{TOKEN_SELECT} WHERE t.public_id = $1 AND t.tenant_id = $2");

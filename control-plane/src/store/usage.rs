@@ -6,10 +6,10 @@ use ipgate_shared::time;
 use sqlx::{Row, any::AnyRow};
 
 use super::{
-    StoreError, StoreResult, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord,
     args::Args,
-    ip_key,
-    sql::{SqlStore, Tx, db_int},
+    db::{Store, Tx, db_int},
+    error::{StoreError, StoreResult},
+    records::{Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
 /// Events per INSERT statement: 14 parameters each stays far below both
@@ -18,18 +18,16 @@ const ROWS_PER_INSERT: usize = 100;
 const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_ms, api, \
      api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label";
 
-impl SqlStore {
-    pub(super) async fn store_usage_tx(
-        &self,
-        tenant: TenantId,
-        batch: UsageBatch,
-    ) -> StoreResult<Stored> {
+impl Store {
+    /// Stores a batch of usage events under `tenant` at most once (by batch id).
+    pub async fn store_usage(&self, tenant: TenantId, batch: UsageBatch) -> StoreResult<Stored> {
         let mut tx = self.begin_write().await?;
         let result = store_batch(&mut tx, tenant, &batch).await;
-        SqlStore::finish(tx, result).await
+        Store::finish(tx, result).await
     }
 
-    pub(super) async fn query_usage_rows(
+    /// Usage events visible to `tenant`, newest first, after `cursor`.
+    pub async fn query_usage(
         &self,
         tenant: TenantId,
         filter: &UsageFilter,

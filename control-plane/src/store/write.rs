@@ -5,12 +5,14 @@
 //! tell the change feed. Each operation is its business logic only.
 
 use ipgate_shared::{Change, Revision, proto::sync::v1 as wire, time};
+use prost::Message;
 use serde_json::Value;
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row};
 
 use super::{
-    EntryOrigin, StoreResult, TenantId, WriteCtx,
-    sql::{SqlStore, Tx, append_change, bump_revision, db_int},
+    db::{Store, Tx, db_int, revision},
+    error::StoreResult,
+    records::{EntryOrigin, TenantId, WriteCtx},
 };
 
 /// Whether a write changes what enforcers see.
@@ -52,30 +54,30 @@ struct AuditRow {
 }
 
 /// A write in progress: its transaction, its revision, and the changes and
-/// audit rows it collects.
-pub(super) struct Write {
-    pub tx: Tx,
-    pub ctx: WriteCtx,
-    pub now_ms: i64,
+/// audit rows it collects. Only the store makes one.
+pub struct Write {
+    pub(super) tx: Tx,
+    pub(super) ctx: WriteCtx,
+    pub(super) now_ms: i64,
     /// The revision this write commits at (zero for [`Kind::Admin`]).
-    pub revision: Revision,
+    pub(super) revision: Revision,
     changes: Vec<Change>,
     audit: Vec<AuditRow>,
 }
 
 impl Write {
     /// The connection, for queries.
-    pub fn conn(&mut self) -> &mut AnyConnection {
+    pub(super) fn conn(&mut self) -> &mut AnyConnection {
         &mut self.tx
     }
 
     /// The writer's tenant.
-    pub fn tenant(&self) -> TenantId {
+    pub(super) fn tenant(&self) -> TenantId {
         self.ctx.tenant
     }
 
     /// The origin of entries this write adds.
-    pub fn origin(&self) -> EntryOrigin {
+    pub(super) fn origin(&self) -> EntryOrigin {
         EntryOrigin {
             created_at: self.ctx.now,
             created_by: self.ctx.actor.clone(),
@@ -83,13 +85,13 @@ impl Write {
     }
 
     /// Notes a change enforcers must apply at this revision.
-    pub fn change(&mut self, change: Change) {
+    pub(super) fn change(&mut self, change: Change) {
         self.changes.push(change);
     }
 
     /// Notes an audit row for `object`: `before`/`after` are `None` when it
     /// did not exist.
-    pub fn audit(
+    pub(super) fn audit(
         &mut self,
         action: impl Into<String>,
         object: Object<'_>,
@@ -101,7 +103,7 @@ impl Write {
     }
 
     /// Like [`Write::audit`], in another tenant's log.
-    pub fn audit_in(
+    pub(super) fn audit_in(
         &mut self,
         tenant: TenantId,
         action: impl Into<String>,
@@ -121,7 +123,7 @@ impl Write {
     }
 }
 
-impl SqlStore {
+impl Store {
     /// Runs `op` as one write of `kind` for `ctx`; see the module docs.
     pub(super) async fn write<T>(
         &self,
@@ -208,5 +210,40 @@ async fn lock_writes(tx: &mut Tx) -> StoreResult<()> {
     sqlx::query("UPDATE meta SET revision = revision WHERE id = 1")
         .execute(&mut **tx)
         .await?;
+    Ok(())
+}
+
+/// Takes the next revision: the first statement of every write, so the
+/// transaction holds the write lock (SQLite) or the `meta` row lock
+/// (PostgreSQL) until it commits, and revisions commit in order.
+async fn bump_revision(tx: &mut Tx) -> StoreResult<Revision> {
+    let row =
+        sqlx::query("UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision")
+            .fetch_one(&mut **tx)
+            .await?;
+    revision(row.try_get(0)?)
+}
+
+/// Appends the delta of `revision` to the change log.
+async fn append_change(
+    tx: &mut Tx,
+    tenant: TenantId,
+    revision: Revision,
+    changes: Vec<wire::Change>,
+    now_ms: i64,
+) -> StoreResult<()> {
+    let delta = wire::Delta {
+        revision: revision.get(),
+        changes,
+    };
+    sqlx::query(
+        "INSERT INTO changes (revision, tenant_id, committed_at, delta) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(db_int(revision.get()))
+    .bind(tenant.0)
+    .bind(now_ms)
+    .bind(delta.encode_to_vec())
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }

@@ -34,8 +34,8 @@ pub struct ChangeFeed {
 impl ChangeFeed {
     /// Starts tailing the change log from its current end; the task stops
     /// when `shutdown` turns true.
-    pub async fn spawn<S: Store>(
-        store: Arc<S>,
+    pub async fn spawn(
+        store: Arc<Store>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(ChangeFeed, JoinHandle<()>), crate::store::StoreError> {
         let start = store.current_revision().await?;
@@ -63,14 +63,14 @@ impl ChangeFeed {
 }
 
 /// The tailing task's state.
-struct Tail<S> {
-    store: Arc<S>,
+struct Tail {
+    store: Arc<Store>,
     sender: broadcast::Sender<Arc<Committed>>,
     head: watch::Sender<Revision>,
     published: Revision,
 }
 
-impl<S: Store> Tail<S> {
+impl Tail {
     async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut committed = self.store.committed();
         let mut poll = tokio::time::interval(POLL_INTERVAL);

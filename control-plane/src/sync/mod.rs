@@ -21,8 +21,9 @@ pub use feed::ChangeFeed;
 pub use registry::Registry;
 
 use crate::{
-    auth::{Access, authorize, bearer, token_hash},
+    auth::{Access, authorize, bearer},
     store::Store,
+    tokens::token_hash,
     usage,
 };
 
@@ -30,18 +31,18 @@ use crate::{
 pub const OUTBOUND_CAPACITY: usize = 64;
 
 /// The sync service over a store.
-pub struct SyncApi<S> {
-    store: Arc<S>,
+pub struct SyncApi {
+    store: Arc<Store>,
     feed: ChangeFeed,
     registry: Arc<Registry>,
     heartbeat: Duration,
     shutdown: watch::Receiver<bool>,
 }
 
-impl<S: Store> SyncApi<S> {
+impl SyncApi {
     /// A service whose sessions end when `shutdown` turns true.
     pub fn new(
-        store: Arc<S>,
+        store: Arc<Store>,
         feed: ChangeFeed,
         registry: Arc<Registry>,
         heartbeat: Duration,
@@ -60,7 +61,7 @@ impl<S: Store> SyncApi<S> {
 type ResponseStream = Pin<Box<dyn Stream<Item = Result<StreamResponse, Status>> + Send>>;
 
 #[tonic::async_trait]
-impl<S: Store> SyncService for SyncApi<S> {
+impl SyncService for SyncApi {
     type StreamStream = ResponseStream;
 
     #[tracing::instrument(name = "Stream", skip_all)]

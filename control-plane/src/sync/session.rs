@@ -28,7 +28,8 @@ use tracing::Span;
 
 use super::{feed::ChangeFeed, registry::Registry, snapshot};
 use crate::{
-    status::{InvalidRequest, RpcError, status},
+    invalid::InvalidRequest,
+    status::{RpcError, status},
     store::{Backlog, Committed, Store, TenantId},
 };
 
@@ -43,8 +44,8 @@ const BACKLOG_PAGE: u32 = 256;
 pub type Outbound = mpsc::Sender<Result<StreamResponse, Status>>;
 
 /// What a session needs from the server.
-pub struct Context<S> {
-    pub store: Arc<S>,
+pub struct Context {
+    pub store: Arc<Store>,
     pub feed: ChangeFeed,
     pub registry: Arc<Registry>,
     pub heartbeat: Duration,
@@ -75,7 +76,7 @@ type Step = Result<(), End>;
 
 /// Runs a session to its end, in the current tracing span (which has
 /// `enforcer` and `revision` fields).
-pub async fn run<S: Store>(ctx: Context<S>, mut inbound: Streaming<StreamRequest>, out: Outbound) {
+pub async fn run(ctx: Context, mut inbound: Streaming<StreamRequest>, out: Outbound) {
     let hello = match handshake(&mut inbound).await {
         Ok(hello) => hello,
         Err(status) => {
@@ -144,8 +145,8 @@ pub async fn handshake(inbound: &mut Streaming<StreamRequest>) -> Result<Hello, 
     })
 }
 
-struct Session<S> {
-    ctx: Context<S>,
+struct Session {
+    ctx: Context,
     enforcer: EnforcerId,
     updates: broadcast::Receiver<Arc<Committed>>,
     out: Outbound,
@@ -156,7 +157,7 @@ struct Session<S> {
     span: Span,
 }
 
-impl<S: Store> Session<S> {
+impl Session {
     /// Step 2: bring the enforcer to the current revision.
     async fn start(&mut self) -> Step {
         if self.position == Revision::ZERO {
@@ -368,7 +369,7 @@ fn failed(error: crate::store::StoreError) -> End {
     End::Failed(status(error.into()))
 }
 
-async fn record_ack<S: Store>(ctx: &Context<S>, enforcer: &EnforcerId, revision: Revision) {
+async fn record_ack(ctx: &Context, enforcer: &EnforcerId, revision: Revision) {
     let now = std::time::SystemTime::now();
     if let Err(error) = ctx
         .store

@@ -45,7 +45,7 @@ pub type ChunkStream =
     Pin<Box<dyn Stream<Item = Result<admin::ExportUsageLogsChunk, Status>> + Send>>;
 
 /// Starts exporting `tenant`'s usage log matching `filter`.
-pub fn start<S: Store>(store: Arc<S>, tenant: TenantId, filter: UsageFilter) -> ChunkStream {
+pub fn start(store: Arc<Store>, tenant: TenantId, filter: UsageFilter) -> ChunkStream {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     tokio::spawn(async move {
         if let Err(error) = export(&*store, tenant, &filter, &tx).await {
@@ -58,8 +58,8 @@ pub fn start<S: Store>(store: Arc<S>, tenant: TenantId, filter: UsageFilter) -> 
 
 type Sender = mpsc::Sender<Result<admin::ExportUsageLogsChunk, Status>>;
 
-async fn export<S: Store>(
-    store: &S,
+async fn export(
+    store: &Store,
     tenant: TenantId,
     filter: &UsageFilter,
     tx: &Sender,

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use ipgate_shared::{EnforcerId, proto::sync::v1 as wire, usage::UsageEvent};
 
-use crate::{status::InvalidRequest, store::UsageBatch};
+use crate::{invalid::InvalidRequest, store::UsageBatch};
 
 /// Most events one batch may carry (enforcers send at most 1,000).
 pub const MAX_BATCH_EVENTS: usize = 10_000;

@@ -16,8 +16,8 @@ use crate::{
 };
 
 /// Validates and stores one batch; a batch id stored before is a retry.
-pub async fn report<S: Store>(
-    store: &S,
+pub async fn report(
+    store: &Store,
     caller: &Principal,
     request: wire::ReportEventsRequest,
 ) -> Result<wire::ReportEventsResponse, RpcError> {
@@ -30,8 +30,8 @@ pub async fn report<S: Store>(
 }
 
 /// One page of the usage log, newest first.
-pub async fn query<S: Store>(
-    store: &S,
+pub async fn query(
+    store: &Store,
     caller: &Principal,
     request: admin::QueryUsageLogsRequest,
 ) -> Result<admin::QueryUsageLogsResponse, RpcError> {
@@ -44,8 +44,8 @@ pub async fn query<S: Store>(
 }
 
 /// The usage log as a stream of CSV chunks.
-pub fn export<S: Store>(
-    store: Arc<S>,
+pub fn export(
+    store: Arc<Store>,
     caller: &Principal,
     request: admin::ExportUsageLogsRequest,
 ) -> Result<export::ChunkStream, RpcError> {

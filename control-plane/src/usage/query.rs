@@ -8,9 +8,9 @@ use ipgate_shared::{decision::Reason, proto::admin::v1 as admin, time};
 use ipnet::IpNet;
 
 use crate::{
-    admin::request::{self, nonempty},
+    invalid::InvalidRequest,
     page,
-    status::InvalidRequest,
+    request::{self, nonempty},
     store::{UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn page_sizes_status_codes_reasons_and_addresses_are_checked() {
         let q = parse(admin::QueryUsageLogsRequest::default()).unwrap();
-        assert_eq!(q.page_size, request::DEFAULT_PAGE_SIZE);
+        assert_eq!(q.page_size, page::DEFAULT_PAGE_SIZE);
         let err = parse(admin::QueryUsageLogsRequest {
             page_size: 1001,
             status_code: 42,

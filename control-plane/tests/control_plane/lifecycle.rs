@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use ipgate_control_plane::store::{KeyChanges, NewKey, SqlStore, Store, TenantId, WriteCtx};
+use ipgate_control_plane::store::{KeyChanges, NewKey, Store, TenantId, WriteCtx};
 use ipgate_shared::{
     KeyConfig, SecretHash,
     key::NewKey as GeneratedKey,
@@ -331,7 +331,7 @@ async fn keys_are_listed_filtered_and_updated(db: Db) {
         .await
         .unwrap();
     // An expired key, made through the store (the API refuses past expiry).
-    let store = SqlStore::open(db.url()).await.unwrap();
+    let store = Store::open(db.url()).await.unwrap();
     let generated = GeneratedKey::generate();
     let past = SystemTime::now() - Duration::from_secs(60);
     let ctx = WriteCtx::system(TenantId::DEFAULT, SystemTime::now());
@@ -554,7 +554,7 @@ async fn keys_are_revoked_and_rotated(db: Db) {
     assert_eq!(config.allowlist.unwrap().entries[0].cidr, "203.0.113.5/32");
 
     // Once the grace period is over, the next write drops the old secret.
-    let store = SqlStore::open(db.url()).await.unwrap();
+    let store = Store::open(db.url()).await.unwrap();
     let later = WriteCtx::system(TenantId::DEFAULT, now + Duration::from_secs(7200));
     let key_id = id.parse().unwrap();
     let record = store

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use ipgate_control_plane::store::{SqlStore, Store};
+use ipgate_control_plane::store::Store;
 use ipgate_shared::{
     proto::{
         admin::v1::{
@@ -818,7 +818,7 @@ async fn expired_entries_are_swept(db: Db) {
     let mut enforcer = Enforcer::start(server.addr, "e1", 0).await;
     let (at, _, _) = enforcer.full_snapshot().await;
 
-    let store = SqlStore::open(db.url()).await.unwrap();
+    let store = Store::open(db.url()).await.unwrap();
     assert_eq!(
         store
             .remove_expired_entries(SystemTime::now())

@@ -10,9 +10,10 @@ use std::{
 
 use ipgate_control_plane::{
     allowlists::Edit,
+    etag::StaleEtag,
     store::{
-        ApiRecord, Backlog, KeyRecord, ListWrite, NewApi, NewKey, SqlStore, Store, StoreError,
-        Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, WriteCtx,
+        ApiRecord, Backlog, KeyRecord, ListWrite, NewApi, NewKey, Store, StoreError, Stored,
+        TenantId, UsageBatch, UsageCursor, UsageFilter, WriteCtx,
     },
 };
 use ipgate_shared::{
@@ -56,30 +57,36 @@ fn set(list: Allowlist, rules: ListRules, expected: Option<Revision>) -> ListWri
 }
 
 async fn set_api_list(
-    store: &SqlStore,
+    store: &Store,
     slug: &ApiSlug,
     list: Allowlist,
     expected: Option<Revision>,
 ) -> Result<ApiRecord, StoreError> {
     let write = set(list, ListRules::for_apis(), expected);
-    Ok(store.write_api_allowlist(&ctx(), slug, write).await?.record)
+    Ok(store
+        .write_allowlist::<ApiRecord>(&ctx(), slug, write)
+        .await?
+        .record)
 }
 
 async fn set_key_list(
-    store: &SqlStore,
+    store: &Store,
     id: &KeyId,
     list: Allowlist,
     expected: Option<Revision>,
 ) -> Result<KeyRecord, StoreError> {
     let write = set(list, ListRules::for_keys(), expected);
-    Ok(store.write_key_allowlist(&ctx(), id, write).await?.record)
+    Ok(store
+        .write_allowlist::<KeyRecord>(&ctx(), id, write)
+        .await?
+        .record)
 }
 
-async fn open(db: &Db) -> SqlStore {
-    SqlStore::open(db.url()).await.expect("open the store")
+async fn open(db: &Db) -> Store {
+    Store::open(db.url()).await.expect("open the store")
 }
 
-async fn new_api(store: &SqlStore, name: &str) -> Revision {
+async fn new_api(store: &Store, name: &str) -> Revision {
     let api = NewApi {
         slug: slug(name),
         name: format!("{name} API"),
@@ -92,7 +99,7 @@ async fn new_api(store: &SqlStore, name: &str) -> Revision {
         .revision
 }
 
-async fn new_key(store: &SqlStore, api: &str) -> (KeyId, Revision) {
+async fn new_key(store: &Store, api: &str) -> (KeyId, Revision) {
     let generated = GeneratedKey::generate();
     let key = NewKey {
         name: "key".into(),
@@ -111,7 +118,7 @@ async fn new_key(store: &SqlStore, api: &str) -> (KeyId, Revision) {
     (record.config.id, record.revision)
 }
 
-async fn backlog(store: &SqlStore, after: u64) -> Vec<wire::Delta> {
+async fn backlog(store: &Store, after: u64) -> Vec<wire::Delta> {
     match store
         .changes_after(Revision::new(after), 10_000)
         .await
@@ -186,7 +193,7 @@ async fn a_stale_etag_changes_nothing(db: Db) {
     .await
     .expect_err("a stale etag is refused");
     assert!(
-        matches!(err, StoreError::StaleEtag { given, current } if given == read_at && current == Revision::new(2))
+        matches!(err, StoreError::StaleEtag(StaleEtag { given, current }) if given == read_at && current == Revision::new(2))
     );
     assert_eq!(store.current_revision().await.unwrap(), Revision::new(2));
     assert_eq!(backlog(&store, 0).await.len(), 2);

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use ipgate_control_plane::{
     allowlists::Edit,
-    store::{ListWrite, SqlStore, Store, TenantId, WriteCtx},
+    store::{ApiRecord, ListWrite, Store, TenantId, WriteCtx},
 };
 use ipgate_shared::proto::{
     admin::v1::{
@@ -339,7 +339,7 @@ async fn a_compacted_log_is_replaced_by_a_snapshot(db: Db) {
         set_orders_list(&mut admin, &format!("203.0.113.{i}")).await;
     }
     // Another handle on the same database compacts all but the last revision.
-    let store = SqlStore::open(db.url()).await.unwrap();
+    let store = Store::open(db.url()).await.unwrap();
     store.prune(SystemTime::UNIX_EPOCH, 1).await.unwrap();
     store.close().await;
 
@@ -362,7 +362,7 @@ async fn a_slow_enforcer_is_resynced_with_a_snapshot(db: Db) {
     let mut enforcer = Enforcer::start(server.addr, "slow", 2).await;
     // Another handle on the database writes quickly; the server's feed
     // picks the revisions up from the change log.
-    let store = SqlStore::open(db.url()).await.unwrap();
+    let store = Store::open(db.url()).await.unwrap();
     let orders: ipgate_shared::ApiSlug = "orders".parse().unwrap();
     for i in 0..WRITES {
         let cidr = format!("203.0.{}.{}/32", 113 + i / 250, i % 250);
@@ -376,7 +376,7 @@ async fn a_slow_enforcer_is_resynced_with_a_snapshot(db: Db) {
         };
         let ctx = WriteCtx::system(TenantId::DEFAULT, SystemTime::now());
         store
-            .write_api_allowlist(&ctx, &orders, write)
+            .write_allowlist::<ApiRecord>(&ctx, &orders, write)
             .await
             .unwrap();
     }

@@ -13,7 +13,7 @@ use ipgate_shared::{
     time,
 };
 
-use crate::status::InvalidRequest;
+use crate::{invalid::InvalidRequest, page};
 
 /// Longest name of an API, key, token or tenant, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
@@ -23,10 +23,6 @@ pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 pub const MAX_SCOPES: usize = 64;
 /// Most route rules one API may have.
 pub const MAX_ROUTES: usize = 1000;
-/// Page size when a request says 0.
-pub const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Largest page size.
-pub const MAX_PAGE_SIZE: u32 = 1000;
 
 /// A printable, bounded text, trimmed.
 pub fn text(s: &str, max_chars: usize) -> Result<String, String> {
@@ -243,17 +239,7 @@ pub fn time_range(
 
 /// A page size: 0 means the default.
 pub fn page_size(bad: &mut InvalidRequest, n: u32) -> Option<u32> {
-    match n {
-        0 => Some(DEFAULT_PAGE_SIZE),
-        n if n <= MAX_PAGE_SIZE => Some(n),
-        n => {
-            bad.add(
-                "page_size",
-                format!("{n} is more than {MAX_PAGE_SIZE} entries; ask for 1-{MAX_PAGE_SIZE}, or 0 for {DEFAULT_PAGE_SIZE}"),
-            );
-            None
-        }
-    }
+    bad.check("page_size", page::size(n))
 }
 
 /// A text filter: `None` when empty.
@@ -328,7 +314,7 @@ mod tests {
         assert_eq!(etag(&mut bad, "x"), None);
         let past = Some(time::to_timestamp(now() - Duration::from_secs(1)));
         assert_eq!(future(&mut bad, "expires_at", past, now()), None);
-        assert_eq!(page_size(&mut bad, 0), Some(DEFAULT_PAGE_SIZE));
+        assert_eq!(page_size(&mut bad, 0), Some(page::DEFAULT_PAGE_SIZE));
         assert_eq!(page_size(&mut bad, 1001), None);
         let t = |s| Some(time::to_timestamp(now() + Duration::from_secs(s)));
         assert_eq!(time_range(&mut bad, t(2), t(1)), None);

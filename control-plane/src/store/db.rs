@@ -1,20 +1,23 @@
-//! [`SqlStore`]: the one SQL implementation of [`Store`](super::Store), on
-//! sqlx's `Any` driver over SQLite or PostgreSQL.
+//! [`Store`] itself: a connection pool on sqlx's `Any` driver over SQLite or
+//! PostgreSQL, transactions, and the watch that tells the change feed of
+//! each commit. The operations live beside it, one file per concern.
 //!
 //! Queries use `$1, $2…` placeholders, which both databases accept; every
 //! integer is a BIGINT (`i64`), bytes are BLOB/BYTEA, times Unix milliseconds.
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-use ipgate_shared::{Revision, proto::sync::v1 as wire};
-use prost::Message;
+use ipgate_shared::Revision;
 use sqlx::{
-    Any, AnyPool, Executor, Row, Transaction,
+    Any, AnyPool, Executor, Transaction,
     any::{AnyConnectOptions, AnyPoolOptions},
 };
 use tokio::sync::watch;
 
-use super::{StoreError, StoreResult, TenantId};
+use super::{
+    error::{OpenError, StoreError, StoreResult},
+    preview_hold::PreviewGate,
+};
 
 /// An open transaction on either database.
 pub(super) type Tx = Transaction<'static, Any>;
@@ -26,34 +29,20 @@ pub enum Backend {
     Postgres,
 }
 
-/// Why a database could not be opened.
-#[derive(Debug, thiserror::Error)]
-pub enum OpenError {
-    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DATABASE")]
-    UnsupportedUrl(String),
-    #[error("cannot create the directory {path} for the SQLite database: {source}")]
-    CreateDir {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("cannot connect to the database: {0}")]
-    Connect(#[source] sqlx::Error),
-    #[error("cannot migrate the database schema: {0}")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-/// The store, over a connection pool.
+/// The control plane's state: every read and write the services make.
 #[derive(Clone, Debug)]
-pub struct SqlStore {
+pub struct Store {
     pub(super) pool: AnyPool,
-    pub(super) backend: Backend,
-    pub(super) committed: watch::Sender<Revision>,
+    backend: Backend,
+    /// The last revision this process committed.
+    commits: watch::Sender<Revision>,
+    pub(super) previews: PreviewGate,
 }
 
-impl SqlStore {
+impl Store {
     /// Opens (creating a SQLite file and its directory if missing) and
     /// migrates the database at `url`.
-    pub async fn open(url: &str) -> Result<SqlStore, OpenError> {
+    pub async fn open(url: &str) -> Result<Store, OpenError> {
         sqlx::any::install_default_drivers();
         let (backend, url) = prepare_url(url)?;
         // Each connection to `sqlite::memory:` would be a database of its own.
@@ -88,17 +77,23 @@ impl SqlStore {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        let store = SqlStore {
+        let store = Store {
             pool,
             backend,
-            committed: watch::Sender::new(Revision::ZERO),
+            commits: watch::Sender::new(Revision::ZERO),
+            previews: PreviewGate::default(),
         };
-        let current = store.read_revision().await.map_err(|e| match e {
+        let current = store.current_revision().await.map_err(|e| match e {
             StoreError::Database(e) => OpenError::Connect(e),
             other => OpenError::Connect(sqlx::Error::Protocol(other.to_string())),
         })?;
-        store.committed.send_replace(current);
+        store.commits.send_replace(current);
         Ok(store)
+    }
+
+    /// Told the revision of every write this process commits, right after the commit.
+    pub fn committed(&self) -> watch::Receiver<Revision> {
+        self.commits.subscribe()
     }
 
     /// Which database this store runs on.
@@ -153,7 +148,7 @@ impl SqlStore {
 
     /// Tells the change feed that `revision` committed.
     pub(super) fn announce(&self, revision: Revision) {
-        self.committed.send_if_modified(|current| {
+        self.commits.send_if_modified(|current| {
             let newer = revision > *current;
             if newer {
                 *current = revision;
@@ -161,43 +156,6 @@ impl SqlStore {
             newer
         });
     }
-}
-
-// === inside a write transaction ===
-
-/// Takes the next revision: the first statement of every write, so the
-/// transaction holds the write lock (SQLite) or the `meta` row lock
-/// (PostgreSQL) until it commits, and revisions commit in order.
-pub(super) async fn bump_revision(tx: &mut Tx) -> StoreResult<Revision> {
-    let row =
-        sqlx::query("UPDATE meta SET revision = revision + 1 WHERE id = 1 RETURNING revision")
-            .fetch_one(&mut **tx)
-            .await?;
-    revision(row.try_get(0)?)
-}
-
-/// Appends the delta of `revision` to the change log.
-pub(super) async fn append_change(
-    tx: &mut Tx,
-    tenant: TenantId,
-    revision: Revision,
-    changes: Vec<wire::Change>,
-    now_ms: i64,
-) -> StoreResult<()> {
-    let delta = wire::Delta {
-        revision: revision.get(),
-        changes,
-    };
-    sqlx::query(
-        "INSERT INTO changes (revision, tenant_id, committed_at, delta) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(db_int(revision.get()))
-    .bind(tenant.0)
-    .bind(now_ms)
-    .bind(delta.encode_to_vec())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 /// A revision read from the database.
