@@ -1,4 +1,4 @@
-//! Which address a request is decided on (DESIGN §6).
+//! Which address a request is decided on (docs/client-ip.md).
 //!
 //! For now the client IP is the TCP peer (proxy door) or the address a
 //! trusted caller names (gRPC door); trusted-proxy header parsing comes later

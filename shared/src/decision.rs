@@ -1,7 +1,7 @@
 //! The one decision function every front door calls, and the exact bodies
 //! clients parse.
 //!
-//! Order of checks (DESIGN §1): API known and enabled; API allowlist (before
+//! Order of checks (docs/decisions.md): API known and enabled; API allowlist (before
 //! authentication, so a blocked address never reaches auth whatever token it
 //! carries); API key; scope; key allowlist.
 

@@ -1,5 +1,5 @@
 //! One allowlist entry: strict parsing of addresses and CIDR ranges, and the
-//! rules of DESIGN §1 (minimum prefixes, host bits, private ranges, labels).
+//! rules of docs/entries.md (minimum prefixes, host bits, private ranges, labels).
 //!
 //! Parsing is ours rather than `ipnet`'s `FromStr` because the rules want
 //! precise messages and because only plain dotted-decimal IPv4 is accepted:

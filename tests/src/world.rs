@@ -21,7 +21,7 @@ use crate::{
 /// API slug of the stage.
 pub const API: &str = "orders";
 /// How long a change may take to reach the enforcer before a test gives up
-/// (DESIGN's worst case; the target is well under a second).
+/// (docs/sync-protocol.md's worst case; the target is well under a second).
 pub const PROPAGATION: Duration = Duration::from_secs(10);
 
 /// A control plane, API `orders`, one key for it and an enforcer, synced.

@@ -160,7 +160,7 @@ async fn allowlist_changes_reach_the_enforcer(backend: Backend) {
     .await;
     let propagation = written.elapsed();
     println!("allowlist change blocked a caller {propagation:?} after the write returned");
-    // DESIGN's propagation contract (target well under one second), not a
+    // docs/sync-protocol.md's propagation contract (target well under one second), not a
     // speed benchmark: the figure is measured and printed above.
     assert!(propagation < Duration::from_secs(1), "took {propagation:?}");
     assert_eq!(blocked.body, KEY_BODY);

@@ -1,4 +1,4 @@
-//! Every entry form DESIGN rejects, sent through the real control plane:
+//! Every entry form docs/entries.md refuses, sent through the real control plane:
 //! `INVALID_ARGUMENT` with a field violation naming the entry and the rule,
 //! and nothing changes — not the stored list, not the revision.
 

@@ -2,7 +2,7 @@
 //! enforcer, with the control plane stopped (killed) before the instant:
 //! the enforcer needs no message to expire it. On SQLite and PostgreSQL.
 //!
-//! DESIGN's contract is "at its instant"; the test allows 1 s and prints
+//! The contract of docs/entries.md is "at its instant"; the test allows 1 s and prints
 //! the lag it measured. It polls; it is not a speed benchmark.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -68,7 +68,7 @@ fn violations(status: &tonic::Status) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Every rejected form from DESIGN's entry table, submitted in one list
+/// Every rejected form from docs/entries.md, "Refused forms", submitted in one list
 /// after a good entry: one violation each, naming it, nothing stored.
 async fn every_rejected_entry_is_named_and_nothing_is_stored(db: Db) {
     let server = db.start().await;
