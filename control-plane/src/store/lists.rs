@@ -199,7 +199,7 @@ impl Store {
             // so the sweep never reads the usage log.
             Lockout::none(since)
         } else {
-            self.previews.pass().await;
+            self.previews.pass(ctx.tenant).await;
             let activity =
                 activity(conn, ctx.tenant, O::USAGE_COLUMN, &id.to_string(), since).await?;
             preview(current.allowlist(), &list, activity, since, now)
@@ -314,10 +314,10 @@ async fn activity(
 }
 
 impl Store {
-    /// For tests: holds every lockout preview at its start until the
-    /// returned guard is dropped.
+    /// For tests: holds `tenant`'s lockout previews at their start until
+    /// the returned guard is dropped.
     #[doc(hidden)]
-    pub fn hold_lockout_previews(&self) -> PreviewHold {
-        self.previews.hold()
+    pub fn hold_lockout_previews(&self, tenant: TenantId) -> PreviewHold {
+        self.previews.hold(tenant)
     }
 }

@@ -1,24 +1,29 @@
-//! A test hook: a [`PreviewHold`] holds every lockout preview at its start,
-//! so a test can show that a slow preview holds up nobody else's writes.
+//! A test hook: a [`PreviewHold`] holds one tenant's lockout previews at
+//! their start, so a test can show that a slow preview holds up nobody
+//! else's writes.
 
 use std::{fmt, sync::Arc};
 
 use tokio::sync::watch;
 
-/// Lets a test hold lockout previews at their start, to show that a slow
-/// preview holds up nobody else. Without a hold it costs one atomic read.
+use super::records::TenantId;
+
+/// Where lockout previews may be held. Without a hold a preview passes
+/// after one read of a watch.
 #[derive(Clone, Default)]
 pub(super) struct PreviewGate(Arc<Gate>);
 
 struct Gate {
-    held: watch::Sender<bool>,
+    /// The tenant whose previews wait, if any.
+    held: watch::Sender<Option<TenantId>>,
+    /// How many previews are waiting.
     waiting: watch::Sender<usize>,
 }
 
 impl Default for Gate {
     fn default() -> Self {
         Gate {
-            held: watch::Sender::new(false),
+            held: watch::Sender::new(None),
             waiting: watch::Sender::new(0),
         }
     }
@@ -33,24 +38,29 @@ impl fmt::Debug for PreviewGate {
 }
 
 impl PreviewGate {
-    /// Holds previews until the returned guard is dropped.
-    pub(super) fn hold(&self) -> PreviewHold {
-        self.0.held.send_replace(true);
+    /// Holds `tenant`'s previews until the returned guard is dropped.
+    pub(super) fn hold(&self, tenant: TenantId) -> PreviewHold {
+        self.0.held.send_replace(Some(tenant));
         PreviewHold(self.clone())
     }
 
-    /// Waits while a [`PreviewHold`] is alive.
-    pub(super) async fn pass(&self) {
-        if !*self.0.held.borrow() {
+    /// Waits while a [`PreviewHold`] on `tenant` is alive.
+    pub(super) async fn pass(&self, tenant: TenantId) {
+        if *self.0.held.borrow() != Some(tenant) {
             return;
         }
         self.0.waiting.send_modify(|n| *n += 1);
-        let _ = self.0.held.subscribe().wait_for(|held| !held).await;
+        let _ = self
+            .0
+            .held
+            .subscribe()
+            .wait_for(|held| *held != Some(tenant))
+            .await;
         self.0.waiting.send_modify(|n| *n -= 1);
     }
 }
 
-/// While alive, lockout previews wait at their start (a test hook).
+/// While alive, one tenant's lockout previews wait at their start.
 #[derive(Debug)]
 pub struct PreviewHold(PreviewGate);
 
@@ -63,6 +73,6 @@ impl PreviewHold {
 
 impl Drop for PreviewHold {
     fn drop(&mut self) {
-        (self.0).0.held.send_replace(false);
+        (self.0).0.held.send_replace(None);
     }
 }

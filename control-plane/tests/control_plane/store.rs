@@ -12,8 +12,8 @@ use ipgate_control_plane::{
     allowlists::Edit,
     etag::StaleEtag,
     store::{
-        ApiRecord, Backlog, KeyRecord, ListWrite, NewApi, NewKey, Store, StoreError, Stored,
-        TenantId, UsageBatch, UsageCursor, UsageFilter, WriteCtx,
+        ApiRecord, Backlog, KeyRecord, ListWrite, NewApi, NewKey, NewTenant, NewToken, Role, Store,
+        StoreError, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, WriteCtx,
     },
 };
 use ipgate_shared::{
@@ -519,8 +519,91 @@ async fn reopening_keeps_data_and_revision(db: Db) {
     assert_eq!(new_api(&store, "billing").await, rev.next());
 }
 
+/// An allowlist write reads 24 hours of usage for its lockout preview
+/// before it takes the write lock: while one preview is held, another
+/// tenant's write and a usage ingest both finish, and the held write then
+/// commits after them.
+async fn a_slow_lockout_preview_holds_up_no_other_write(db: Db) {
+    /// Far longer than either write needs; they would wait for the held
+    /// one if it had the lock (SQLite gives up only after 10 s).
+    const BOUND: Duration = Duration::from_secs(5);
+    let store = Arc::new(open(&db).await);
+    new_api(&store, "orders").await;
+    let (other, _) = store
+        .create_tenant(
+            &ctx(),
+            NewTenant {
+                id: "acme".into(),
+                name: "Acme".into(),
+            },
+            NewToken {
+                name: "acme owner".into(),
+                role: Role::Owner,
+                sha256: [7; 32],
+            },
+        )
+        .await
+        .expect("create a second tenant");
+    let other_ctx = WriteCtx {
+        tenant: other.key,
+        ..ctx()
+    };
+    let billing = NewApi {
+        slug: slug("billing"),
+        name: "Billing API".into(),
+        routes: vec![],
+    };
+    store
+        .create_api(&other_ctx, billing)
+        .await
+        .expect("create the other tenant's API");
+    // An active caller, so the held write has a preview to compute.
+    let now = time::to_millis(SystemTime::now());
+    let seen = batch(vec![event("orders", None, "GET", 200, now)]);
+    store.store_usage(T, seen).await.expect("store usage");
+
+    let hold = store.hold_lockout_previews(T);
+    let held = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            let write = set(list(&["198.51.100.0/24"]), ListRules::for_apis(), None);
+            store
+                .write_allowlist::<ApiRecord>(&ctx(), &slug("orders"), write)
+                .await
+        }
+    });
+    tokio::time::timeout(Duration::from_secs(30), hold.waiting())
+        .await
+        .expect("the write's preview to start");
+
+    let write = set(list(&["203.0.113.0/24"]), ListRules::for_apis(), None);
+    let billing = slug("billing");
+    let other_write = store.write_allowlist::<ApiRecord>(&other_ctx, &billing, write);
+    let other_written = tokio::time::timeout(BOUND, other_write)
+        .await
+        .expect("another tenant's write finishes while a preview is held")
+        .expect("another tenant's write");
+    let ingest = store.store_usage(
+        other.key,
+        batch(vec![event("billing", None, "GET", 200, now)]),
+    );
+    let stored = tokio::time::timeout(BOUND, ingest)
+        .await
+        .expect("an ingest finishes while a preview is held")
+        .expect("ingest");
+    assert_eq!(stored, Stored::New);
+    assert!(!held.is_finished(), "the held write waits for its preview");
+
+    drop(hold);
+    let written = held.await.unwrap().expect("the held write");
+    assert!(written.record.revision > other_written.record.revision);
+    assert_eq!(written.lockout.total, 1, "203.0.113.5 would be blocked");
+    assert_eq!(written.record.config.allowlist, list(&["198.51.100.0/24"]));
+}
+
 on_both_backends!(
     revisions_commit_in_order_with_their_change_rows,
+    a_slow_lockout_preview_holds_up_no_other_write,
     a_stale_etag_changes_nothing,
     a_snapshot_plus_later_deltas_is_the_later_snapshot,
     a_usage_batch_is_stored_once,
