@@ -46,7 +46,7 @@ pub struct Running {
 pub async fn start(config: Config) -> Result<Running, Error> {
     let store = Arc::new(Store::open(&config.database).await?);
     tracing::info!(database = %redact(&config.database), backend = ?store.backend(), "database ready");
-    let bootstrap = ensure_tokens(&*store, &config).await?;
+    let bootstrap = ensure_tokens(&store, &config).await?;
 
     let (shutdown, stop) = watch::channel(false);
     let (feed, feed_task) = ChangeFeed::spawn(Arc::clone(&store), stop.clone()).await?;

@@ -265,7 +265,7 @@ impl AdminService for AdminApi {
         request: Request<admin::QueryUsageLogsRequest>,
     ) -> Result<Response<admin::QueryUsageLogsResponse>, Status> {
         let (caller, req) = self.call(request, Access::Read).await?;
-        reply(usage::query(&*self.store, &caller, req).await)
+        reply(usage::query(&self.store, &caller, req).await)
     }
 
     #[tracing::instrument(name = "ListAuditEvents", skip_all)]

@@ -69,7 +69,7 @@ impl SyncService for SyncApi {
         &self,
         request: Request<Streaming<StreamRequest>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
-        let caller = authorize(&*self.store, request.metadata(), Access::Enforce).await?;
+        let caller = authorize(&self.store, request.metadata(), Access::Enforce).await?;
         let (out, rx) = mpsc::channel(OUTBOUND_CAPACITY);
         let ctx = session::Context {
             store: Arc::clone(&self.store),
@@ -98,8 +98,8 @@ impl SyncService for SyncApi {
         &self,
         request: Request<ReportEventsRequest>,
     ) -> Result<Response<ReportEventsResponse>, Status> {
-        let caller = authorize(&*self.store, request.metadata(), Access::Enforce).await?;
-        let response = usage::report(&*self.store, &caller, request.into_inner()).await?;
+        let caller = authorize(&self.store, request.metadata(), Access::Enforce).await?;
+        let response = usage::report(&self.store, &caller, request.into_inner()).await?;
         Ok(Response::new(response))
     }
 }

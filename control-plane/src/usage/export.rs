@@ -48,7 +48,7 @@ pub type ChunkStream =
 pub fn start(store: Arc<Store>, tenant: TenantId, filter: UsageFilter) -> ChunkStream {
     let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
     tokio::spawn(async move {
-        if let Err(error) = export(&*store, tenant, &filter, &tx).await {
+        if let Err(error) = export(&store, tenant, &filter, &tx).await {
             // The client may be gone already; then nobody needs the status.
             let _ = tx.send(Err(error)).await;
         }

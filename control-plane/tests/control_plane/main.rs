@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod common;
+mod layering;
 mod lifecycle;
 mod lists;
 mod logs;
