@@ -75,7 +75,10 @@ enum End {
 type Step = Result<(), End>;
 
 /// Runs a session to its end, in the current tracing span (which has
-/// `enforcer` and `revision` fields).
+/// `enforcer` and `revision` fields). Both are recorded once, at the Hello:
+/// `revision` is the one the enforcer started from. Recording a field again
+/// would append to the span's every later log line, so the revisions sent
+/// since go on the events that tell of them.
 pub async fn run(ctx: Context, mut inbound: Streaming<StreamRequest>, out: Outbound) {
     let hello = match handshake(&mut inbound).await {
         Ok(hello) => hello,
@@ -87,6 +90,7 @@ pub async fn run(ctx: Context, mut inbound: Streaming<StreamRequest>, out: Outbo
     };
     let span = Span::current();
     span.record("enforcer", hello.enforcer.as_str());
+    span.record("revision", hello.known.get());
     // Subscribe before reading anything, so no revision falls in between.
     let updates = ctx.feed.subscribe();
     let _connection = ctx
@@ -102,7 +106,6 @@ pub async fn run(ctx: Context, mut inbound: Streaming<StreamRequest>, out: Outbo
         out,
         inbound,
         last_sent: Instant::now(),
-        span,
         ctx,
     };
     let result = match session.start().await {
@@ -110,9 +113,11 @@ pub async fn run(ctx: Context, mut inbound: Streaming<StreamRequest>, out: Outbo
         Err(end) => Err(end),
     };
     match result {
-        Ok(()) | Err(End::Gone) => tracing::info!("enforcer disconnected"),
+        Ok(()) | Err(End::Gone) => {
+            tracing::info!(sent = %session.position, "enforcer disconnected");
+        }
         Err(End::Failed(status)) => {
-            tracing::info!(%status, "sync session ended");
+            tracing::info!(sent = %session.position, %status, "sync session ended");
             farewell(&session.out, status).await;
         }
     }
@@ -154,7 +159,6 @@ struct Session {
     /// The last revision the enforcer has, or has been sent.
     position: Revision,
     last_sent: Instant,
-    span: Span,
 }
 
 impl Session {
@@ -339,7 +343,6 @@ impl Session {
 
     fn advance(&mut self, revision: Revision) {
         self.position = revision;
-        self.span.record("revision", revision.get());
     }
 }
 

@@ -428,6 +428,70 @@ async fn shutdown_ends_sessions(db: Db) {
     }
 }
 
+/// A log writer keeping every line in memory.
+#[derive(Clone, Default)]
+struct Lines(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Lines {
+    fn matching(&self, text: &str) -> Vec<String> {
+        let bytes = self.0.lock().expect("log buffer").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// A session's log lines stay as long after 1,000 revisions as after one:
+/// its span records the revision it started from once, and never grows.
+/// (The runtime has one thread, so the subscriber set here sees every task.)
+#[tokio::test(flavor = "current_thread")]
+async fn session_log_lines_do_not_grow_with_revisions() {
+    let lines = Lines::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let lines = lines.clone();
+            move || lines.clone()
+        })
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+
+    let db = Db::sqlite();
+    let cp = db.start().await;
+    let mut admin = admin(cp.addr).await;
+    with_orders(&mut admin).await;
+    let mut enforcer = Enforcer::start(cp.addr, "long-lived", 0).await;
+    enforcer.snapshot().await;
+    for i in 0..1000 {
+        let revision =
+            set_orders_list(&mut admin, &format!("198.51.{}.{}", i / 250, i % 250)).await;
+        assert_eq!(enforcer.delta(PATIENCE).await, revision);
+    }
+    drop(enforcer);
+    let line = eventually(PATIENCE, "the session's last line", || async {
+        lines.matching("enforcer disconnected").pop()
+    })
+    .await;
+    assert!(line.contains("sent=1002"), "{line}");
+    assert_eq!(line.matches("revision=").count(), 1, "{line}");
+    assert!(line.len() < 300, "{} characters: {line}", line.len());
+    cp.shutdown().await.expect("shutdown");
+}
+
 on_both_backends!(
     hello_zero_gets_a_snapshot_then_live_deltas,
     a_known_revision_gets_only_later_deltas,
