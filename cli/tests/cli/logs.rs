@@ -74,6 +74,13 @@ fn the_usage_log_is_queried_with_filters() {
     assert!(future.get("entries").is_none(), "{future:#}");
     let past = env.json(&["logs", "query", "--until", "2000-01-01T00:00:00+02:00"]);
     assert!(past.get("entries").is_none(), "{past:#}");
+    // A misspelt API is not an empty log.
+    let typo = env.ipgate(&["logs", "query", "--api", "orderz"]);
+    let err = typo.failed();
+    assert!(
+        err.contains("NOT_FOUND") && err.contains("API \"orderz\" not found"),
+        "{err}"
+    );
 
     // pages
     let first = env.json(&["logs", "query", "--limit", "4"]);

@@ -294,6 +294,6 @@ impl AdminService for AdminApi {
         request: Request<admin::ExportUsageLogsRequest>,
     ) -> Result<Response<Self::ExportUsageLogsStream>, Status> {
         let (caller, req) = self.call(request, Access::Read).await?;
-        reply(usage::export(Arc::clone(&self.store), &caller, req))
+        reply(usage::export(Arc::clone(&self.store), &caller, req).await)
     }
 }

@@ -19,6 +19,38 @@ const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_
      api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label";
 
 impl Store {
+    /// Whether `tenant` has an API `slug`, or usage events of one.
+    pub async fn knows_api(&self, tenant: TenantId, slug: &str) -> StoreResult<bool> {
+        self.known(
+            "SELECT 1 FROM apis WHERE slug = $1 AND tenant_id = $2 UNION ALL \
+             SELECT 1 FROM usage_events WHERE api = $1 AND tenant_id = $2 LIMIT 1",
+            tenant,
+            slug,
+        )
+        .await
+    }
+
+    /// Whether `tenant` has a key `id` (revoked ones included), or usage events of one.
+    pub async fn knows_key(&self, tenant: TenantId, id: &str) -> StoreResult<bool> {
+        self.known(
+            "SELECT 1 FROM api_keys WHERE id = $1 AND tenant_id = $2 UNION ALL \
+             SELECT 1 FROM usage_events WHERE api_key_id = $1 AND tenant_id = $2 LIMIT 1",
+            tenant,
+            id,
+        )
+        .await
+    }
+
+    async fn known(&self, sql: &'static str, tenant: TenantId, name: &str) -> StoreResult<bool> {
+        let mut conn = self.pool.acquire().await?;
+        let row = sqlx::query(sql)
+            .bind(name)
+            .bind(tenant.0)
+            .fetch_optional(&mut *conn)
+            .await?;
+        Ok(row.is_some())
+    }
+
     /// Stores a batch of usage events under `tenant` at most once (by batch id).
     pub async fn store_usage(&self, tenant: TenantId, batch: UsageBatch) -> StoreResult<Stored> {
         let mut tx = self.begin_write().await?;

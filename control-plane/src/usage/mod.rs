@@ -12,7 +12,7 @@ use ipgate_shared::proto::{admin::v1 as admin, sync::v1 as wire};
 
 use crate::{
     status::RpcError,
-    store::{Principal, Store, Stored},
+    store::{Principal, Store, StoreError, Stored, UsageFilter},
 };
 
 /// Validates and stores one batch; a batch id stored before is a retry.
@@ -36,6 +36,7 @@ pub async fn query(
     request: admin::QueryUsageLogsRequest,
 ) -> Result<admin::QueryUsageLogsResponse, RpcError> {
     let q = query::parse(request)?;
+    named_exist(store, caller, &q.filter).await?;
     // One row more than asked tells whether another page follows.
     let rows = store
         .query_usage(caller.tenant, &q.filter, q.cursor, q.page_size + 1)
@@ -44,11 +45,33 @@ pub async fn query(
 }
 
 /// The usage log as a stream of CSV chunks.
-pub fn export(
+pub async fn export(
     store: Arc<Store>,
     caller: &Principal,
     request: admin::ExportUsageLogsRequest,
 ) -> Result<export::ChunkStream, RpcError> {
     let filter = query::parse_export(request)?;
+    named_exist(&store, caller, &filter).await?;
     Ok(export::start(store, caller.tenant, filter))
+}
+
+/// A filter naming an API or a key the caller's tenant has never had is a
+/// typo, not an empty log: `NOT_FOUND`, as for every other call naming
+/// one. A deleted API's log stays readable.
+async fn named_exist(
+    store: &Store,
+    caller: &Principal,
+    filter: &UsageFilter,
+) -> Result<(), RpcError> {
+    if let Some(api) = &filter.api
+        && !store.knows_api(caller.tenant, api).await?
+    {
+        return Err(StoreError::ApiNotFound(api.clone()).into());
+    }
+    if let Some(key) = &filter.api_key_id
+        && !store.knows_key(caller.tenant, key).await?
+    {
+        return Err(StoreError::KeyNotFound(key.clone()).into());
+    }
+    Ok(())
 }

@@ -10,7 +10,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 use crate::{
-    common::{Admin, Db, ENFORCER, admin, admin_with},
+    common::{Admin, Db, ENFORCER, OWNER, admin, admin_with},
     on_both_backends,
 };
 
@@ -201,6 +201,23 @@ async fn callers_need_the_right_token(db: Db) {
     let mut anonymous = admin_with(server.addr, None).await;
     let status = anonymous.get_api(request()).await.unwrap_err();
     assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(status.message().starts_with("missing"), "{status:?}");
+    // A token without the word Bearer is malformed, not missing.
+    for value in [
+        OWNER.to_owned(),
+        format!("Basic {OWNER}"),
+        "Bearer".to_owned(),
+    ] {
+        let mut malformed = tonic::Request::new(request());
+        let value = value.parse().expect("ascii");
+        malformed.metadata_mut().insert("authorization", value);
+        let status = anonymous.get_api(malformed).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        assert!(
+            status.message().contains("malformed") && status.message().contains("Bearer <token>"),
+            "{status:?}"
+        );
+    }
     let mut wrong = admin_with(server.addr, Some("ipg_admin_notARealToken")).await;
     assert_eq!(
         wrong.get_api(request()).await.unwrap_err().code(),

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use ipgate_shared::{
     proto::admin::v1::{
-        CreateApiKeyRequest, CreateApiRequest, ExportUsageLogsRequest, ListAuditEventsRequest,
-        QueryUsageLogsRequest, TokenRole, UpdateApiRequest,
+        CreateApiKeyRequest, CreateApiRequest, DeleteApiRequest, ExportUsageLogsRequest,
+        ListAuditEventsRequest, QueryUsageLogsRequest, TokenRole, UpdateApiRequest,
     },
     time,
 };
@@ -127,6 +127,39 @@ async fn usage_queries_filter_by_reason_address_and_time(db: Db) {
         code(admin.query_usage_logs(backwards).await),
         Code::InvalidArgument
     );
+
+    // Naming an API or a key the tenant never had is a typo: NOT_FOUND,
+    // for a query and an export alike.
+    let typo = QueryUsageLogsRequest {
+        api: "orderz".into(),
+        ..Default::default()
+    };
+    let status = admin.query_usage_logs(typo).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    assert!(status.message().contains("orderz"), "{status:?}");
+    let no_key = QueryUsageLogsRequest {
+        api_key_id: "k_nosuchkey0000000000".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(admin.query_usage_logs(no_key).await), Code::NotFound);
+    let export = ExportUsageLogsRequest {
+        api: "orderz".into(),
+        ..Default::default()
+    };
+    assert_eq!(code(admin.export_usage_logs(export).await), Code::NotFound);
+    // A deleted API's log stays readable by its name.
+    admin
+        .delete_api(DeleteApiRequest {
+            slug: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("delete the API");
+    let deleted = QueryUsageLogsRequest {
+        api: "orders".into(),
+        ..Default::default()
+    };
+    assert_eq!(request_ids(&admin, deleted).await.len(), rows.len());
     server.shutdown().await.unwrap();
 }
 
@@ -252,6 +285,15 @@ async fn usage_export_is_csv(db: Db) {
         .records()
         .count();
     assert_eq!(rows, ROWS / 2);
+    // An API without requests exports just the header.
+    admin
+        .clone()
+        .create_api(CreateApiRequest {
+            slug: "billing".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create an API");
     let none = export(ExportUsageLogsRequest {
         api: "billing".into(),
         ..Default::default()

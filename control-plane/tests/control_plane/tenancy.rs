@@ -108,6 +108,19 @@ async fn tenants_and_tokens(db: Db) {
         }
     };
     assert_eq!(tenants(&mut root).await, ["default"]);
+    // The default tenant was made with the database, not at the epoch.
+    let default = root.list_tenants(ListTenantsRequest {}).await.unwrap();
+    let created = default.into_inner().tenants[0]
+        .created_at
+        .expect("created_at");
+    let made = ipgate_shared::time::from_timestamp(&created).expect("an instant");
+    let age = std::time::SystemTime::now()
+        .duration_since(made)
+        .expect("made in the past");
+    assert!(
+        age < std::time::Duration::from_secs(600),
+        "made {age:?} ago"
+    );
 
     let secret = new_tenant(server.addr, "acme").await;
     assert!(secret.starts_with("ipg_admin_"));
