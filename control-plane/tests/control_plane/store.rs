@@ -522,13 +522,26 @@ async fn reopening_keeps_data_and_revision(db: Db) {
 /// An allowlist write reads 24 hours of usage for its lockout preview
 /// before it takes the write lock: while one preview is held, another
 /// tenant's write and a usage ingest both finish, and the held write then
-/// commits after them.
+/// commits after them. The expiry sweep reads no usage at all, so it
+/// finishes too, even on the held tenant's lists.
 async fn a_slow_lockout_preview_holds_up_no_other_write(db: Db) {
     /// Far longer than either write needs; they would wait for the held
     /// one if it had the lock (SQLite gives up only after 10 s).
     const BOUND: Duration = Duration::from_secs(5);
     let store = Arc::new(open(&db).await);
     new_api(&store, "orders").await;
+    new_api(&store, "payments").await;
+    let soon = SystemTime::now() + Duration::from_secs(60);
+    let temporary = Entry::new(
+        "192.0.2.0/24".parse().unwrap(),
+        Default::default(),
+        Some(soon),
+    );
+    let lasting = Entry::new("198.51.100.0/24".parse().unwrap(), Default::default(), None);
+    let payments = Allowlist::new(vec![temporary, lasting.clone()], false);
+    set_api_list(&store, &slug("payments"), payments, None)
+        .await
+        .expect("a list with a temporary entry");
     let (other, _) = store
         .create_tenant(
             &ctx(),
@@ -592,6 +605,14 @@ async fn a_slow_lockout_preview_holds_up_no_other_write(db: Db) {
         .expect("an ingest finishes while a preview is held")
         .expect("ingest");
     assert_eq!(stored, Stored::New);
+    let after_expiry = soon + Duration::from_secs(1);
+    let swept = tokio::time::timeout(BOUND, store.remove_expired_entries(after_expiry))
+        .await
+        .expect("the sweep finishes while a preview of its tenant is held")
+        .expect("sweep");
+    assert_eq!(swept, 1);
+    let payments = store.api(T, &slug("payments"), after_expiry).await.unwrap();
+    assert_eq!(payments.unwrap().config.allowlist.entries(), [lasting]);
     assert!(!held.is_finished(), "the held write waits for its preview");
 
     drop(hold);
