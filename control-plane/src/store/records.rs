@@ -427,6 +427,13 @@ pub struct UsageFilter {
     pub end_ms: Option<i64>,
 }
 
+/// An API or a key, as a usage-log filter names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Named<'a> {
+    Api(&'a str),
+    Key(&'a str),
+}
+
 /// Position in the usage log, newest first: rows strictly older than this.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageCursor {

@@ -9,7 +9,7 @@ use super::{
     args::Args,
     db::{Store, Tx, db_int},
     error::{StoreError, StoreResult},
-    records::{Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
+    records::{Named, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
 /// Events per INSERT statement: 14 parameters each stays far below both
@@ -19,29 +19,21 @@ const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_
      api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label";
 
 impl Store {
-    /// Whether `tenant` has an API `slug`, or usage events of one.
-    pub async fn knows_api(&self, tenant: TenantId, slug: &str) -> StoreResult<bool> {
-        self.known(
-            "SELECT 1 FROM apis WHERE slug = $1 AND tenant_id = $2 UNION ALL \
-             SELECT 1 FROM usage_events WHERE api = $1 AND tenant_id = $2 LIMIT 1",
-            tenant,
-            slug,
-        )
-        .await
-    }
-
-    /// Whether `tenant` has a key `id` (revoked ones included), or usage events of one.
-    pub async fn knows_key(&self, tenant: TenantId, id: &str) -> StoreResult<bool> {
-        self.known(
-            "SELECT 1 FROM api_keys WHERE id = $1 AND tenant_id = $2 UNION ALL \
-             SELECT 1 FROM usage_events WHERE api_key_id = $1 AND tenant_id = $2 LIMIT 1",
-            tenant,
-            id,
-        )
-        .await
-    }
-
-    async fn known(&self, sql: &'static str, tenant: TenantId, name: &str) -> StoreResult<bool> {
+    /// Whether `tenant` has, or had, the API or key `named`: it exists
+    /// (a revoked key included) or the usage log speaks of it.
+    pub async fn knows(&self, tenant: TenantId, named: Named<'_>) -> StoreResult<bool> {
+        let (sql, name) = match named {
+            Named::Api(slug) => (
+                "SELECT 1 FROM apis WHERE slug = $1 AND tenant_id = $2 UNION ALL \
+                 SELECT 1 FROM usage_events WHERE api = $1 AND tenant_id = $2 LIMIT 1",
+                slug,
+            ),
+            Named::Key(id) => (
+                "SELECT 1 FROM api_keys WHERE id = $1 AND tenant_id = $2 UNION ALL \
+                 SELECT 1 FROM usage_events WHERE api_key_id = $1 AND tenant_id = $2 LIMIT 1",
+                id,
+            ),
+        };
         let mut conn = self.pool.acquire().await?;
         let row = sqlx::query(sql)
             .bind(name)

@@ -12,7 +12,7 @@ use ipgate_shared::proto::{admin::v1 as admin, sync::v1 as wire};
 
 use crate::{
     status::RpcError,
-    store::{Principal, Store, StoreError, Stored, UsageFilter},
+    store::{Named, Principal, Store, StoreError, Stored, UsageFilter},
 };
 
 /// Validates and stores one batch; a batch id stored before is a retry.
@@ -64,12 +64,12 @@ async fn named_exist(
     filter: &UsageFilter,
 ) -> Result<(), RpcError> {
     if let Some(api) = &filter.api
-        && !store.knows_api(caller.tenant, api).await?
+        && !store.knows(caller.tenant, Named::Api(api)).await?
     {
         return Err(StoreError::ApiNotFound(api.clone()).into());
     }
     if let Some(key) = &filter.api_key_id
-        && !store.knows_key(caller.tenant, key).await?
+        && !store.knows(caller.tenant, Named::Key(key)).await?
     {
         return Err(StoreError::KeyNotFound(key.clone()).into());
     }
