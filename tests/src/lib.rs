@@ -10,6 +10,7 @@ pub mod docs;
 pub mod events;
 pub mod http;
 pub mod process;
+pub mod skip;
 pub mod tools;
 pub mod upstream;
 pub mod world;
