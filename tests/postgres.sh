@@ -150,6 +150,11 @@ stop() {
   if [ -d "$dir/data" ]; then
     run_as_server "$bin/pg_ctl" -D "$dir/data" -m fast stop >&2 || true
   fi
+  # Earlier versions of this script kept the cluster inside the checkout.
+  local old="$root/target/ipgate-test-pg/data"
+  if [ -f "$old/postmaster.pid" ]; then
+    run_as_server "$bin/pg_ctl" -D "$old" -m fast stop >&2 || true
+  fi
 }
 
 remove() {
