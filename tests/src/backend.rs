@@ -25,8 +25,8 @@ impl Backend {
     pub async fn postgres() -> Option<Backend> {
         let Ok(admin_url) = std::env::var("IPGATE_TEST_POSTGRES_URL") else {
             crate::skip::skip(
-                "IPGATE_TEST_POSTGRES_URL is not set: run the suite with tests/run.sh, \
-                 or start PostgreSQL first with `eval \"$(tests/postgres.sh start)\"`",
+                "no PostgreSQL: IPGATE_TEST_POSTGRES_URL is not set (tests/run.sh sets it once \
+                 tests/postgres.sh has started one; by hand: `eval \"$(tests/postgres.sh start)\"`)",
             );
             return None;
         };

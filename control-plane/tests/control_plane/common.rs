@@ -46,8 +46,8 @@ impl Db {
     pub async fn postgres() -> Option<Db> {
         let Ok(admin_url) = std::env::var("IPGATE_TEST_POSTGRES_URL") else {
             skip(
-                "IPGATE_TEST_POSTGRES_URL is not set: run the suite with tests/run.sh, \
-                 or start PostgreSQL first with `eval \"$(tests/postgres.sh start)\"`",
+                "no PostgreSQL: IPGATE_TEST_POSTGRES_URL is not set (tests/run.sh sets it once \
+                 tests/postgres.sh has started one; by hand: `eval \"$(tests/postgres.sh start)\"`)",
             );
             return None;
         };
