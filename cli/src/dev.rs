@@ -6,43 +6,56 @@
 //! walkthrough's commands keep working across restarts.
 
 use std::{
-    net::SocketAddr,
+    fs::File,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
     path::{Path, PathBuf},
 };
 
 use anyhow::Context;
 use clap::Args;
-use ipgate_control_plane::tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token};
+use ipgate_control_plane::{
+    config::{DEFAULT_LISTEN, RuleArgs, TimingArgs},
+    tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token},
+};
+use ipgate_enforcer::config::{DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN};
 use ipgate_shared::proto::admin::v1::{CreateApiRequest, admin_service_client::AdminServiceClient};
 use tonic::{Code, metadata::MetadataValue, transport::Channel};
 
 use crate::demo_upstream;
 
+/// Default `--upstream-listen`: beside the proxy, below 32768 like every
+/// default port (out of the range Linux picks outgoing connections' ports from).
+pub const DEFAULT_UPSTREAM_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 7181));
+
+/// Name of the lock file in the state folder.
+const LOCK_FILE: &str = "dev.lock";
+
 /// Flags of `ipgate dev`.
 #[derive(Args, Debug)]
 pub struct DevArgs {
-    /// Directory for the SQLite database and the dev tokens.
+    /// Directory for the SQLite database, the dev tokens and the lock that keeps a second `ipgate dev` out.
     #[arg(long, env = "IPGATE_DEV_DIR", default_value = ".ipgate")]
     dir: PathBuf,
-    /// Control plane gRPC address (admin API, sync).
-    #[arg(long, env = "IPGATE_LISTEN", default_value = "127.0.0.1:50051")]
+    /// Control plane gRPC address (admin API, sync); port 0 picks a free port.
+    #[arg(long, env = "IPGATE_LISTEN", default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Enforcer gRPC address (check door).
-    #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = "127.0.0.1:50061")]
+    /// Enforcer gRPC address (check door); port 0 picks a free port.
+    #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
     grpc_listen: SocketAddr,
-    /// Enforcer HTTP proxy address.
-    #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Enforcer HTTP proxy address; port 0 picks a free port.
+    #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
     proxy_listen: SocketAddr,
-    /// Demo upstream address (what the proxy forwards allowed requests to).
-    #[arg(
-        long,
-        env = "IPGATE_DEMO_UPSTREAM_LISTEN",
-        default_value = "127.0.0.1:8081"
-    )]
+    /// Demo upstream address (what the proxy forwards allowed requests to); port 0 picks a free port.
+    #[arg(long, env = "IPGATE_DEMO_UPSTREAM_LISTEN", default_value_t = DEFAULT_UPSTREAM_LISTEN)]
     upstream_listen: SocketAddr,
     /// Slug of the API the proxy serves.
-    #[arg(long, default_value = "demo")]
+    #[arg(long, env = "IPGATE_API", default_value = "demo")]
     api: String,
+    #[command(flatten)]
+    rules: RuleArgs,
+    #[command(flatten)]
+    timing: TimingArgs,
 }
 
 /// The dev tokens, kept in `<dir>/admin-token` and `<dir>/enforcer-token`.
@@ -93,6 +106,9 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    // First of all: a second `ipgate dev` on the same folder would share the
+    // database and want the same addresses.
+    let lock = StateLock::acquire(&args.dir)?;
     let tokens = DevTokens::load_or_create(&args.dir)?;
 
     let mut cp_config = ipgate_control_plane::Config::with_database(format!(
@@ -102,11 +118,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     cp_config.listen = args.listen;
     cp_config.bootstrap_token = Some(tokens.admin.clone());
     cp_config.bootstrap_enforcer_token = Some(tokens.enforcer.clone());
-    let control_plane = ipgate_control_plane::start(cp_config).await?;
+    args.rules.clone().apply(&mut cp_config);
+    args.timing.clone().apply(&mut cp_config);
+    let control_plane = ipgate_control_plane::start(cp_config)
+        .await
+        .with_context(|| busy_hint("the control plane", "--listen", args.listen))?;
 
     // Every listener is bound before the first outgoing connection, so no
     // ephemeral port of ours can take one of the fixed addresses.
-    let upstream = demo_upstream::start(args.upstream_listen).await?;
+    let upstream = demo_upstream::start(args.upstream_listen)
+        .await
+        .with_context(|| {
+            busy_hint(
+                "the demo upstream",
+                "--upstream-listen",
+                args.upstream_listen,
+            )
+        })?;
 
     let enforcer = ipgate_enforcer::start(ipgate_enforcer::Config {
         control_plane: vec![format!("http://{}", control_plane.addr).parse()?],
@@ -121,28 +149,144 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         reconnect_max_ms: 2_000,
         event_queue_capacity: 50_000,
     })
-    .await?;
+    .await
+    .with_context(|| {
+        format!(
+            "cannot start the enforcer on {} (--grpc-listen) and {} (--proxy-listen); \
+             if another program holds one, choose other addresses (port 0 picks a free one)",
+            args.grpc_listen, args.proxy_listen
+        )
+    })?;
     let proxy = enforcer
         .proxy_addr
         .context("the dev enforcer has no proxy")?;
     create_demo_api(control_plane.addr, &tokens.admin, &args.api).await?;
 
-    println!(
-        "{}",
-        banner(
-            &args,
-            &tokens,
-            control_plane.addr,
-            enforcer.grpc_addr,
-            proxy,
-            upstream
-        )
-    );
+    let addrs = Addresses {
+        control_plane: control_plane.addr,
+        check: enforcer.grpc_addr,
+        proxy,
+        upstream,
+    };
+    // Only a hint for a second `ipgate dev`: the lock itself is what counts.
+    if let Err(e) = lock.record(Some(&addrs)) {
+        tracing::warn!(error = %e, path = %lock.path.display(), "cannot record the addresses in the lock file");
+    }
+    println!("{}", banner(&args, &tokens, &addrs));
 
     crate::shutdown_signal().await?;
     enforcer.shutdown().await?;
     control_plane.shutdown().await?;
+    drop(lock);
     Ok(())
+}
+
+/// What to say when a listener could not be bound.
+fn busy_hint(what: &str, flag: &str, addr: SocketAddr) -> String {
+    format!(
+        "cannot start {what} on {addr}; if another program holds it, choose another address \
+         with {flag} (port 0 picks a free one)"
+    )
+}
+
+/// Where this `ipgate dev` listens.
+struct Addresses {
+    control_plane: SocketAddr,
+    check: SocketAddr,
+    proxy: SocketAddr,
+    upstream: SocketAddr,
+}
+
+/// An exclusive lock on `<dir>/dev.lock`, held while `ipgate dev` runs. The
+/// system releases it when the process ends, however it ends, so a crashed
+/// run never blocks the next. The file records the pid and the addresses,
+/// for the message a second `ipgate dev` prints.
+struct StateLock {
+    file: File,
+    path: PathBuf,
+}
+
+impl StateLock {
+    fn acquire(dir: &Path) -> anyhow::Result<StateLock> {
+        let path = dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(already_running(dir, &holder));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+            }
+        }
+        let lock = StateLock { file, path };
+        lock.record(None)
+            .with_context(|| format!("cannot write {}", lock.path.display()))?;
+        Ok(lock)
+    }
+
+    /// Writes this process's id and, once known, its addresses.
+    fn record(&self, addrs: Option<&Addresses>) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut text = format!("pid={}\n", std::process::id());
+        if let Some(a) = addrs {
+            text.push_str(&format!(
+                "control_plane={}\ncheck={}\nproxy={}\nupstream={}\n",
+                a.control_plane, a.check, a.proxy, a.upstream
+            ));
+        }
+        self.file.set_len(0)?;
+        self.file.write_all_at(text.as_bytes(), 0)
+    }
+}
+
+/// The refusal a second `ipgate dev` on the same folder prints, from what
+/// the first one recorded in the lock file.
+fn already_running(dir: &Path, recorded: &str) -> String {
+    let field = |name: &str| {
+        recorded.lines().find_map(|line| {
+            line.strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+        })
+    };
+    let dir = dir.display();
+    let pid = field("pid");
+    let mut text =
+        format!("another `ipgate dev` seems to be running already with the state folder {dir}");
+    match pid {
+        Some(pid) => text.push_str(&format!(" (pid {pid})")),
+        None => text.push_str(" (its pid was not recorded)"),
+    }
+    match (
+        field("control_plane"),
+        field("check"),
+        field("proxy"),
+        field("upstream"),
+    ) {
+        (Some(cp), Some(check), Some(proxy), Some(upstream)) => text.push_str(&format!(
+            ".\n  control plane (admin API, sync)  {cp}\n  enforcer check door (gRPC)       {check}\n  \
+             enforcer proxy                   http://{proxy}\n  demo upstream                    http://{upstream}\n"
+        )),
+        _ => text.push_str(", still starting.\n"),
+    }
+    let stop = match pid {
+        Some(pid) => format!("Ctrl-C in its terminal, or `kill {pid}`"),
+        None => "Ctrl-C in its terminal".to_owned(),
+    };
+    text.push_str(&format!(
+        "Use that one, stop it ({stop}), or start this one with a state folder of its own (--dir) \
+         and other addresses."
+    ));
+    text
 }
 
 /// Creates the API the dev proxy serves, unless it exists.
@@ -174,16 +318,15 @@ async fn create_demo_api(addr: SocketAddr, token: &str, slug: &str) -> anyhow::R
     }
 }
 
-fn banner(
-    args: &DevArgs,
-    tokens: &DevTokens,
-    control_plane: SocketAddr,
-    check: SocketAddr,
-    proxy: SocketAddr,
-    upstream: SocketAddr,
-) -> String {
+fn banner(args: &DevArgs, tokens: &DevTokens, addrs: &Addresses) -> String {
     let dir = args.dir.display();
     let api = &args.api;
+    let Addresses {
+        control_plane,
+        check,
+        proxy,
+        upstream,
+    } = addrs;
     format!(
         r#"
 ipgate dev is running. State and tokens are in {dir}/.
@@ -202,7 +345,7 @@ Try it (README.md walks through more):
     {control_plane} ipgate.admin.v1.AdminService/CreateApiKey
   curl -i -H "X-API-Key: <the secret from above>" http://{proxy}/hello
 
-Or with the ipgate CLI (README.md, "The ipgate CLI"):
+Or with the ipgate CLI (README.md, "The ipgate CLI", puts it on your PATH):
 {addr_export}
   ipgate apis list
   ipgate keys create --api {api} --name "my first key"
@@ -210,7 +353,7 @@ Or with the ipgate CLI (README.md, "The ipgate CLI"):
 Press Ctrl-C to stop.
 "#,
         admin = tokens.admin,
-        addr_export = addr_export(control_plane),
+        addr_export = addr_export(*control_plane),
     )
 }
 
@@ -231,4 +374,104 @@ pub fn bootstrap_notice(tokens: &ipgate_control_plane::BootstrapTokens) -> Strin
         "First start: made the bootstrap tokens below. They are stored only as hashes and shown only now.\n  owner admin token: {}\n  enforcer token:    {}",
         tokens.owner, tokens.enforcer
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        dev: DevArgs,
+    }
+
+    fn parse(args: &[&str]) -> DevArgs {
+        Cli::try_parse_from(std::iter::once("dev").chain(args.iter().copied()))
+            .expect("dev flags parse")
+            .dev
+    }
+
+    /// Linux gives outgoing connections ports from 32768 up; a default in
+    /// that range can be taken by one just when `ipgate dev` binds it.
+    #[test]
+    fn default_ports_are_below_the_ephemeral_range_and_agree() {
+        let dev = parse(&[]);
+        for addr in [
+            dev.listen,
+            dev.grpc_listen,
+            dev.proxy_listen,
+            dev.upstream_listen,
+        ] {
+            assert!(addr.port() < 32768, "{addr}");
+            assert!(addr.ip().is_loopback(), "{addr}");
+        }
+        assert_eq!(dev.listen.to_string(), "127.0.0.1:7151");
+        assert_eq!(dev.grpc_listen.to_string(), "127.0.0.1:7161");
+        assert_eq!(dev.proxy_listen.to_string(), "127.0.0.1:7180");
+        assert_eq!(dev.upstream_listen.to_string(), "127.0.0.1:7181");
+        // The CLI and the enforcer look for the control plane where it listens.
+        let listen = format!("http://{DEFAULT_LISTEN}");
+        assert_eq!(crate::admin::DEFAULT_ADDR, listen);
+        assert_eq!(ipgate_enforcer::config::DEFAULT_CONTROL_PLANE, listen);
+        assert_eq!(addr_export(DEFAULT_LISTEN), "", "no IPGATE_ADDR needed");
+    }
+
+    #[test]
+    fn server_flags_reach_dev() {
+        let dev = parse(&[
+            "--allow-private-ranges",
+            "--max-key-entries",
+            "2",
+            "--max-api-entries",
+            "3",
+            "--expiry-sweep-interval",
+            "200ms",
+            "--usage-retention-days",
+            "4",
+            "--heartbeat-interval",
+            "1s",
+            "--change-log-retention",
+            "5",
+        ]);
+        let mut config = ipgate_control_plane::Config::with_database("sqlite://x.db");
+        dev.rules.apply(&mut config);
+        dev.timing.apply(&mut config);
+        assert!(config.allow_private_ranges);
+        assert_eq!(config.max_key_entries, 2);
+        assert_eq!(config.max_api_entries, 3);
+        assert_eq!(
+            config.expiry_sweep_interval,
+            std::time::Duration::from_millis(200)
+        );
+        assert_eq!(config.usage_retention_days, 4);
+        assert_eq!(config.heartbeat_interval, std::time::Duration::from_secs(1));
+        assert_eq!(config.change_log_retention, 5);
+    }
+
+    #[test]
+    fn a_second_dev_names_the_first() {
+        let text = already_running(
+            Path::new(".ipgate"),
+            "pid=42\ncontrol_plane=127.0.0.1:7151\ncheck=127.0.0.1:7161\nproxy=127.0.0.1:7180\nupstream=127.0.0.1:7181\n",
+        );
+        for shown in [
+            "already",
+            "state folder .ipgate",
+            "pid 42",
+            "127.0.0.1:7151",
+            "127.0.0.1:7161",
+            "http://127.0.0.1:7180",
+            "kill 42",
+            "--dir",
+        ] {
+            assert!(text.contains(shown), "{shown:?} missing from {text}");
+        }
+        let starting = already_running(Path::new("s"), "pid=7\n");
+        assert!(starting.contains("(pid 7), still starting"), "{starting}");
+        let unknown = already_running(Path::new("s"), "");
+        assert!(unknown.contains("not recorded"), "{unknown}");
+    }
 }

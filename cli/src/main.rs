@@ -32,7 +32,7 @@ enum Command {
     /// Run a control plane (SQLite under ./.ipgate/), one enforcer and a demo upstream, all on loopback.
     Dev(dev::DevArgs),
     /// Run the control plane: admin API, sync server, usage log.
-    ControlPlane(ipgate_control_plane::Config),
+    ControlPlane(ipgate_control_plane::config::ControlPlaneArgs),
     /// Run an enforcer: sync client and front doors.
     Enforcer(ipgate_enforcer::Config),
 
@@ -110,8 +110,8 @@ async fn serve(log: logging::LogArgs, command: Command) -> anyhow::Result<()> {
     logging::init(&log)?;
     match command {
         Command::Dev(args) => dev::run(args).await,
-        Command::ControlPlane(config) => {
-            let running = ipgate_control_plane::start(config).await?;
+        Command::ControlPlane(args) => {
+            let running = ipgate_control_plane::start(args.into_config()).await?;
             if let Some(tokens) = &running.bootstrap {
                 println!("{}", dev::bootstrap_notice(tokens));
             }

@@ -1,12 +1,25 @@
-//! The control plane's configuration: flags, each with an `IPGATE_…`
-//! environment variable, a default and a help text.
+//! The control plane's configuration, and the flags that make it.
+//!
+//! [`Config`] is what [`crate::start`] runs with. The flags come in groups
+//! (clap `Args`, each flag with an `IPGATE_…` environment variable, a default
+//! and a help text): [`ControlPlaneArgs`] is `ipgate control-plane`, and
+//! `ipgate dev` flattens the same [`RuleArgs`] and [`TimingArgs`], so a flag
+//! that matters for trying things out is defined once and reaches both.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    time::Duration,
+};
 
 use ipgate_shared::{ListRules, allowlist};
 
+/// Port of the default `--listen`. Below 32768 on purpose: Linux hands out
+/// outgoing connections' ports from 32768–60999, and one of those can hold a
+/// default port in that range just when a server wants to bind it.
+pub const DEFAULT_PORT: u16 = 7151;
 /// Default `--listen`.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, DEFAULT_PORT));
 /// Default `--database`.
 pub const DEFAULT_DATABASE: &str = "sqlite://.ipgate/ipgate.db";
 /// Default `--heartbeat-interval`.
@@ -19,50 +32,29 @@ pub const DEFAULT_USAGE_RETENTION_DAYS: u32 = 30;
 pub const DEFAULT_EXPIRY_SWEEP_INTERVAL: Duration = Duration::from_secs(10);
 
 /// How to run the control plane.
-#[derive(clap::Args, Clone, Debug)]
+#[derive(Clone, Debug)]
 pub struct Config {
-    /// Address of the gRPC server (admin API, sync, reflection, health); port 0 picks a free port.
-    #[arg(long, env = "IPGATE_LISTEN", default_value = DEFAULT_LISTEN)]
+    /// Address of the gRPC server; port 0 picks a free port.
     pub listen: SocketAddr,
-
-    /// Database URL: `sqlite://PATH` (file and directory created if missing) or `postgres://…`.
-    #[arg(long, env = "IPGATE_DATABASE", default_value = DEFAULT_DATABASE)]
+    /// Database URL: `sqlite://PATH` or `postgres://…`.
     pub database: String,
-
-    /// Accept private, link-local and unique-local ranges in allowlists (for enforcers that see internal addresses).
-    #[arg(long, env = "IPGATE_ALLOW_PRIVATE_RANGES", default_value_t = false)]
+    /// Accept private, link-local and unique-local ranges in allowlists.
     pub allow_private_ranges: bool,
-
     /// Most entries an API key's allowlist may hold.
-    #[arg(long, env = "IPGATE_MAX_KEY_ENTRIES", default_value_t = allowlist::DEFAULT_MAX_KEY_ENTRIES)]
     pub max_key_entries: usize,
-
     /// Most entries an API's allowlist may hold.
-    #[arg(long, env = "IPGATE_MAX_API_ENTRIES", default_value_t = allowlist::DEFAULT_MAX_API_ENTRIES)]
     pub max_api_entries: usize,
-
-    /// How often an idle sync stream carries a heartbeat: `500ms`, `5s`, `2m`, or plain seconds (`5`).
-    #[arg(long, env = "IPGATE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    /// How often an idle sync stream carries a heartbeat.
     pub heartbeat_interval: Duration,
-
-    /// Revisions kept in the change log; an enforcer further behind gets a full snapshot.
-    #[arg(long, env = "IPGATE_CHANGE_LOG_RETENTION", default_value_t = DEFAULT_CHANGE_LOG_RETENTION)]
+    /// Revisions kept in the change log.
     pub change_log_retention: u64,
-
-    /// Days usage-log events are kept before they are pruned.
-    #[arg(long, env = "IPGATE_USAGE_RETENTION_DAYS", default_value_t = DEFAULT_USAGE_RETENTION_DAYS)]
+    /// Days usage-log events are kept.
     pub usage_retention_days: u32,
-
-    /// How often expired allowlist entries are removed from the store (they stop matching on enforcers at their instant regardless).
-    #[arg(long, env = "IPGATE_EXPIRY_SWEEP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    /// How often expired allowlist entries are removed from the store.
     pub expiry_sweep_interval: Duration,
-
-    /// Owner admin token to make sure exists at start (prefer the environment variable to the flag).
-    #[arg(long, env = "IPGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    /// Owner admin token to make sure exists at start.
     pub bootstrap_token: Option<String>,
-
-    /// Enforcer token to make sure exists at start (prefer the environment variable to the flag).
-    #[arg(long, env = "IPGATE_BOOTSTRAP_ENFORCER_TOKEN", hide_env_values = true)]
+    /// Enforcer token to make sure exists at start.
     pub bootstrap_enforcer_token: Option<String>,
 }
 
@@ -70,7 +62,7 @@ impl Config {
     /// The defaults, with `database` as the store: what tests and `ipgate dev` start from.
     pub fn with_database(database: impl Into<String>) -> Self {
         Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            listen: DEFAULT_LISTEN,
             database: database.into(),
             allow_private_ranges: false,
             max_key_entries: allowlist::DEFAULT_MAX_KEY_ENTRIES,
@@ -101,6 +93,122 @@ impl Config {
     }
 }
 
+/// The flags of `ipgate control-plane`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ControlPlaneArgs {
+    /// Address of the gRPC server (admin API, sync, reflection, health); port 0 picks a free port.
+    #[arg(long, env = "IPGATE_LISTEN", default_value_t = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://PATH` (file and directory created if missing) or `postgres://…`.
+    #[arg(long, env = "IPGATE_DATABASE", default_value = DEFAULT_DATABASE)]
+    pub database: String,
+
+    #[command(flatten)]
+    pub rules: RuleArgs,
+
+    #[command(flatten)]
+    pub timing: TimingArgs,
+
+    /// Owner admin token to make sure exists at start (prefer the environment variable to the flag).
+    #[arg(long, env = "IPGATE_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+
+    /// Enforcer token to make sure exists at start (prefer the environment variable to the flag).
+    #[arg(long, env = "IPGATE_BOOTSTRAP_ENFORCER_TOKEN", hide_env_values = true)]
+    pub bootstrap_enforcer_token: Option<String>,
+}
+
+impl ControlPlaneArgs {
+    /// The configuration these flags describe.
+    pub fn into_config(self) -> Config {
+        let ControlPlaneArgs {
+            listen,
+            database,
+            rules,
+            timing,
+            bootstrap_token,
+            bootstrap_enforcer_token,
+        } = self;
+        let mut config = Config::with_database(database);
+        config.listen = listen;
+        config.bootstrap_token = bootstrap_token;
+        config.bootstrap_enforcer_token = bootstrap_enforcer_token;
+        rules.apply(&mut config);
+        timing.apply(&mut config);
+        config
+    }
+}
+
+/// What an allowlist may hold (shared by `ipgate control-plane` and `ipgate dev`).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Allowlist rules")]
+pub struct RuleArgs {
+    /// Accept private, link-local and unique-local ranges in allowlists (for enforcers that see internal addresses).
+    #[arg(long, env = "IPGATE_ALLOW_PRIVATE_RANGES", default_value_t = false)]
+    pub allow_private_ranges: bool,
+
+    /// Most entries an API key's allowlist may hold.
+    #[arg(long, env = "IPGATE_MAX_KEY_ENTRIES", default_value_t = allowlist::DEFAULT_MAX_KEY_ENTRIES)]
+    pub max_key_entries: usize,
+
+    /// Most entries an API's allowlist may hold.
+    #[arg(long, env = "IPGATE_MAX_API_ENTRIES", default_value_t = allowlist::DEFAULT_MAX_API_ENTRIES)]
+    pub max_api_entries: usize,
+}
+
+impl RuleArgs {
+    /// Puts these rules into `config`.
+    pub fn apply(self, config: &mut Config) {
+        // Destructured, so a new flag cannot be forgotten here.
+        let RuleArgs {
+            allow_private_ranges,
+            max_key_entries,
+            max_api_entries,
+        } = self;
+        config.allow_private_ranges = allow_private_ranges;
+        config.max_key_entries = max_key_entries;
+        config.max_api_entries = max_api_entries;
+    }
+}
+
+/// Intervals and retention (shared by `ipgate control-plane` and `ipgate dev`).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Intervals and retention")]
+pub struct TimingArgs {
+    /// How often an idle sync stream carries a heartbeat: `500ms`, `5s`, `2m`, or plain seconds (`5`).
+    #[arg(long, env = "IPGATE_HEARTBEAT_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+
+    /// Revisions kept in the change log; an enforcer further behind gets a full snapshot.
+    #[arg(long, env = "IPGATE_CHANGE_LOG_RETENTION", default_value_t = DEFAULT_CHANGE_LOG_RETENTION)]
+    pub change_log_retention: u64,
+
+    /// Days usage-log events are kept before they are pruned.
+    #[arg(long, env = "IPGATE_USAGE_RETENTION_DAYS", default_value_t = DEFAULT_USAGE_RETENTION_DAYS)]
+    pub usage_retention_days: u32,
+
+    /// How often expired allowlist entries are removed from the store (they stop matching on enforcers at their instant regardless).
+    #[arg(long, env = "IPGATE_EXPIRY_SWEEP_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub expiry_sweep_interval: Duration,
+}
+
+impl TimingArgs {
+    /// Puts these intervals into `config`.
+    pub fn apply(self, config: &mut Config) {
+        let TimingArgs {
+            heartbeat_interval,
+            change_log_retention,
+            usage_retention_days,
+            expiry_sweep_interval,
+        } = self;
+        config.heartbeat_interval = heartbeat_interval;
+        config.change_log_retention = change_log_retention;
+        config.usage_retention_days = usage_retention_days;
+        config.expiry_sweep_interval = expiry_sweep_interval;
+    }
+}
+
 /// Parses a positive duration: `250ms`, `5s`, `2m`, `1h` (humantime's
 /// syntax) or plain seconds (`5`).
 pub fn parse_duration(input: &str) -> Result<Duration, String> {
@@ -128,7 +236,12 @@ mod tests {
     #[derive(Parser)]
     struct Cli {
         #[command(flatten)]
-        config: Config,
+        args: ControlPlaneArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Cli::try_parse_from(std::iter::once("control-plane").chain(args.iter().copied()))
+            .map(|cli| cli.args.into_config())
     }
 
     #[test]
@@ -146,7 +259,7 @@ mod tests {
 
     #[test]
     fn flag_defaults_match_with_database() {
-        let parsed = Cli::try_parse_from(["control-plane"]).expect("defaults parse");
+        let parsed = parse(&[]).expect("defaults parse");
         let expected = Config::with_database(DEFAULT_DATABASE);
         let Config {
             listen,
@@ -158,10 +271,11 @@ mod tests {
             change_log_retention,
             usage_retention_days,
             expiry_sweep_interval,
-            bootstrap_token: _,
-            bootstrap_enforcer_token: _,
-        } = parsed.config;
+            bootstrap_token,
+            bootstrap_enforcer_token,
+        } = parsed;
         assert_eq!(listen, expected.listen);
+        assert_eq!(listen.to_string(), "127.0.0.1:7151");
         assert_eq!(database, expected.database);
         assert_eq!(allow_private_ranges, expected.allow_private_ranges);
         assert_eq!(max_key_entries, expected.max_key_entries);
@@ -170,5 +284,47 @@ mod tests {
         assert_eq!(change_log_retention, expected.change_log_retention);
         assert_eq!(usage_retention_days, expected.usage_retention_days);
         assert_eq!(expiry_sweep_interval, expected.expiry_sweep_interval);
+        assert_eq!(bootstrap_token, None);
+        assert_eq!(bootstrap_enforcer_token, None);
+    }
+
+    #[test]
+    fn every_flag_reaches_the_config() {
+        let config = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            "sqlite://x.db",
+            "--allow-private-ranges",
+            "--max-key-entries",
+            "3",
+            "--max-api-entries",
+            "4",
+            "--heartbeat-interval",
+            "250ms",
+            "--change-log-retention",
+            "5",
+            "--usage-retention-days",
+            "6",
+            "--expiry-sweep-interval",
+            "7s",
+            "--bootstrap-token",
+            "owner",
+            "--bootstrap-enforcer-token",
+            "enforcer",
+        ])
+        .expect("flags parse");
+        assert_eq!(config.listen.port(), 0);
+        assert_eq!(config.database, "sqlite://x.db");
+        assert!(config.allow_private_ranges);
+        assert_eq!(config.key_rules().max_entries, 3);
+        assert_eq!(config.api_rules().max_entries, 4);
+        assert!(config.key_rules().allow_private_ranges);
+        assert_eq!(config.heartbeat_interval, Duration::from_millis(250));
+        assert_eq!(config.change_log_retention, 5);
+        assert_eq!(config.usage_retention_days, 6);
+        assert_eq!(config.expiry_sweep_interval, Duration::from_secs(7));
+        assert_eq!(config.bootstrap_token.as_deref(), Some("owner"));
+        assert_eq!(config.bootstrap_enforcer_token.as_deref(), Some("enforcer"));
     }
 }

@@ -5,6 +5,17 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use http::Uri;
 use ipgate_shared::{ApiSlug, EnforcerId};
 
+// Default ports sit below 32768, out of Linux's range for outgoing
+// connections' ports (32768–60999), so no client of ours or of anyone else
+// can be holding one when the enforcer starts.
+
+/// Default `--control-plane`: where `ipgate control-plane` listens by default.
+pub const DEFAULT_CONTROL_PLANE: &str = "http://127.0.0.1:7151";
+/// Default `--grpc-listen`.
+pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:7161";
+/// Default `--proxy-listen`.
+pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7180";
+
 /// How an enforcer is started (`ipgate enforcer --help`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
@@ -14,7 +25,7 @@ pub struct Config {
         long = "control-plane",
         env = "IPGATE_CONTROL_PLANE",
         value_delimiter = ',',
-        default_value = "http://127.0.0.1:50051"
+        default_value = DEFAULT_CONTROL_PLANE
     )]
     pub control_plane: Vec<Uri>,
 
@@ -27,11 +38,11 @@ pub struct Config {
     pub id: EnforcerId,
 
     /// Address of the gRPC door (Check, reflection, health).
-    #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = "127.0.0.1:50061")]
+    #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
     pub grpc_listen: SocketAddr,
 
     /// Address of the HTTP reverse proxy; used only with --upstream.
-    #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = "127.0.0.1:8080")]
+    #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
     pub proxy_listen: SocketAddr,
 
     /// Service behind the reverse proxy (`http://host:port`); turns the proxy on.
@@ -142,10 +153,10 @@ mod tests {
         let c = parse(&["--token", "ipg_enf_x"]).unwrap();
         assert_eq!(
             c.control_plane,
-            vec![Uri::from_static("http://127.0.0.1:50051")]
+            vec![Uri::from_static("http://127.0.0.1:7151")]
         );
-        assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:50061");
-        assert_eq!(c.proxy_listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:7161");
+        assert_eq!(c.proxy_listen.to_string(), "127.0.0.1:7180");
         assert!(!c.fail_open_until_synced);
         assert_eq!(
             c.reconnect_bounds(),

@@ -74,7 +74,7 @@ fn channel(uri: &Uri) -> Result<Channel, Error> {
         }
         _ => {
             return Err(Error::Config(format!(
-                "--control-plane {uri}: expected an address like http://127.0.0.1:50051"
+                "--control-plane {uri}: expected an address like http://127.0.0.1:7151"
             )));
         }
     }

@@ -19,16 +19,15 @@ impl Backend {
     }
 
     /// A new, empty database in the test PostgreSQL named by
-    /// `IPGATE_TEST_POSTGRES_URL`. Without it the test is skipped (`None`),
-    /// except under `CI=true`, where it fails.
+    /// `IPGATE_TEST_POSTGRES_URL`. Without it the test is skipped (`None`)
+    /// and says so ([`crate::skip::skip`]), except under `CI=true`, where it
+    /// fails.
     pub async fn postgres() -> Option<Backend> {
         let Ok(admin_url) = std::env::var("IPGATE_TEST_POSTGRES_URL") else {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "CI=true but IPGATE_TEST_POSTGRES_URL is not set: run the suite with tests/run.sh, which starts PostgreSQL"
-                );
-            }
-            eprintln!("skipped: IPGATE_TEST_POSTGRES_URL is not set (tests/run.sh sets it)");
+            crate::skip::skip(
+                "no PostgreSQL: IPGATE_TEST_POSTGRES_URL is not set (tests/run.sh sets it once \
+                 tests/postgres.sh has started one; by hand: `eval \"$(tests/postgres.sh start)\"`)",
+            );
             return None;
         };
         let name = format!("ipgate_e2e_{}", uuid::Uuid::new_v4().simple());

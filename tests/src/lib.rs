@@ -10,6 +10,8 @@ pub mod docs;
 pub mod events;
 pub mod http;
 pub mod process;
+pub mod skip;
+pub mod timing;
 pub mod tools;
 pub mod upstream;
 pub mod world;

@@ -86,7 +86,19 @@ impl Proc {
     }
 
     /// Spawns `cmd` with its logs in a file and waits for its ready lines.
-    fn spawn(name: &str, mut cmd: Command, ready: &[&str]) -> (Proc, Vec<SocketAddr>) {
+    fn spawn(name: &str, cmd: Command, ready: &[&str]) -> (Proc, Vec<SocketAddr>) {
+        Self::spawn_until(name, cmd, ready, None)
+    }
+
+    /// Like [`Proc::spawn`], and also waits for a line that starts with
+    /// `last` (printed once the process is ready for use, after its
+    /// listeners' lines).
+    fn spawn_until(
+        name: &str,
+        mut cmd: Command,
+        ready: &[&str],
+        last: Option<&str>,
+    ) -> (Proc, Vec<SocketAddr>) {
         let log_dir = std::env::temp_dir().join("ipgate-e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log directory");
         let log = log_dir.join(format!("{name}-{}.log", uuid::Uuid::new_v4().simple()));
@@ -118,15 +130,19 @@ impl Proc {
         // The ready lines may come in any order.
         let mut addrs: Vec<Option<SocketAddr>> = vec![None; ready.len()];
         let deadline = std::time::Instant::now() + READY_TIMEOUT;
-        while addrs.iter().any(Option::is_none) {
+        let mut last_seen = last.is_none();
+        while !last_seen || addrs.iter().any(Option::is_none) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             let Ok(line) = rx.recv_timeout(left) else {
                 panic!(
-                    "{name} did not print {ready:?} in time; its log ({}):\n{}",
+                    "{name} did not print {ready:?} (and {last:?}) in time; its log ({}):\n{}",
                     proc.log.display(),
                     proc.log_tail()
                 );
             };
+            if last.is_some_and(|l| line.starts_with(l)) {
+                last_seen = true;
+            }
             for (marker, slot) in ready.iter().zip(addrs.iter_mut()) {
                 if let Some((_, rest)) = line.split_once(marker) {
                     let addr = rest.trim().parse::<SocketAddr>();
@@ -367,42 +383,145 @@ impl Enforcer {
     }
 }
 
-/// `ipgate dev` with its default addresses, in a working directory of the
-/// test's choosing (its state goes to `<dir>/.ipgate/`).
+/// `ipgate dev` in a working directory of the test's choosing (its state
+/// goes to `<dir>/.ipgate/`), on free ports unless the test names others.
 pub struct DevMode {
-    _proc: Proc,
+    proc: Proc,
+    dir: PathBuf,
     /// The control plane's address, as `ipgate dev` printed it.
     pub control_plane: SocketAddr,
+    /// The enforcer's gRPC check door.
+    pub check: SocketAddr,
     /// The enforcer's HTTP proxy address.
     pub proxy: SocketAddr,
 }
 
+/// The listeners of `ipgate dev`, each bound to a free port unless given.
+const DEV_LISTENERS: [&str; 4] = [
+    "--listen",
+    "--grpc-listen",
+    "--proxy-listen",
+    "--upstream-listen",
+];
+
 impl DevMode {
-    /// Starts `ipgate dev` in `dir` and waits until both parts listen.
+    /// Starts `ipgate dev` in `dir` on free ports and waits until it listens.
     pub fn start(dir: &Path) -> DevMode {
-        Self::start_with(dir, &[])
+        Self::start_with(dir, &[], &[])
     }
 
-    /// Starts `ipgate dev <args>` in `dir` (e.g. other addresses).
-    pub fn start_with(dir: &Path, args: &[&str]) -> DevMode {
-        let args: Vec<String> = std::iter::once("dev")
-            .chain(args.iter().copied())
-            .map(str::to_owned)
-            .collect();
-        let (proc, addrs) = Proc::start_in(
-            Some(dir),
+    /// Starts `ipgate dev <args>` in `dir` with `envs` set; every listener
+    /// `args` does not name gets a free port.
+    pub fn start_with(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> DevMode {
+        let mut cmd = Command::new(ipgate_bin());
+        cmd.args(dev_args(args)).current_dir(dir);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        // The banner comes once the demo API exists.
+        let (proc, addrs) = Proc::spawn_until(
             "dev",
-            &args,
-            &[],
+            cmd,
             &[
                 "control-plane serving gRPC on",
+                "enforcer serving gRPC on",
                 "enforcer serving HTTP proxy on",
             ],
+            Some("ipgate dev is running."),
         );
         DevMode {
-            _proc: proc,
+            proc,
+            dir: dir.to_path_buf(),
             control_plane: addrs[0],
-            proxy: addrs[1],
+            check: addrs[1],
+            proxy: addrs[2],
+        }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
+    /// An admin client with the owner token it keeps in `.ipgate/admin-token`.
+    pub async fn admin(&self) -> AdminClient {
+        let path = self.dir.join(".ipgate/admin-token");
+        let token =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let channel = Channel::from_shared(format!("http://{}", self.control_plane))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to the dev control plane");
+        AdminServiceClient::with_interceptor(channel, Bearer::new(token.trim()))
+    }
+
+    /// Kills it with SIGKILL, like a crash.
+    pub fn kill(mut self) {
+        self.proc.kill();
+    }
+
+    /// Waits until the dev enforcer has its first snapshot: the proxy then
+    /// answers a request without a key with 401 (503 before).
+    pub async fn wait_synced(&self) {
+        let proxy = self.proxy;
+        crate::eventually(
+            std::time::Duration::from_secs(30),
+            "the dev enforcer to sync",
+            || async move {
+                let res = crate::http::get(crate::admin::ip("127.0.0.1"), proxy, "/", &[]).await;
+                (res.status == 401).then_some(())
+            },
+        )
+        .await;
+    }
+}
+
+/// `dev <args>`, with `127.0.0.1:0` for every listener `args` leaves out.
+pub fn dev_args(args: &[&str]) -> Vec<String> {
+    let mut all = vec!["dev".to_owned()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    for flag in DEV_LISTENERS {
+        if !args.contains(&flag) {
+            all.extend([flag.to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+    }
+    all
+}
+
+/// Runs `ipgate <args>` in `dir` with `envs` until it exits, at most
+/// `timeout` (then it is killed and the test fails): for commands that must
+/// end by themselves, like a refused start.
+pub fn run_to_end(
+    dir: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> std::process::Output {
+    let mut cmd = Command::new(ipgate_bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("start ipgate");
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        match child.try_wait().expect("wait for ipgate") {
+            Some(_) => return child.wait_with_output().expect("ipgate output"),
+            None if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let out = child.wait_with_output().expect("ipgate output");
+                panic!(
+                    "`ipgate {}` still ran after {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
         }
     }
 }

@@ -1,85 +1,85 @@
-//! The README's "The ipgate CLI" section, run as written: its `sh` blocks
-//! in order, in bash, with the built `ipgate` first on PATH, against
-//! `ipgate dev`.
+//! The README's "The ipgate CLI" section, run as written: its first block
+//! (build the binary, put it on PATH) in the repository's root, as the
+//! README has it run from the checkout; the rest in order, in bash, with
+//! the PATH the first block left, against `ipgate dev`.
 //!
-//! `ipgate dev` runs on ports of its own (so a developer's own `ipgate dev`
-//! on the defaults does not get in the way): the commands find it through
-//! `IPGATE_ADDR`, and the one line naming the dev proxy's address has its
-//! port moved. Alone in its test binary: no other test's connections may
-//! hold one of these fixed ports as an ephemeral port meanwhile.
+//! `ipgate dev` runs on free ports (so a developer's own `ipgate dev` on the
+//! defaults does not get in the way): the commands find it through
+//! `IPGATE_ADDR`, and the one line naming the dev proxy's address is
+//! pointed at the proxy it bound.
 
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
-use ipgate_tests::{
-    docs, eventually,
-    process::{DevMode, ipgate_bin},
-    tools,
-};
+use ipgate_tests::{docs, process::DevMode, tools};
 
-const CONTROL_PLANE: &str = "127.0.0.1:50053";
-const CHECK: &str = "127.0.0.1:50063";
-const PROXY: &str = "127.0.0.1:8083";
-const UPSTREAM: &str = "127.0.0.1:8084";
-/// How the README names the dev proxy; replaced by [`PROXY`].
-const README_PROXY: &str = "PROXY=127.0.0.1:8080";
+/// How the README names the dev proxy.
+const README_PROXY: &str = "PROXY=127.0.0.1:7180 ";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_section_works_as_written() {
     if !tools::available(&["curl", "jq"]) {
         return;
     }
-    let script = docs::section_blocks(&docs::readme(), "The ipgate CLI").join("\n");
-    assert_eq!(
-        script.matches(README_PROXY).count(),
-        1,
-        "the section names the dev proxy once, as {README_PROXY:?}:\n{script}"
+    let blocks = docs::section_blocks(&docs::readme(), "The ipgate CLI");
+    let (install, rest) = blocks.split_first().expect("the section has blocks");
+    assert!(
+        install.contains("export PATH="),
+        "the section's first block puts ipgate on the PATH:\n{install}"
     );
     assert!(
-        !script.contains("50051") && !script.contains("--addr"),
+        !install.contains("--release") && !install.contains("cargo install"),
+        "the block the test runs builds a debug binary (the test stays fast):\n{install}"
+    );
+    assert_eq!(
+        docs::dev_default("--proxy-listen"),
+        README_PROXY.trim_start_matches("PROXY=").trim(),
+        "the README's PROXY is where `ipgate dev` puts its proxy by default"
+    );
+    let script = rest.join("\n");
+    assert!(
+        !script.contains("7151") && !script.contains("--addr"),
         "the commands rely on IPGATE_ADDR's default, not a written address"
     );
-    let script = script.replace(README_PROXY, &format!("PROXY={PROXY}"));
+
+    // The install block, in the checkout; what it leaves on PATH carries on.
+    let root = docs::repo_root();
+    let out = Command::new("bash")
+        .args([
+            "-euo",
+            "pipefail",
+            "-c",
+            &format!("{install}\nprintf '%s' \"$PATH\""),
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("run bash");
+    assert!(
+        out.status.success(),
+        "the install block failed\n{install}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = String::from_utf8(out.stdout).expect("PATH is UTF-8");
+    let bin_dir = root.join("target/debug");
+    assert!(
+        path.starts_with(&format!("{}:", bin_dir.display())),
+        "the install block puts {} first on PATH: {path}",
+        bin_dir.display()
+    );
+    assert!(
+        bin_dir.join("ipgate").exists(),
+        "it built target/debug/ipgate"
+    );
 
     let dir = tempfile::tempdir().expect("temporary directory");
-    let dev = DevMode::start_with(
-        dir.path(),
-        &[
-            "--listen",
-            CONTROL_PLANE,
-            "--grpc-listen",
-            CHECK,
-            "--proxy-listen",
-            PROXY,
-            "--upstream-listen",
-            UPSTREAM,
-        ],
-    );
-    let proxy = dev.proxy;
-    // The dev enforcer takes its first snapshot right after start.
-    eventually(
-        Duration::from_secs(15),
-        "the dev enforcer to sync",
-        || async move {
-            let res =
-                ipgate_tests::http::get("127.0.0.1".parse().expect("address"), proxy, "/", &[])
-                    .await;
-            (res.status == 401).then_some(())
-        },
-    )
-    .await;
+    let dev = DevMode::start(dir.path());
+    let script = docs::replace_once(&script, README_PROXY, &format!("PROXY={} ", dev.proxy));
+    dev.wait_synced().await;
 
-    let bin = ipgate_bin();
-    let bin_dir = bin.parent().expect("bin dir");
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(dir.path())
         .env("PATH", path)
-        .env("IPGATE_ADDR", format!("http://{CONTROL_PLANE}"))
+        .env("IPGATE_ADDR", format!("http://{}", dev.control_plane))
         .env("IPGATE_LOG", "warn")
         .env_remove("IPGATE_TOKEN")
         .output()

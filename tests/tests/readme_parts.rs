@@ -2,12 +2,17 @@
 //! control plane and an enforcer started exactly as the two blocks say,
 //! which then sync with the token the blocks share.
 //!
-//! Alone in its test binary: the commands bind fixed ports, and no other
-//! test's connections may hold one of them as an ephemeral port meanwhile.
+//! On free ports: the listen addresses the blocks name become port 0, and
+//! the enforcer is pointed at the address the control plane bound.
 
 use std::time::Duration;
 
 use ipgate_tests::{docs, eventually, http, process::DocCommand};
+
+/// Addresses the blocks name.
+const CONTROL_PLANE: &str = "127.0.0.1:7152";
+const CHECK: &str = "127.0.0.1:7162";
+const PROXY: &str = "127.0.0.1:7182";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_parts_run_alone_as_written() {
@@ -25,16 +30,35 @@ async fn the_parts_run_alone_as_written() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let control_plane = DocCommand::start(
         dir.path(),
-        &command(&blocks[0]),
+        &docs::replace_once(
+            &command(&blocks[0]),
+            &format!("--listen {CONTROL_PLANE} "),
+            "--listen 127.0.0.1:0 ",
+        ),
         &["control-plane serving gRPC on"],
     );
-    assert_eq!(control_plane.addrs[0].to_string(), "127.0.0.1:50052");
+    let mut enforcer_line = command(&blocks[1]);
+    for (from, to) in [
+        (
+            format!("--control-plane http://{CONTROL_PLANE} "),
+            format!("--control-plane http://{} ", control_plane.addrs[0]),
+        ),
+        (
+            format!("--grpc-listen {CHECK} "),
+            "--grpc-listen 127.0.0.1:0 ".to_owned(),
+        ),
+        (
+            format!("--proxy-listen {PROXY} "),
+            "--proxy-listen 127.0.0.1:0 ".to_owned(),
+        ),
+    ] {
+        enforcer_line = docs::replace_once(&enforcer_line, &from, &to);
+    }
     let enforcer = DocCommand::start(
         dir.path(),
-        &command(&blocks[1]),
+        &enforcer_line,
         &["enforcer serving gRPC on", "enforcer serving HTTP proxy on"],
     );
-    assert_eq!(enforcer.addrs[1].to_string(), "127.0.0.1:8082");
     assert!(
         dir.path().join("parts.db").exists(),
         "the SQLite file is where the README says"

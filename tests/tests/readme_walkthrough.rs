@@ -1,21 +1,31 @@
 //! The README's walkthrough, run as written: every `sh` block of its
-//! "Walkthrough" section, in order, in bash, against `ipgate dev` on its
-//! default addresses. What the commands print is checked against what the
-//! README says they show.
+//! "Walkthrough" section, in order, in bash, against `ipgate dev`. What the
+//! commands print is checked against what the README says they show. Then
+//! `docs/admin-api.md`, top to bottom, against the same `ipgate dev`: the
+//! README sends readers on to it, so the two must not clash.
 //!
-//! Alone in its test binary: `ipgate dev` binds fixed ports, and no other
-//! test's connections may hold one of them as an ephemeral port meanwhile.
+//! `ipgate dev` runs on free ports: the lines that set `CP`, `CHECK` and
+//! `PROXY` to its default addresses are pointed at the ones it bound, and
+//! no other line may name a default address.
 
-use std::{process::Command, time::Duration};
+use std::process::Command;
 
-use ipgate_tests::{docs, eventually, process::DevMode, tools};
+use ipgate_tests::{docs, process::DevMode, tools};
+
+/// The walkthrough's variables, the `ipgate dev` flag each stands for, and
+/// the address the README gives them.
+const VARIABLES: [(&str, &str, &str); 3] = [
+    ("CP", "--listen", "127.0.0.1:7151"),
+    ("CHECK", "--grpc-listen", "127.0.0.1:7161"),
+    ("PROXY", "--proxy-listen", "127.0.0.1:7180"),
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_walkthrough_works_as_written() {
+async fn the_walkthrough_then_the_admin_guide_work_as_written() {
     if !tools::available(&["grpcurl", "curl", "jq"]) {
         return;
     }
-    let script = docs::section_blocks(&docs::readme(), "Walkthrough").join("\n");
+    let mut script = docs::section_blocks(&docs::readme(), "Walkthrough").join("\n");
     assert!(
         script.contains("CreateApiKey"),
         "walkthrough blocks not found:\n{script}"
@@ -23,36 +33,33 @@ async fn the_walkthrough_works_as_written() {
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let dev = DevMode::start(dir.path());
-    assert_eq!(
-        dev.control_plane.to_string(),
-        "127.0.0.1:50051",
-        "the README assumes the default addresses"
-    );
-    assert_eq!(dev.proxy.to_string(), "127.0.0.1:8080");
-    // The enforcer takes its first snapshot right after start.
-    eventually(
-        Duration::from_secs(15),
-        "the dev enforcer to sync",
-        || async {
-            let out = Command::new("curl")
-                .args([
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code}",
-                    "http://127.0.0.1:8080/",
-                ])
-                .output()
-                .ok()?;
-            (String::from_utf8_lossy(&out.stdout) == "401").then_some(())
-        },
-    )
-    .await;
+    for (var, flag, readme_addr) in VARIABLES {
+        assert_eq!(
+            docs::dev_default(flag),
+            readme_addr,
+            "the README's {var} is where `ipgate dev` listens by default ({flag})"
+        );
+        let bound = match var {
+            "CP" => dev.control_plane,
+            "CHECK" => dev.check,
+            _ => dev.proxy,
+        };
+        script = docs::replace_once(
+            &script,
+            &format!("\n{var}={readme_addr} "),
+            &format!("\n{var}={bound} "),
+        );
+        assert!(
+            !script.contains(readme_addr),
+            "only the {var}= line may name {readme_addr}; the commands use ${var}:\n{script}"
+        );
+    }
+    dev.wait_synced().await;
 
     let out = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &script])
         .current_dir(dir.path())
+        .env_remove("IPGATE_TOKEN")
         .output()
         .expect("run bash");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -101,4 +108,9 @@ async fn the_walkthrough_works_as_written() {
             "error output lacks {expected:?}\n{stderr}"
         );
     }
+
+    // The guide next, on the same `ipgate dev`, reading its token where the
+    // README left it.
+    let transcript = docs::run_admin_guide(dir.path(), dev.control_plane, &[]);
+    println!("{transcript}");
 }

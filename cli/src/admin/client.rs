@@ -62,7 +62,7 @@ pub async fn connect(args: &AdminArgs) -> anyhow::Result<Admin> {
     let addr = normalize_addr(&args.addr);
     let endpoint = Endpoint::from_shared(addr.clone())
         .with_context(|| {
-            format!("--addr {addr:?} is not a valid address (try http://127.0.0.1:50051)")
+            format!("--addr {addr:?} is not a valid address (try http://127.0.0.1:7151)")
         })?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);

@@ -27,7 +27,7 @@ use client::Admin;
 use output::Output;
 
 /// Default `--addr`: where `ipgate dev` and `ipgate control-plane` listen.
-pub const DEFAULT_ADDR: &str = "http://127.0.0.1:50051";
+pub const DEFAULT_ADDR: &str = "http://127.0.0.1:7151";
 
 /// How to reach the admin API and how to print its answers.
 #[derive(Args, Debug, Clone)]

@@ -255,11 +255,7 @@ fn json_output_is_what_grpcurl_prints() {
         .output()
         .is_err()
     {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true but grpcurl is missing: tests/run.sh installs it"
-        );
-        eprintln!("skipped: grpcurl not installed");
+        crate::support::skip("grpcurl is not installed; tests/run.sh installs it");
         return;
     }
     let env = Env::start();

@@ -236,3 +236,30 @@ pub fn s<'a>(v: &'a Value, pointer: &str) -> &'a str {
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("no string at {pointer} in {v:#}"))
 }
+
+/// Records that the running test skips, for `reason`; panics instead under
+/// `CI=true`. A skip passes for cargo, which hides what passing tests print,
+/// so it is written straight to stderr (libtest captures only the print
+/// macros) and appended to the file `tests/run.sh` names in
+/// `IPGATE_TEST_SKIP_LOG`, which it sums up at the end of the run.
+#[track_caller]
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true, so this test may not skip: {reason}"
+    );
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test)")
+        .to_owned();
+    let line = format!("cli {test}: {reason}");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {line}");
+    if let Some(path) = std::env::var_os("IPGATE_TEST_SKIP_LOG") {
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
+    }
+}

@@ -41,15 +41,14 @@ impl Db {
     }
 
     /// A new database in the PostgreSQL named by `IPGATE_TEST_POSTGRES_URL`;
-    /// `None` (skip) when it is unset, except under `CI=true`, where it fails.
+    /// `None` (skip, and say so) when it is unset, except under `CI=true`,
+    /// where it fails.
     pub async fn postgres() -> Option<Db> {
         let Ok(admin_url) = std::env::var("IPGATE_TEST_POSTGRES_URL") else {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true but IPGATE_TEST_POSTGRES_URL is not set: start PostgreSQL with \
-                 `eval \"$(tests/postgres.sh start)\"` before running the tests"
+            skip(
+                "no PostgreSQL: IPGATE_TEST_POSTGRES_URL is not set (tests/run.sh sets it once \
+                 tests/postgres.sh has started one; by hand: `eval \"$(tests/postgres.sh start)\"`)",
             );
-            eprintln!("skipped: IPGATE_TEST_POSTGRES_URL is not set (tests/postgres.sh sets it)");
             return None;
         };
         let name = format!("ipgate_test_{}", uuid::Uuid::new_v4().simple());
@@ -87,6 +86,33 @@ impl Db {
     /// A control plane on this database.
     pub async fn start(&self) -> Running {
         start(self.config()).await.expect("start the control plane")
+    }
+}
+
+/// Records that the running test skips, for `reason`; panics instead under
+/// `CI=true`. A skip passes for cargo, which hides what passing tests print,
+/// so it is written straight to stderr (libtest captures only the print
+/// macros) and appended to the file `tests/run.sh` names in
+/// `IPGATE_TEST_SKIP_LOG`, which it sums up at the end of the run.
+#[track_caller]
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true, so this test may not skip: {reason}"
+    );
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("(unnamed test)")
+        .to_owned();
+    let line = format!("control_plane {test}: {reason}");
+    let _ = writeln!(std::io::stderr(), "SKIPPED {line}");
+    if let Some(path) = std::env::var_os("IPGATE_TEST_SKIP_LOG") {
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut file| file.write_all(format!("{line}\n").as_bytes()));
     }
 }
 
