@@ -47,7 +47,6 @@ impl SyncClient {
                 enforcer = %self.id,
                 control_plane = %uri,
                 resumed_from = known,
-                revision = tracing::field::Empty,
             );
             let report = session::run(&self.enforcer, &self.control_plane, client, &self.id)
                 .instrument(span.clone())

@@ -3,6 +3,7 @@
 
 mod events;
 mod grpc;
+mod logs;
 mod proxy;
 mod support;
 mod sync;
