@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use ipgate_shared::proto::{
-    FILE_DESCRIPTOR_SET, admin::v1::admin_service_server::AdminServiceServer,
+    CONTROL_PLANE_DESCRIPTOR_SET, admin::v1::admin_service_server::AdminServiceServer,
     sync::v1::sync_service_server::SyncServiceServer,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
@@ -85,12 +85,23 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 
     // grpcurl 1.8 speaks only v1alpha reflection; newer clients want v1.
     // The google.rpc error details are served too, so grpcurl prints field
-    // violations and lockout details as JSON instead of raw bytes.
+    // violations and lockout details as JSON instead of raw bytes; they
+    // define no service, so nothing more is listed. Only the services this
+    // port answers are listed (the check service is the enforcer's).
     let reflection = || {
         tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(CONTROL_PLANE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .with_service_name("ipgate.admin.v1.AdminService")
+            .with_service_name("ipgate.sync.v1.SyncService")
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
