@@ -4,9 +4,12 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use ipgate_shared::proto::{
-    CONTROL_PLANE_DESCRIPTOR_SET, admin::v1::admin_service_server::AdminServiceServer,
-    sync::v1::sync_service_server::SyncServiceServer,
+use ipgate_shared::{
+    proto::{
+        CONTROL_PLANE_DESCRIPTOR_SET, admin::v1::admin_service_server::AdminServiceServer,
+        sync::v1::sync_service_server::SyncServiceServer,
+    },
+    redact,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::transport::{Server, server::TcpIncoming};
@@ -46,7 +49,7 @@ pub struct Running {
 /// it listens, after printing `ipgate control-plane serving gRPC on <addr>`.
 pub async fn start(config: Config) -> Result<Running, Error> {
     let store = Arc::new(SqlStore::open(&config.database).await?);
-    tracing::info!(database = %redact(&config.database), backend = ?store.backend(), "database ready");
+    tracing::info!(database = %redact::url(&config.database), backend = ?store.backend(), "database ready");
     let bootstrap = ensure_tokens(&*store, &config).await?;
 
     let (shutdown, stop) = watch::channel(false);
@@ -253,37 +256,5 @@ async fn backfill_ip_keys<S: Store>(store: Arc<S>, stop: watch::Receiver<bool>) 
     }
     if filled > 0 {
         tracing::info!(events = filled, "usage-log address keys filled in");
-    }
-}
-
-/// The database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redact("postgres://ipgate:secret@db:5432/ipgate"),
-            "postgres://ipgate:***@db:5432/ipgate"
-        );
-        assert_eq!(redact("postgres://ipgate@db/x"), "postgres://ipgate@db/x");
-        assert_eq!(
-            redact("sqlite://.ipgate/ipgate.db"),
-            "sqlite://.ipgate/ipgate.db"
-        );
     }
 }
