@@ -1,41 +1,7 @@
 //! The enforcer's log lines, captured from the real `tracing` output of a
 //! sync client that the fake control plane drives.
 
-use std::{
-    io,
-    sync::{Arc, Mutex},
-};
-
-use crate::support::*;
-
-/// Log output collected in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| io::Error::other("log buffer poisoned"))?
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        let bytes = self.0.lock().expect("log buffer").clone();
-        String::from_utf8_lossy(&bytes)
-            .lines()
-            .filter(|line| line.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-}
+use crate::{log_capture, support::*};
 
 const REVISIONS: u64 = 1_000;
 
@@ -43,15 +9,8 @@ const REVISIONS: u64 = 1_000;
 /// the same length, naming only the revision it swapped in.
 #[tokio::test]
 async fn swap_lines_name_one_revision_however_long_the_session_lives() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    // The human format `ipgate enforcer` writes; this test's runtime runs
-    // every enforcer task on this thread, so a thread default sees them all.
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // This test's runtime runs every enforcer task on this thread.
+    let captured = log_capture::capture();
 
     let mut fake = FakeControlPlane::start().await;
     let world = World::new();

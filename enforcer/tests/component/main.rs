@@ -3,6 +3,7 @@
 
 mod events;
 mod grpc;
+mod log_capture;
 mod logs;
 mod proxy;
 mod support;
