@@ -4,9 +4,12 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use ipgate_shared::proto::{
-    FILE_DESCRIPTOR_SET, admin::v1::admin_service_server::AdminServiceServer,
-    sync::v1::sync_service_server::SyncServiceServer,
+use ipgate_shared::{
+    proto::{
+        CONTROL_PLANE_DESCRIPTOR_SET, admin::v1::admin_service_server::AdminServiceServer,
+        sync::v1::sync_service_server::SyncServiceServer,
+    },
+    redact,
 };
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tonic::transport::{Server, server::TcpIncoming};
@@ -45,7 +48,7 @@ pub struct Running {
 /// it listens, after printing `ipgate control-plane serving gRPC on <addr>`.
 pub async fn start(config: Config) -> Result<Running, Error> {
     let store = Arc::new(Store::open(&config.database).await?);
-    tracing::info!(database = %redact(&config.database), backend = ?store.backend(), "database ready");
+    tracing::info!(database = %redact::url(&config.database), backend = ?store.backend(), "database ready");
     let bootstrap = ensure_tokens(&store, &config).await?;
 
     let (shutdown, stop) = watch::channel(false);
@@ -83,12 +86,23 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 
     // grpcurl 1.8 speaks only v1alpha reflection; newer clients want v1.
     // The google.rpc error details are served too, so grpcurl prints field
-    // violations and lockout details as JSON instead of raw bytes.
+    // violations and lockout details as JSON instead of raw bytes; they
+    // define no service, so nothing more is listed. Only the services this
+    // port answers are listed (the check service is the enforcer's).
     let reflection = || {
         tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(CONTROL_PLANE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(
+                tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+            )
+            .with_service_name("ipgate.admin.v1.AdminService")
+            .with_service_name("ipgate.sync.v1.SyncService")
+            .with_service_name("grpc.health.v1.Health")
+            .with_service_name("grpc.reflection.v1.ServerReflection")
+            .with_service_name("grpc.reflection.v1alpha.ServerReflection")
     };
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -221,37 +235,5 @@ async fn sweep(store: Arc<Store>, interval: Duration, mut stop: watch::Receiver<
             Ok(objects) => tracing::info!(objects, "removed expired allowlist entries"),
             Err(error) => tracing::warn!(%error, "cannot remove expired entries; retrying later"),
         }
-    }
-}
-
-/// The database URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_stay_out_of_logs() {
-        assert_eq!(
-            redact("postgres://ipgate:secret@db:5432/ipgate"),
-            "postgres://ipgate:***@db:5432/ipgate"
-        );
-        assert_eq!(redact("postgres://ipgate@db/x"), "postgres://ipgate@db/x");
-        assert_eq!(
-            redact("sqlite://.ipgate/ipgate.db"),
-            "sqlite://.ipgate/ipgate.db"
-        );
     }
 }

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use http::Uri;
-use ipgate_shared::proto::sync::v1::sync_service_client::SyncServiceClient;
+use ipgate_shared::{proto::sync::v1::sync_service_client::SyncServiceClient, redact};
 use tonic::{
     metadata::MetadataValue,
     transport::{Channel, Endpoint},
@@ -22,8 +22,17 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Every control-plane address, ready to call.
 #[derive(Clone)]
 pub(crate) struct ControlPlane {
-    targets: Arc<[(Uri, Channel)]>,
+    targets: Arc<[Target]>,
     authorization: MetadataValue<tonic::metadata::Ascii>,
+    /// The token as logs show it.
+    shown_token: Arc<str>,
+}
+
+/// One control-plane address and its channel.
+struct Target {
+    /// The address as logs show it, without its secrets.
+    shown: String,
+    channel: Channel,
 }
 
 impl ControlPlane {
@@ -36,7 +45,12 @@ impl ControlPlane {
         }
         let targets = addresses
             .iter()
-            .map(|uri| Ok((uri.clone(), channel(uri)?)))
+            .map(|uri| {
+                Ok(Target {
+                    shown: redact::url(&uri.to_string()),
+                    channel: channel(uri)?,
+                })
+            })
             .collect::<Result<Vec<_>, Error>>()?;
         let authorization = format!("Bearer {}", token.expose())
             .parse()
@@ -44,13 +58,23 @@ impl ControlPlane {
         Ok(ControlPlane {
             targets: targets.into(),
             authorization,
+            shown_token: redact::token(token.expose()).into(),
         })
     }
 
-    /// The address at position `i` (modulo the count) and a client for it.
-    pub(crate) fn client(&self, i: usize) -> (&Uri, SyncServiceClient<Channel>) {
-        let (uri, channel) = &self.targets[i % self.targets.len()];
-        (uri, SyncServiceClient::new(channel.clone()))
+    /// The address at position `i` (modulo the count), as logs show it, and
+    /// a client for it.
+    pub(crate) fn client(&self, i: usize) -> (&str, SyncServiceClient<Channel>) {
+        let target = &self.targets[i % self.targets.len()];
+        (
+            &target.shown,
+            SyncServiceClient::new(target.channel.clone()),
+        )
+    }
+
+    /// The token this enforcer presents, as logs show it (`ipg_enf_…`).
+    pub(crate) fn shown_token(&self) -> &str {
+        &self.shown_token
     }
 
     /// Wraps `message` in a request that carries the enforcer token.
@@ -64,23 +88,24 @@ impl ControlPlane {
 }
 
 fn channel(uri: &Uri) -> Result<Channel, Error> {
+    let shown = redact::url(&uri.to_string());
     match uri.scheme_str() {
         Some("http") => {}
         Some("https") => {
             return Err(Error::Config(format!(
-                "--control-plane {uri}: https is not supported by this build; use http:// \
+                "--control-plane {shown}: https is not supported by this build; use http:// \
                  (on a trusted network or through a TLS-terminating sidecar)"
             )));
         }
         _ => {
             return Err(Error::Config(format!(
-                "--control-plane {uri}: expected an address like http://127.0.0.1:7151"
+                "--control-plane {shown}: expected an address like http://127.0.0.1:7151"
             )));
         }
     }
     if uri.authority().is_none() {
         return Err(Error::Config(format!(
-            "--control-plane {uri}: the address has no host"
+            "--control-plane {shown}: the address has no host"
         )));
     }
     Ok(Endpoint::from(uri.clone())

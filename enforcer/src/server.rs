@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use ipgate_shared::{Revision, proto::FILE_DESCRIPTOR_SET};
+use ipgate_shared::{Revision, proto::ENFORCER_DESCRIPTOR_SET};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Server, server::Router};
@@ -134,7 +134,7 @@ async fn grpc_router(enforcer: Arc<Enforcer>) -> Result<Router, Error> {
     }
     let reflection = || {
         tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(ENFORCER_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             // So grpcurl can print the check door's field violations.
             .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)

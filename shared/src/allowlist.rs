@@ -79,10 +79,7 @@ impl ListRules {
 
     /// Validates one submitted entry.
     pub fn entry(&self, raw: &RawEntry, now: SystemTime) -> Result<Entry, EntryError> {
-        let cidr: Cidr = raw.cidr.parse()?;
-        if let Some(range) = cidr.internal_range().filter(|_| !self.allow_private_ranges) {
-            return Err(EntryError::InternalRange { cidr, range });
-        }
+        let cidr = Cidr::parse_entry(&raw.cidr, self.allow_private_ranges)?;
         let label: Label = raw.label.parse()?;
         if raw.expires_at.is_some_and(|t| t <= now) {
             return Err(EntryError::ExpiryInPast);
@@ -298,6 +295,47 @@ mod tests {
                 .validate(&[raw("127.0.0.1"), raw("::1")], false, now())
                 .is_ok()
         );
+    }
+
+    /// The one violation a single-entry list gets under `rules`.
+    fn description(rules: ListRules, cidr: &str) -> String {
+        let err = rules.validate(&[raw(cidr)], false, now()).unwrap_err();
+        assert_eq!(err.violations.len(), 1, "{cidr}: {err}");
+        err.violations[0].description.clone()
+    }
+
+    #[test]
+    fn the_private_range_rule_decides_when_it_is_in_force() {
+        let strict = ListRules::for_apis();
+        let lenient = ListRules {
+            allow_private_ranges: true,
+            ..strict
+        };
+        for cidr in ["10.0.0.0/8", "192.168.1.1/24", "fd00::1/48", "fe80::/9"] {
+            let text = description(strict, cidr);
+            assert!(
+                text.starts_with(&format!("{cidr:?} lies in the ")),
+                "{text}"
+            );
+            assert!(text.contains("--allow-private-ranges"), "{text}");
+        }
+
+        assert_eq!(
+            description(lenient, "192.168.1.1/24"),
+            "\"192.168.1.1/24\" has host bits set; use 192.168.1.0/24"
+        );
+        assert!(
+            lenient
+                .validate(&[raw("192.168.1.0/24")], false, now())
+                .is_ok()
+        );
+        assert!(description(lenient, "10.0.0.0/8").contains("/9 or narrower"));
+        assert!(lenient.validate(&[raw("10.0.0.0/9")], false, now()).is_ok());
+        assert_eq!(
+            description(lenient, "fd00::1/48"),
+            "\"fd00::1/48\" has host bits set; use fd00::/48"
+        );
+        assert!(description(lenient, "fe80::/9").contains("/33 or narrower"));
     }
 
     #[test]

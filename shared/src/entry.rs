@@ -103,19 +103,31 @@ impl Cidr {
     /// address (private, link-local, unique-local, shared, multicast,
     /// unspecified), its name. Loopback is not listed: it is allowed for
     /// local testing.
-    pub fn internal_range(&self) -> Option<&'static str> {
-        INTERNAL_RANGES
-            .iter()
-            .find(|(range, _)| {
-                range
-                    .parse::<IpNet>()
-                    .is_ok_and(|range| range.contains(&self.0))
-            })
-            .map(|(_, name)| *name)
+    pub fn internal_range(&self) -> Option<String> {
+        internal_ranges_covering(self.0)
+    }
+
+    /// Parses an allowlist entry's network under the rules in force.
+    ///
+    /// With `allow_internal` false, a network inside an internal range is
+    /// refused for that before anything else: narrowing a too-broad range
+    /// or dropping host bits would only lead into the next refusal, so the
+    /// rule that decides is named first. With it true, the usual messages
+    /// stand, and the network they suggest is accepted.
+    pub fn parse_entry(input: &str, allow_internal: bool) -> Result<Cidr, EntryError> {
+        let net = parse_net(input)?;
+        if !allow_internal && let Some(range) = internal_ranges_covering(net.trunc()) {
+            return Err(EntryError::InternalRange {
+                input: input.trim().to_owned(),
+                range,
+            });
+        }
+        Ok(canonical(input, net)?)
     }
 }
 
 /// Ranges refused unless the control plane runs with `--allow-private-ranges`.
+/// They do not overlap, which [`internal_ranges_covering`] relies on.
 const INTERNAL_RANGES: &[(&str, &str)] = &[
     ("10.0.0.0/8", "private range 10.0.0.0/8 (RFC 1918)"),
     ("172.16.0.0/12", "private range 172.16.0.0/12 (RFC 1918)"),
@@ -135,77 +147,128 @@ const INTERNAL_RANGES: &[(&str, &str)] = &[
     ("::/128", "unspecified address ::"),
 ];
 
+fn internal_ranges() -> impl Iterator<Item = (IpNet, &'static str)> {
+    INTERNAL_RANGES
+        .iter()
+        .filter_map(|(range, name)| range.parse::<IpNet>().ok().map(|net| (net, *name)))
+}
+
+/// The names of the internal ranges that together cover all of `net`, or
+/// `None` when any part of it is outside them. Usually one range holds it;
+/// a broad range such as 224.0.0.0/3 is covered by two (multicast and
+/// reserved), and narrowing it never leaves them.
+fn internal_ranges_covering(net: IpNet) -> Option<String> {
+    if let Some((_, name)) = internal_ranges().find(|(range, _)| range.contains(&net)) {
+        return Some(name.to_owned());
+    }
+    let inside: Vec<(IpNet, &str)> = internal_ranges()
+        .filter(|(range, _)| net.contains(range))
+        .collect();
+    if inside.is_empty() || !covered(net, &inside) {
+        return None;
+    }
+    let names: Vec<&str> = inside.iter().map(|(_, name)| *name).collect();
+    Some(names.join(" and the "))
+}
+
+/// True when `ranges` (disjoint, each inside `net`) cover all of `net`:
+/// each half must be inside one range or covered by the ranges within it.
+fn covered(net: IpNet, ranges: &[(IpNet, &str)]) -> bool {
+    if ranges.iter().any(|(range, _)| range.contains(&net)) {
+        return true;
+    }
+    if !ranges.iter().any(|(range, _)| net.contains(range)) {
+        return false;
+    }
+    match net.subnets(net.prefix_len().saturating_add(1)) {
+        Ok(mut halves) => halves.all(|half| covered(half, ranges)),
+        Err(_) => false,
+    }
+}
+
 impl FromStr for Cidr {
     type Err = CidrError;
 
+    /// Parses a network under the rules every [`Cidr`] keeps (syntax,
+    /// minimum prefix, no host bits); the internal-range rule is the
+    /// caller's, see [`Cidr::parse_entry`].
     fn from_str(input: &str) -> Result<Self, Self::Err> {
-        let s = input.trim();
-        let owned = || s.to_owned();
-        if s.is_empty() {
-            return Err(CidrError::Empty);
-        }
-        if s.contains('%') {
-            return Err(CidrError::ZoneIndex { input: owned() });
-        }
-        let (addr_part, prefix_part) = match s.split_once('/') {
-            None => (s, None),
-            Some((_, rest)) if rest.contains('/') => {
-                return Err(CidrError::ExtraSlash { input: owned() });
-            }
-            Some(("", _)) => return Err(CidrError::MissingAddress { input: owned() }),
-            Some((_, "")) => return Err(CidrError::MissingPrefix { input: owned() }),
-            Some((a, p)) => (a, Some(p)),
-        };
-        let prefix = prefix_part.map(|p| parse_prefix(s, p)).transpose()?;
-
-        let net = if addr_part.contains(':') {
-            let v6 =
-                Ipv6Addr::from_str(addr_part).map_err(|_| CidrError::BadIpv6 { input: owned() })?;
-            let len = check_len(s, prefix, 128, "IPv6")?;
-            match v6.to_ipv4_mapped() {
-                // ::ffff:a.b.c.d/len is the IPv4 range a.b.c.d/(len - 96).
-                Some(v4) if len >= 96 => IpNet::V4(v4_net(v4, len - 96)),
-                Some(_) => {
-                    return Err(CidrError::TooBroad {
-                        input: owned(),
-                        family: "IPv4",
-                        min: MIN_IPV4_PREFIX,
-                        max: 32,
-                    });
-                }
-                None => IpNet::V6(v6_net(v6, len)),
-            }
-        } else if addr_part
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x' || b == b'X')
-            && addr_part.contains('.')
-        {
-            let v4 = parse_dotted_decimal(s, addr_part)?;
-            IpNet::V4(v4_net(v4, check_len(s, prefix, 32, "IPv4")?))
-        } else {
-            return Err(CidrError::NotAnAddress { input: owned() });
-        };
-
-        let (family, min, max) = match net {
-            IpNet::V4(_) => ("IPv4", MIN_IPV4_PREFIX, 32),
-            IpNet::V6(_) => ("IPv6", MIN_IPV6_PREFIX, 128),
-        };
-        if net.prefix_len() < min {
-            return Err(CidrError::TooBroad {
-                input: owned(),
-                family,
-                min,
-                max,
-            });
-        }
-        if net.trunc() != net {
-            return Err(CidrError::HostBitsSet {
-                input: owned(),
-                suggested: net.trunc().to_string(),
-            });
-        }
-        Ok(Cidr(net))
+        canonical(input, parse_net(input)?)
     }
+}
+
+/// The network as written: syntax checked, IPv4-mapped ranges turned into
+/// IPv4, possibly too broad and with host bits set.
+fn parse_net(input: &str) -> Result<IpNet, CidrError> {
+    let s = input.trim();
+    let owned = || s.to_owned();
+    if s.is_empty() {
+        return Err(CidrError::Empty);
+    }
+    if s.contains('%') {
+        return Err(CidrError::ZoneIndex { input: owned() });
+    }
+    let (addr_part, prefix_part) = match s.split_once('/') {
+        None => (s, None),
+        Some((_, rest)) if rest.contains('/') => {
+            return Err(CidrError::ExtraSlash { input: owned() });
+        }
+        Some(("", _)) => return Err(CidrError::MissingAddress { input: owned() }),
+        Some((_, "")) => return Err(CidrError::MissingPrefix { input: owned() }),
+        Some((a, p)) => (a, Some(p)),
+    };
+    let prefix = prefix_part.map(|p| parse_prefix(s, p)).transpose()?;
+
+    if addr_part.contains(':') {
+        let v6 =
+            Ipv6Addr::from_str(addr_part).map_err(|_| CidrError::BadIpv6 { input: owned() })?;
+        let len = check_len(s, prefix, 128, "IPv6")?;
+        match v6.to_ipv4_mapped() {
+            // ::ffff:a.b.c.d/len is the IPv4 range a.b.c.d/(len - 96).
+            Some(v4) if len >= 96 => Ok(IpNet::V4(v4_net(v4, len - 96))),
+            Some(_) => Err(CidrError::TooBroad {
+                input: owned(),
+                family: "IPv4",
+                min: MIN_IPV4_PREFIX,
+                max: 32,
+            }),
+            None => Ok(IpNet::V6(v6_net(v6, len))),
+        }
+    } else if addr_part
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b'x' || b == b'X')
+        && addr_part.contains('.')
+    {
+        let v4 = parse_dotted_decimal(s, addr_part)?;
+        Ok(IpNet::V4(v4_net(v4, check_len(s, prefix, 32, "IPv4")?)))
+    } else {
+        Err(CidrError::NotAnAddress { input: owned() })
+    }
+}
+
+/// Checks the minimum prefix, then host bits: the suggested network has
+/// the same prefix, so it passes both.
+fn canonical(input: &str, net: IpNet) -> Result<Cidr, CidrError> {
+    let owned = || input.trim().to_owned();
+    let (family, min, max) = match net {
+        IpNet::V4(_) => ("IPv4", MIN_IPV4_PREFIX, 32),
+        IpNet::V6(_) => ("IPv6", MIN_IPV6_PREFIX, 128),
+    };
+    if net.prefix_len() < min {
+        return Err(CidrError::TooBroad {
+            input: owned(),
+            family,
+            min,
+            max,
+        });
+    }
+    if net.trunc() != net {
+        return Err(CidrError::HostBitsSet {
+            input: owned(),
+            suggested: net.trunc().to_string(),
+        });
+    }
+    Ok(Cidr(net))
 }
 
 fn parse_prefix(input: &str, p: &str) -> Result<u32, CidrError> {
@@ -336,9 +399,9 @@ pub enum EntryError {
     #[error(transparent)]
     Cidr(#[from] CidrError),
     #[error(
-        "{cidr} lies in the {range}: the API sees its callers' public egress addresses; start the control plane with --allow-private-ranges if its enforcers do see internal addresses"
+        "{input:?} lies in the {range}: the API sees its callers' public egress addresses; start the control plane with --allow-private-ranges if its enforcers do see internal addresses"
     )]
-    InternalRange { cidr: Cidr, range: &'static str },
+    InternalRange { input: String, range: String },
     #[error(transparent)]
     Label(#[from] LabelError),
     #[error("expires_at is not a valid timestamp")]
@@ -558,6 +621,149 @@ mod tests {
         assert_eq!(internal("2001:db8::/48").unwrap(), None);
         // A public range that merely contains a private one is public.
         assert_eq!(internal("172.0.0.0/9").unwrap(), None);
+    }
+
+    fn refused(s: &str, allow_internal: bool) -> EntryError {
+        match Cidr::parse_entry(s, allow_internal) {
+            Ok(c) => panic!("{s:?} should be refused (allow_internal {allow_internal}), got {c}"),
+            Err(e) => e,
+        }
+    }
+
+    /// (input, the range its refusal must name): each also breaks the
+    /// breadth or host-bits rule, or both.
+    const INTERNAL_AND_MORE: &[(&str, &str)] = &[
+        ("10.0.0.0/8", "private range 10.0.0.0/8"),
+        ("10.1.2.3/8", "private range 10.0.0.0/8"),
+        ("192.168.1.1/24", "private range 192.168.0.0/16"),
+        ("172.16.5.1/12", "private range 172.16.0.0/12"),
+        ("100.64.0.1/10", "shared address space 100.64.0.0/10"),
+        ("169.254.1.1/16", "link-local range 169.254.0.0/16"),
+        ("0.0.0.0/8", "\"this network\" range 0.0.0.0/8"),
+        ("224.0.0.0/4", "multicast range 224.0.0.0/4"),
+        (
+            "224.0.0.0/3",
+            "multicast range 224.0.0.0/4 and the reserved range 240.0.0.0/4",
+        ),
+        ("::ffff:192.168.1.1/120", "private range 192.168.0.0/16"),
+        ("fd00::1/48", "unique-local range fc00::/7"),
+        ("fc00::/7", "unique-local range fc00::/7"),
+        ("fd12:3456::/16", "unique-local range fc00::/7"),
+        ("fe80::1/64", "link-local range fe80::/10"),
+        ("fe80::/10", "link-local range fe80::/10"),
+        (
+            "fe80::/9",
+            "link-local range fe80::/10 and the site-local range fec0::/10",
+        ),
+        ("ff02::1/8", "multicast range ff00::/8"),
+    ];
+
+    #[test]
+    fn an_internal_range_is_named_before_breadth_or_host_bits() {
+        for (input, range) in INTERNAL_AND_MORE {
+            let e = refused(input, false);
+            assert!(
+                matches!(&e, EntryError::InternalRange { .. }),
+                "{input}: {e:?}"
+            );
+            let text = e.to_string();
+            assert!(
+                text.starts_with(&format!("{input:?} lies in the {range}")),
+                "{text}"
+            );
+            assert!(text.contains("--allow-private-ranges"), "{text}");
+            assert!(
+                !text.contains("narrower") && !text.contains(" use "),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn with_internal_ranges_allowed_the_other_rules_speak_and_their_advice_holds() {
+        for (input, _) in INTERNAL_AND_MORE {
+            match refused(input, true) {
+                EntryError::Cidr(CidrError::HostBitsSet { suggested, .. }) => {
+                    let accepted = Cidr::parse_entry(&suggested, true);
+                    assert_eq!(
+                        accepted.map(|c| c.to_string()),
+                        Ok(suggested.clone()),
+                        "{input}"
+                    );
+                }
+                EntryError::Cidr(CidrError::TooBroad { .. }) => {}
+                other => panic!("{input}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            refused("192.168.1.1/24", true).to_string(),
+            "\"192.168.1.1/24\" has host bits set; use 192.168.1.0/24"
+        );
+        assert!(
+            refused("10.0.0.0/8", true)
+                .to_string()
+                .contains("must be /9 or narrower")
+        );
+        assert!(Cidr::parse_entry("10.0.0.0/9", true).is_ok());
+        assert!(
+            refused("fd00::/7", true)
+                .to_string()
+                .contains("must be /33 or narrower")
+        );
+        assert!(Cidr::parse_entry("fd00::/33", true).is_ok());
+    }
+
+    #[test]
+    fn a_suggestion_under_strict_rules_is_accepted_under_them() {
+        // The network of 172.16.0.0/11 is 172.0.0.0/11: it holds the
+        // private 172.16.0.0/12 but is not inside it, so it is public.
+        assert_eq!(
+            refused("172.16.0.0/11", false).to_string(),
+            "\"172.16.0.0/11\" has host bits set; use 172.0.0.0/11"
+        );
+        assert!(Cidr::parse_entry("172.0.0.0/11", false).is_ok());
+        assert_eq!(
+            refused("203.0.113.5/24", false).to_string(),
+            "\"203.0.113.5/24\" has host bits set; use 203.0.113.0/24"
+        );
+        // Too broad and only partly internal: narrower public ranges exist.
+        assert!(matches!(
+            refused("10.0.0.0/7", false),
+            EntryError::Cidr(CidrError::TooBroad { .. })
+        ));
+        assert!(Cidr::parse_entry("11.0.0.0/9", false).is_ok());
+        assert!(matches!(
+            refused("fc00::/6", false),
+            EntryError::Cidr(CidrError::TooBroad { .. })
+        ));
+    }
+
+    #[test]
+    fn syntax_errors_come_before_any_range_rule() {
+        for allow in [false, true] {
+            assert!(matches!(
+                refused("010.0.0.1/8", allow),
+                EntryError::Cidr(CidrError::NotDottedDecimal { .. })
+            ));
+            assert!(matches!(
+                refused("10.0.0.0/33", allow),
+                EntryError::Cidr(CidrError::PrefixOutOfRange { .. })
+            ));
+            assert!(matches!(
+                refused("fe80::1%eth0", allow),
+                EntryError::Cidr(CidrError::ZoneIndex { .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn loopback_is_never_internal() {
+        assert!(matches!(
+            refused("127.0.0.0/8", false),
+            EntryError::Cidr(CidrError::TooBroad { .. })
+        ));
+        assert!(Cidr::parse_entry("127.0.0.1", false).is_ok());
+        assert!(Cidr::parse_entry("::1", false).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod entry;
 pub mod index;
 pub mod key;
 pub mod proto;
+pub mod redact;
 pub mod revision;
 pub mod time;
 pub mod usage;

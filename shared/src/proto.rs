@@ -1,5 +1,5 @@
-//! Code generated from `proto/` at build time, and the descriptor set that
-//! gRPC reflection serves.
+//! Code generated from `proto/` at build time, and the descriptor sets: all
+//! of them, and each server's for gRPC reflection.
 
 #![allow(missing_docs, clippy::all, clippy::pedantic)]
 
@@ -24,6 +24,17 @@ pub mod check {
     }
 }
 
-/// Encoded `FileDescriptorSet` of every ipgate proto, for gRPC reflection.
+/// Encoded `FileDescriptorSet` of every ipgate proto.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/ipgate_descriptor.bin"));
+
+/// Encoded `FileDescriptorSet` of what the control plane serves (admin and
+/// sync), for its gRPC reflection: the check service's types are not in it,
+/// so reflection there neither lists nor describes a service it lacks.
+pub const CONTROL_PLANE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/control_plane_descriptor.bin"));
+
+/// Encoded `FileDescriptorSet` of what the enforcer serves (check), for its
+/// gRPC reflection.
+pub const ENFORCER_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/enforcer_descriptor.bin"));

@@ -156,8 +156,13 @@ impl Proc {
         (proc, addrs)
     }
 
+    /// Everything the process logged (its stderr) so far.
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
@@ -245,6 +250,17 @@ impl ControlPlane {
         )
     }
 
+    /// Like [`ControlPlane::start_with`], on the database at `database` as
+    /// given (e.g. a URL carrying a password).
+    pub fn start_on(database: &str, extra_args: &[&str]) -> ControlPlane {
+        let extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
+        Self::start_at(
+            database,
+            "127.0.0.1:0".parse().expect("address"),
+            extra_args,
+        )
+    }
+
     fn start_at(database: &str, listen: SocketAddr, extra_args: Vec<String>) -> ControlPlane {
         let mut args = vec![
             "control-plane".to_owned(),
@@ -270,6 +286,11 @@ impl ControlPlane {
     /// The process id, e.g. to read its memory from `/proc`.
     pub fn pid(&self) -> u32 {
         self.proc.as_ref().expect("the control plane runs").pid()
+    }
+
+    /// Everything it logged (stderr) so far.
+    pub fn log(&self) -> String {
+        self.proc.as_ref().map(Proc::log_text).unwrap_or_default()
     }
 
     /// Kills the process with SIGKILL, like a crash.
@@ -326,7 +347,7 @@ impl ControlPlane {
 
 /// An enforcer child process with its proxy in front of one upstream.
 pub struct Enforcer {
-    _proc: Proc,
+    proc: Proc,
     /// Its `--enforcer-id`.
     pub id: String,
     pub grpc_addr: SocketAddr,
@@ -346,10 +367,16 @@ impl Enforcer {
         upstream: SocketAddr,
         token: &str,
     ) -> Enforcer {
+        Self::start_at(&control_plane.url(), api, upstream, token)
+    }
+
+    /// Like [`Enforcer::start_with_token`], given `--control-plane` as is
+    /// (e.g. a URL carrying a password).
+    pub fn start_at(control_plane: &str, api: &str, upstream: SocketAddr, token: &str) -> Enforcer {
         let args: Vec<String> = [
             "enforcer",
             "--control-plane",
-            &control_plane.url(),
+            control_plane,
             "--grpc-listen",
             "127.0.0.1:0",
             "--proxy-listen",
@@ -375,11 +402,16 @@ impl Enforcer {
             &["serving gRPC on", "serving HTTP proxy on"],
         );
         Enforcer {
-            _proc: proc,
+            proc,
             id,
             grpc_addr: addrs[0],
             proxy_addr: addrs[1],
         }
+    }
+
+    /// Everything it logged (stderr) so far.
+    pub fn log(&self) -> String {
+        self.proc.log_text()
     }
 }
 

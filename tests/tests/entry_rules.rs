@@ -23,7 +23,7 @@ const REJECTED: &[(&str, &str)] = &[
     ("1.2.3.4/", "prefix length"),
     ("/24", "address"),
     ("0.0.0.0/0", "/9 or narrower"),
-    ("10.0.0.0/8", "/9 or narrower"),
+    ("10.0.0.0/7", "/9 or narrower"),
     ("::/0", "/33 or narrower"),
     ("2001:db8::/32", "/33 or narrower"),
     ("10.0.0.0/16", "private"),
@@ -31,7 +31,23 @@ const REJECTED: &[(&str, &str)] = &[
     ("192.168.1.1", "private"),
     ("fd00::/48", "unique-local"),
     ("fe80::1", "link-local"),
+    // Internal and too broad, or internal with host bits set: the private
+    // range decides, since no narrower or truncated form would pass.
+    ("10.0.0.0/8", "lies in the private range 10.0.0.0/8"),
+    ("192.168.1.1/24", "lies in the private range 192.168.0.0/16"),
+    ("fd00::1/48", "lies in the unique-local range fc00::/7"),
+    ("fc00::/7", "lies in the unique-local range fc00::/7"),
+    ("fe80::1/64", "lies in the link-local range fe80::/10"),
     ("not an address", "not an IP address"),
+];
+
+/// With `--allow-private-ranges`, (input, words): the other rules speak,
+/// and what they suggest is accepted.
+const REJECTED_WITH_PRIVATE_ALLOWED: &[(&str, &str, &str)] = &[
+    ("192.168.1.1/24", "use 192.168.1.0/24", "192.168.1.0/24"),
+    ("10.0.0.0/8", "/9 or narrower", "10.0.0.0/9"),
+    ("fd00::1/48", "use fd00::/48", "fd00::/48"),
+    ("fc00::/7", "/33 or narrower", "fd00::/33"),
 ];
 
 fn entries(cidrs: &[&str]) -> Option<Allowlist> {
@@ -191,4 +207,39 @@ async fn rejected_entries_change_nothing(backend: Backend) {
     );
 }
 
-ipgate_tests::on_both_backends!(rejected_entries_change_nothing);
+async fn with_private_ranges_allowed_the_advice_is_accepted(backend: Backend) {
+    let cp = ControlPlane::start_with(&backend, &["--allow-private-ranges"]);
+    let mut admin = cp.admin().await;
+    admin
+        .create_api(CreateApiRequest {
+            slug: "orders".into(),
+            name: "Orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create API");
+    for (input, words, advised) in REJECTED_WITH_PRIVATE_ALLOWED {
+        let status = admin
+            .set_api_allowlist(SetApiAllowlistRequest {
+                slug: "orders".into(),
+                allowlist: entries(&[input]),
+                ..Default::default()
+            })
+            .await
+            .expect_err(input);
+        assert_violation(&status, "allowlist.entries[0].cidr", input, words);
+        admin
+            .set_api_allowlist(SetApiAllowlistRequest {
+                slug: "orders".into(),
+                allowlist: entries(&[advised]),
+                ..Default::default()
+            })
+            .await
+            .unwrap_or_else(|s| panic!("{input}: the advised {advised} is refused: {s:?}"));
+    }
+}
+
+ipgate_tests::on_both_backends!(
+    rejected_entries_change_nothing,
+    with_private_ranges_allowed_the_advice_is_accepted
+);

@@ -97,6 +97,18 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
     out.print(&response, |r| print_events(r, changes))
 }
 
+/// The revision of an event that moved none: token and tenant writes are
+/// not sent to enforcers, so they are audited without a revision.
+const NO_REVISION: u64 = 0;
+
+/// The REVISION cell: `-` for an event without one, not a misleading 0.
+fn revision_cell(revision: u64) -> String {
+    match revision {
+        NO_REVISION => "-".to_owned(),
+        n => n.to_string(),
+    }
+}
+
 fn print_events(r: &ListAuditEventsResponse, changes: bool) {
     if r.events.is_empty() {
         println!("No audit events match.");
@@ -104,14 +116,17 @@ fn print_events(r: &ListAuditEventsResponse, changes: bool) {
     }
     if changes {
         for e in &r.events {
+            let revision = match e.revision {
+                NO_REVISION => String::new(),
+                n => format!("  (revision {n})"),
+            };
             println!(
-                "{}  {}  {} {}  by {}  (revision {})",
+                "{}  {}  {} {}  by {}{revision}",
                 time(e.time.as_ref()),
                 e.action,
                 e.object_type,
                 e.object_id,
                 or_dash(&e.actor_token_id),
-                e.revision
             );
             println!("  before: {}", or_dash(&e.before_json));
             println!("  after:  {}", or_dash(&e.after_json));
@@ -124,7 +139,7 @@ fn print_events(r: &ListAuditEventsResponse, changes: bool) {
                 or_dash(&e.actor_token_id),
                 e.action.clone(),
                 format!("{} {}", e.object_type, e.object_id),
-                e.revision.to_string(),
+                revision_cell(e.revision),
                 e.id.clone(),
             ]);
         }

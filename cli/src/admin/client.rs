@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use ipgate_shared::proto::admin::v1::admin_service_client::AdminServiceClient;
+use ipgate_shared::{proto::admin::v1::admin_service_client::AdminServiceClient, redact};
 use tonic::{
     metadata::{Ascii, MetadataValue},
     service::{Interceptor, interceptor::InterceptedService},
@@ -62,7 +62,10 @@ pub async fn connect(args: &AdminArgs) -> anyhow::Result<Admin> {
     let addr = normalize_addr(&args.addr);
     let endpoint = Endpoint::from_shared(addr.clone())
         .with_context(|| {
-            format!("--addr {addr:?} is not a valid address (try http://127.0.0.1:7151)")
+            format!(
+                "--addr {:?} is not a valid address (try http://127.0.0.1:7151)",
+                redact::url(&addr)
+            )
         })?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true);

@@ -4,6 +4,7 @@
 
 use std::fmt::{self, Write as _};
 
+use ipgate_shared::redact;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
@@ -23,7 +24,7 @@ impl fmt::Display for Unreachable {
             f,
             "cannot reach the control plane at {}: {}\n\
              Is it running? Point --addr (or IPGATE_ADDR) at its gRPC address.",
-            self.addr,
+            redact::url(&self.addr),
             chain(&*self.source)
         )
     }
@@ -118,7 +119,7 @@ fn describe(status: &Status, addr: &str) -> String {
             let _ = write!(out, "\n  {}: {}", v.field, v.description);
         }
     }
-    if let Some(hint) = hint(status.code(), addr, lockout) {
+    if let Some(hint) = hint(status.code(), &redact::url(addr), lockout) {
         let _ = write!(out, "\n{hint}");
     }
     out

@@ -144,6 +144,20 @@ fn an_unreachable_address_is_named_with_what_to_do() {
 }
 
 #[test]
+fn an_address_is_named_without_its_password() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let out = ipgate_command(dir.path())
+        .args(["apis", "list", "--addr", "http://ops:hunter2@127.0.0.1:1"])
+        .env("IPGATE_TOKEN", OWNER_TOKEN)
+        .output()
+        .expect("run ipgate");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("http://ops:***@127.0.0.1:1"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
 fn bad_tokens_and_roles_are_told_apart() {
     let env = Env::start();
     let run = env.ipgate_as("ipg_admin_not-a-real-token", &["apis", "list"]);

@@ -141,3 +141,67 @@ fn revision_status_tells_when_a_change_is_live() {
     let current = env.json(&["revision", "status"]);
     assert_eq!(s(&current, "/revision"), s(&current, "/currentRevision"));
 }
+
+#[test]
+fn audit_events_without_a_revision_show_none() {
+    let env = Env::start();
+    let token = env.json(&["tokens", "create", "ci", "--role", "editor"]);
+    let token_id = s(&token, "/token/id").to_owned();
+    let api = env.json(&["apis", "create", "orders"]);
+    let revision = s(&api, "/revision").to_owned();
+
+    // The table: a token write has no revision, an API write has its own.
+    let out = env.ipgate(&["audit", "list"]).ok().to_owned();
+    let header: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let column = header
+        .iter()
+        .position(|h| *h == "REVISION")
+        .unwrap_or_else(|| panic!("no REVISION column:\n{out}"));
+    // Every cell before REVISION is one word except OBJECT (`token tok_…`).
+    let cell = |needle: &str| -> String {
+        let row = out
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("no row with {needle}:\n{out}"));
+        row.split_whitespace()
+            .nth(column + 1)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(cell(&format!("token {token_id}")), "-", "{out}");
+    assert_eq!(cell("api orders"), revision, "{out}");
+
+    let changes = env.ipgate(&["audit", "list", "--changes"]).ok().to_owned();
+    let token_line = changes
+        .lines()
+        .find(|l| l.contains(&token_id))
+        .unwrap_or_else(|| panic!("no token event:\n{changes}"));
+    assert!(!token_line.contains("revision"), "{changes}");
+    let api_line = changes
+        .lines()
+        .find(|l| l.contains("api orders"))
+        .unwrap_or_else(|| panic!("no API event:\n{changes}"));
+    assert!(
+        api_line.ends_with(&format!("(revision {revision})")),
+        "{changes}"
+    );
+
+    // JSON stays what grpcurl prints: proto3 JSON leaves a zero out.
+    let all = env.json(&["audit", "list"]);
+    let events = all["events"].as_array().expect("events");
+    let token_event = events
+        .iter()
+        .find(|e| e["objectId"] == token_id.as_str())
+        .unwrap_or_else(|| panic!("no token event: {all:#}"));
+    assert!(token_event.get("revision").is_none(), "{token_event:#}");
+    let api_event = events
+        .iter()
+        .find(|e| e["objectId"] == "orders")
+        .unwrap_or_else(|| panic!("no API event: {all:#}"));
+    assert_eq!(s(api_event, "/revision"), revision);
+}

@@ -7,7 +7,7 @@
 
 use std::{path::Path, str::FromStr, time::Duration};
 
-use ipgate_shared::Revision;
+use ipgate_shared::{Revision, redact};
 use sqlx::{
     Any, AnyPool, Executor, Transaction,
     any::{AnyConnectOptions, AnyPoolOptions},
@@ -180,7 +180,7 @@ fn prepare_url(url: &str) -> Result<(Backend, String), OpenError> {
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
     else {
-        return Err(OpenError::UnsupportedUrl(url.to_owned()));
+        return Err(OpenError::UnsupportedUrl(redact::url(url)));
     };
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
     let in_memory = path.is_empty() || path == ":memory:" || query.contains("mode=memory");
@@ -225,5 +225,8 @@ mod tests {
             prepare_url("mysql://x"),
             Err(OpenError::UnsupportedUrl(_))
         ));
+        // The URL in the error is shown without its password.
+        let error = prepare_url("mysql://root:hunter2@db/x").unwrap_err();
+        assert!(!error.to_string().contains("hunter2"), "{error}");
     }
 }

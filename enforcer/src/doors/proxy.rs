@@ -21,7 +21,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use ipgate_shared::{ApiSlug, PresentedKey};
+use ipgate_shared::{ApiSlug, PresentedKey, redact};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{Instrument, debug, debug_span, warn};
 
@@ -67,13 +67,16 @@ pub struct ProxyDoor {
     api: ApiSlug,
     scheme: Scheme,
     authority: Authority,
+    /// The upstream as logs show it, without its secrets.
+    shown_upstream: String,
     client: Client<HttpConnector, Incoming>,
 }
 
 impl ProxyDoor {
     /// A door for `api` in front of `upstream` (`http://host:port`).
     pub fn new(enforcer: Arc<Enforcer>, api: ApiSlug, upstream: &Uri) -> Result<Self, Error> {
-        let bad = |why: &str| Error::Config(format!("--upstream {upstream}: {why}"));
+        let shown_upstream = redact::url(&upstream.to_string());
+        let bad = |why: &str| Error::Config(format!("--upstream {shown_upstream}: {why}"));
         if upstream.scheme() != Some(&Scheme::HTTP) {
             return Err(bad(
                 "expected http://host:port (TLS to the upstream is not supported)",
@@ -97,6 +100,7 @@ impl ProxyDoor {
             api,
             scheme: Scheme::HTTP,
             authority,
+            shown_upstream,
             client,
         })
     }
@@ -165,7 +169,7 @@ impl ProxyDoor {
                 Response::from_parts(parts, body.boxed())
             }
             Err(e) => {
-                warn!(upstream = %self.authority, error = %e, "upstream did not answer");
+                warn!(upstream = %self.shown_upstream, error = %e, "upstream did not answer");
                 json(StatusCode::BAD_GATEWAY, outcome, UPSTREAM_UNAVAILABLE_BODY)
             }
         }

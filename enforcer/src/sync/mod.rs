@@ -40,14 +40,13 @@ impl SyncClient {
     pub(crate) async fn run(mut self) {
         let mut cursor = 0usize;
         loop {
-            let (uri, client) = self.control_plane.client(cursor);
+            let (shown, client) = self.control_plane.client(cursor);
             let known = self.enforcer.revision().map_or(0, |r| r.get());
             let span = info_span!(
                 "sync_session",
                 enforcer = %self.id,
-                control_plane = %uri,
+                control_plane = %shown,
                 resumed_from = known,
-                revision = tracing::field::Empty,
             );
             let report = session::run(&self.enforcer, &self.control_plane, client, &self.id)
                 .instrument(span.clone())
@@ -73,6 +72,7 @@ impl SyncClient {
                     error!(
                         code = ?status.code(),
                         reason = status.message(),
+                        token = %self.control_plane.shown_token(),
                         "control plane refused this enforcer; check --token and --id. \
                          Retrying every {wait:?}; meanwhile {serving}"
                     );

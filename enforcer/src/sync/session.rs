@@ -15,7 +15,7 @@ use ipgate_shared::{
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming, transport::Channel};
-use tracing::{Span, debug, error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::apply::{Applier, Stop};
 use crate::{control_plane::ControlPlane, state::Enforcer};
@@ -114,7 +114,9 @@ async fn follow(
         if let Some(index) = outcome.index {
             let revision = index.revision();
             enforcer.install(Arc::new(index));
-            Span::current().record("revision", revision.get());
+            // The revision goes on the event, not on the session's span:
+            // recording a span field again appends to it, so a long session's
+            // every line would carry every revision it has seen.
             info!(%revision, "index swapped in");
             send(
                 &outbound,

@@ -3,6 +3,8 @@
 
 mod events;
 mod grpc;
+mod log_capture;
+mod logs;
 mod proxy;
 mod support;
 mod sync;

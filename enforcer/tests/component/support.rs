@@ -59,16 +59,6 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 // === the enforcer ===
 
-/// Shows the enforcer's logs when `RUST_LOG` is set (`RUST_LOG=debug cargo test`).
-fn init_logs() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt()
-            .with_test_writer()
-            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-            .try_init();
-    }
-}
-
 #[derive(Parser)]
 struct Cli {
     #[command(flatten)]
@@ -78,7 +68,7 @@ struct Cli {
 /// A config for an enforcer on loopback talking to `control_plane`, with
 /// quick reconnects.
 pub fn config(control_plane: SocketAddr, extra: &[&str]) -> Config {
-    init_logs();
+    crate::log_capture::init();
     let cp = format!("http://{control_plane}");
     let args = [
         "enforcer",

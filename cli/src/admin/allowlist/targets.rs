@@ -1,212 +1,160 @@
-//! The two owners of allowlists: APIs (by slug) and API keys (by id), each
-//! mapping the generic allowlist writes onto its own RPCs.
+//! The owners of allowlists: APIs (by slug) and API keys (by id). Each is
+//! one [`allowlist_owner!`] line-up of what differs between them — the
+//! request field that names the owner, the RPC of the read and of each
+//! write, the response and the title shown — while the mapping of the
+//! generic [`Write`]s onto those RPCs is written once, in the macro.
 
-use ipgate_shared::proto::admin::v1::{self as v1, AllowlistWriteOptions, LockoutPreview};
-use tonic::Status;
+use ipgate_shared::proto::admin::v1;
 
 use super::{Target, View, Write};
-use crate::admin::Admin;
+
+/// Implements [`Target`] for `$target` (a newtype over the owner's id)
+/// from what differs between owners. A new kind of owner with the same
+/// four write RPCs is one more invocation.
+macro_rules! allowlist_owner {
+    (
+        $target:ident {
+            value_name: $value_name:literal,
+            help: $help:literal,
+            owner_field: $owner:ident,
+            get: $get:ident($get_request:ident) -> $object:ident,
+            set: $set:ident($set_request:ident),
+            add: $add:ident($add_request:ident),
+            remove: $remove:ident($remove_request:ident),
+            update: $update:ident($update_request:ident),
+            response: $response:ident { $written:ident },
+            title: |$shown:ident| $title:expr $(,)?
+        }
+    ) => {
+        impl Target for $target {
+            const VALUE_NAME: &'static str = $value_name;
+            const HELP: &'static str = $help;
+            type Object = v1::$object;
+            type Response = v1::$response;
+
+            fn parse(arg: &str) -> Result<Self, String> {
+                Ok($target(arg.to_owned()))
+            }
+
+            async fn get(
+                &self,
+                client: &mut crate::admin::Admin,
+            ) -> Result<v1::$object, tonic::Status> {
+                let request = v1::$get_request {
+                    $owner: self.0.clone(),
+                };
+                Ok(client.$get(request).await?.into_inner())
+            }
+
+            async fn write(
+                &self,
+                client: &mut crate::admin::Admin,
+                write: Write,
+                etag: String,
+                options: Option<v1::AllowlistWriteOptions>,
+            ) -> Result<v1::$response, tonic::Status> {
+                let $owner = self.0.clone();
+                let response = match write {
+                    Write::Set(allowlist) => {
+                        let request = v1::$set_request {
+                            $owner,
+                            allowlist: Some(allowlist),
+                            etag,
+                            options,
+                        };
+                        client.$set(request).await?
+                    }
+                    Write::Add(entries) => {
+                        let request = v1::$add_request {
+                            $owner,
+                            entries,
+                            etag,
+                            options,
+                        };
+                        client.$add(request).await?
+                    }
+                    Write::Remove(cidrs) => {
+                        let request = v1::$remove_request {
+                            $owner,
+                            cidrs,
+                            etag,
+                            options,
+                        };
+                        client.$remove(request).await?
+                    }
+                    Write::Update {
+                        cidr,
+                        label,
+                        expires_at,
+                        clear_expires_at,
+                    } => {
+                        let request = v1::$update_request {
+                            $owner,
+                            cidr,
+                            label,
+                            expires_at,
+                            clear_expires_at,
+                            etag,
+                            options,
+                        };
+                        client.$update(request).await?
+                    }
+                };
+                Ok(response.into_inner())
+            }
+
+            fn view($shown: &v1::$object) -> View<'_> {
+                View {
+                    title: $title,
+                    allowlist: $shown.allowlist.as_ref(),
+                    etag: &$shown.etag,
+                    revision: $shown.revision,
+                }
+            }
+
+            fn written(
+                response: &v1::$response,
+            ) -> (Option<View<'_>>, Option<&v1::LockoutPreview>, bool) {
+                (
+                    response.$written.as_ref().map(Self::view),
+                    response.lockout.as_ref(),
+                    response.validate_only,
+                )
+            }
+        }
+    };
+}
 
 /// An API, by slug.
 #[derive(Clone, Debug)]
 pub struct ApiTarget(pub String);
 
+allowlist_owner!(ApiTarget {
+    value_name: "API",
+    help: "The API's slug",
+    owner_field: slug,
+    get: get_api(GetApiRequest) -> Api,
+    set: set_api_allowlist(SetApiAllowlistRequest),
+    add: add_api_allowlist_entries(AddApiAllowlistEntriesRequest),
+    remove: remove_api_allowlist_entries(RemoveApiAllowlistEntriesRequest),
+    update: update_api_allowlist_entry(UpdateApiAllowlistEntryRequest),
+    response: ApiAllowlistResponse { api },
+    title: |api| format!("API {:?}", api.slug),
+});
+
 /// An API key, by id.
 #[derive(Clone, Debug)]
 pub struct KeyTarget(pub String);
 
-impl Target for ApiTarget {
-    const VALUE_NAME: &'static str = "API";
-    const HELP: &'static str = "The API's slug";
-    type Object = v1::Api;
-    type Response = v1::ApiAllowlistResponse;
-
-    fn parse(arg: &str) -> Result<Self, String> {
-        Ok(ApiTarget(arg.to_owned()))
-    }
-
-    async fn get(&self, client: &mut Admin) -> Result<v1::Api, Status> {
-        let slug = self.0.clone();
-        Ok(client
-            .get_api(v1::GetApiRequest { slug })
-            .await?
-            .into_inner())
-    }
-
-    async fn write(
-        &self,
-        client: &mut Admin,
-        write: Write,
-        etag: String,
-        options: Option<AllowlistWriteOptions>,
-    ) -> Result<v1::ApiAllowlistResponse, Status> {
-        let slug = self.0.clone();
-        let response = match write {
-            Write::Set(allowlist) => {
-                client
-                    .set_api_allowlist(v1::SetApiAllowlistRequest {
-                        slug,
-                        allowlist: Some(allowlist),
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-            Write::Add(entries) => {
-                client
-                    .add_api_allowlist_entries(v1::AddApiAllowlistEntriesRequest {
-                        slug,
-                        entries,
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-            Write::Remove(cidrs) => {
-                client
-                    .remove_api_allowlist_entries(v1::RemoveApiAllowlistEntriesRequest {
-                        slug,
-                        cidrs,
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-            Write::Update {
-                cidr,
-                label,
-                expires_at,
-                clear_expires_at,
-            } => {
-                client
-                    .update_api_allowlist_entry(v1::UpdateApiAllowlistEntryRequest {
-                        slug,
-                        cidr,
-                        label,
-                        expires_at,
-                        clear_expires_at,
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-        };
-        Ok(response.into_inner())
-    }
-
-    fn view(api: &v1::Api) -> View<'_> {
-        View {
-            title: format!("API {:?}", api.slug),
-            allowlist: api.allowlist.as_ref(),
-            etag: &api.etag,
-            revision: api.revision,
-        }
-    }
-
-    fn written(r: &v1::ApiAllowlistResponse) -> (Option<View<'_>>, Option<&LockoutPreview>, bool) {
-        (
-            r.api.as_ref().map(Self::view),
-            r.lockout.as_ref(),
-            r.validate_only,
-        )
-    }
-}
-
-impl Target for KeyTarget {
-    const VALUE_NAME: &'static str = "KEY_ID";
-    const HELP: &'static str = "The key's id";
-    type Object = v1::ApiKey;
-    type Response = v1::ApiKeyAllowlistResponse;
-
-    fn parse(arg: &str) -> Result<Self, String> {
-        Ok(KeyTarget(arg.to_owned()))
-    }
-
-    async fn get(&self, client: &mut Admin) -> Result<v1::ApiKey, Status> {
-        let id = self.0.clone();
-        Ok(client
-            .get_api_key(v1::GetApiKeyRequest { id })
-            .await?
-            .into_inner())
-    }
-
-    async fn write(
-        &self,
-        client: &mut Admin,
-        write: Write,
-        etag: String,
-        options: Option<AllowlistWriteOptions>,
-    ) -> Result<v1::ApiKeyAllowlistResponse, Status> {
-        let id = self.0.clone();
-        let response = match write {
-            Write::Set(allowlist) => {
-                client
-                    .set_api_key_allowlist(v1::SetApiKeyAllowlistRequest {
-                        id,
-                        allowlist: Some(allowlist),
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-            Write::Add(entries) => {
-                client
-                    .add_api_key_allowlist_entries(v1::AddApiKeyAllowlistEntriesRequest {
-                        id,
-                        entries,
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-            Write::Remove(cidrs) => {
-                client
-                    .remove_api_key_allowlist_entries(v1::RemoveApiKeyAllowlistEntriesRequest {
-                        id,
-                        cidrs,
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-            Write::Update {
-                cidr,
-                label,
-                expires_at,
-                clear_expires_at,
-            } => {
-                client
-                    .update_api_key_allowlist_entry(v1::UpdateApiKeyAllowlistEntryRequest {
-                        id,
-                        cidr,
-                        label,
-                        expires_at,
-                        clear_expires_at,
-                        etag,
-                        options,
-                    })
-                    .await?
-            }
-        };
-        Ok(response.into_inner())
-    }
-
-    fn view(key: &v1::ApiKey) -> View<'_> {
-        View {
-            title: format!("API key {} ({:?}, API {:?})", key.id, key.name, key.api),
-            allowlist: key.allowlist.as_ref(),
-            etag: &key.etag,
-            revision: key.revision,
-        }
-    }
-
-    fn written(
-        r: &v1::ApiKeyAllowlistResponse,
-    ) -> (Option<View<'_>>, Option<&LockoutPreview>, bool) {
-        (
-            r.key.as_ref().map(Self::view),
-            r.lockout.as_ref(),
-            r.validate_only,
-        )
-    }
-}
+allowlist_owner!(KeyTarget {
+    value_name: "KEY_ID",
+    help: "The key's id",
+    owner_field: id,
+    get: get_api_key(GetApiKeyRequest) -> ApiKey,
+    set: set_api_key_allowlist(SetApiKeyAllowlistRequest),
+    add: add_api_key_allowlist_entries(AddApiKeyAllowlistEntriesRequest),
+    remove: remove_api_key_allowlist_entries(RemoveApiKeyAllowlistEntriesRequest),
+    update: update_api_key_allowlist_entry(UpdateApiKeyAllowlistEntryRequest),
+    response: ApiKeyAllowlistResponse { key },
+    title: |key| format!("API key {} ({:?}, API {:?})", key.id, key.name, key.api),
+});
