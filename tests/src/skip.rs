@@ -52,3 +52,61 @@ fn test_name() -> String {
     let thread = std::thread::current();
     format!("{binary} {}", thread.name().unwrap_or("(unnamed test)"))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+
+    /// Set when this test binary runs itself as the skipping test.
+    const PROBE: &str = "IPGATE_TEST_SKIP_PROBE";
+
+    /// A skip lands in the run's summary file, named after its test, and
+    /// fails under `CI=true`. The skipping test runs in a child process of
+    /// this test binary, so its environment is its own.
+    #[test]
+    fn a_skip_is_written_for_the_summary_and_fails_under_ci() {
+        if std::env::var_os(PROBE).is_some() {
+            skip("no PostgreSQL here (probe)");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let log = dir.path().join("skipped");
+        let run = |ci: Option<&str>| {
+            let mut child = Command::new(std::env::current_exe().expect("test binary"));
+            child
+                .args([
+                    "skip::tests::a_skip_is_written_for_the_summary_and_fails_under_ci",
+                    "--exact",
+                    "--test-threads=1",
+                ])
+                .env(PROBE, "1")
+                .env(SKIP_LOG_VAR, &log)
+                .env_remove("CI");
+            if let Some(ci) = ci {
+                child.env("CI", ci);
+            }
+            child.output().expect("run the probe")
+        };
+
+        let skipped = run(None);
+        assert!(skipped.status.success(), "{skipped:?}");
+        let stderr = String::from_utf8_lossy(&skipped.stderr);
+        assert!(
+            stderr.contains("SKIPPED") && stderr.contains("no PostgreSQL here (probe)"),
+            "the skip shows past cargo's capture: {stderr}"
+        );
+        let recorded = std::fs::read_to_string(&log).expect("the summary file");
+        assert_eq!(recorded.lines().count(), 1, "{recorded}");
+        assert!(
+            recorded.contains("skip::tests::a_skip_is_written_for_the_summary_and_fails_under_ci")
+                && recorded.ends_with("no PostgreSQL here (probe)\n"),
+            "{recorded}"
+        );
+
+        let in_ci = run(Some("true"));
+        assert!(!in_ci.status.success(), "a skip fails under CI=true");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), recorded);
+    }
+}
