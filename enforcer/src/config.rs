@@ -2,8 +2,10 @@
 
 use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 
-use http::Uri;
+use http::{HeaderName, Uri};
 use ipgate_shared::{ApiSlug, EnforcerId};
+
+use crate::client_ip::{MAX_HOPS, TrustedNet};
 
 // Default ports sit below 32768, out of Linux's range for outgoing
 // connections' ports (32768–60999), so no client of ours or of anyone else
@@ -71,6 +73,59 @@ pub struct Config {
     /// traffic never pushes out the record of a block.
     #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 50_000)]
     pub event_queue_capacity: usize,
+
+    /// Which address each HTTP proxy request is decided on.
+    #[command(flatten)]
+    pub client_ip: ClientIpConfig,
+}
+
+/// Which address the HTTP proxy door decides a request on, behind other
+/// proxies or an L4 balancer (docs/client-ip.md). Without these flags it is
+/// the TCP peer, and forwarding headers are ignored.
+#[derive(clap::Args, Clone, Debug, Default)]
+#[command(next_help_heading = "Client address (HTTP proxy door)")]
+pub struct ClientIpConfig {
+    /// Proxies whose forwarding headers are believed: comma-separated
+    /// addresses or networks (`10.0.0.0/8,2001:db8::7`). A request from one
+    /// is decided on the first address, from the right of X-Forwarded-For
+    /// or Forwarded, that is not in this list; from anyone else, those
+    /// headers are ignored.
+    #[arg(
+        long,
+        env = "IPGATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_proxies: Vec<TrustedNet>,
+
+    /// Instead of --trusted-proxies: the number of proxies in front, each
+    /// appending its peer to X-Forwarded-For; the request is decided on the
+    /// Nth address from the right (1 = the right-most). Safe only when
+    /// nothing but those proxies can reach the enforcer.
+    #[arg(
+        long,
+        env = "IPGATE_TRUSTED_HOPS",
+        value_name = "N",
+        value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_HOPS))
+    )]
+    pub trusted_hops: Option<u8>,
+
+    /// A header in which every trusted proxy puts the client's address
+    /// (e.g. X-Real-IP), read instead of X-Forwarded-For and Forwarded, and
+    /// only from peers in --trusted-proxies.
+    #[arg(long, env = "IPGATE_CLIENT_IP_HEADER", value_name = "NAME")]
+    pub client_ip_header: Option<HeaderName>,
+
+    /// Expect a PROXY protocol header (v1 or v2) at the start of every
+    /// connection to the HTTP proxy, as an L4 balancer sends it; its source
+    /// address counts as the peer. Connections without one are closed.
+    #[arg(
+        long,
+        env = "IPGATE_PROXY_PROTOCOL",
+        default_value_t = false,
+        requires = "upstream"
+    )]
+    pub proxy_protocol: bool,
 }
 
 impl Config {
@@ -182,5 +237,60 @@ mod tests {
             .is_ok()
         );
         assert!(parse(&["--token", "has space"]).is_err());
+    }
+
+    #[test]
+    fn client_address_flags() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+
+        let c = parse(&["--token", "t"]).unwrap().client_ip;
+        assert!(c.trusted_proxies.is_empty() && c.trusted_hops.is_none());
+        assert!(c.client_ip_header.is_none() && !c.proxy_protocol);
+
+        let c = parse(&[
+            "--token",
+            "t",
+            "--trusted-proxies",
+            "10.0.0.0/8, 2001:db8::7",
+            "--client-ip-header",
+            "X-Real-IP",
+        ])
+        .unwrap()
+        .client_ip;
+        let nets: Vec<String> = c.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "2001:db8::7/128"]);
+        assert_eq!(c.client_ip_header.unwrap(), "x-real-ip");
+
+        let error = parse(&["--token", "t", "--trusted-proxies", "10.0.0.1/8"]).unwrap_err();
+        assert!(error.to_string().contains("write 10.0.0.0/8"), "{error}");
+
+        assert_eq!(
+            parse(&["--token", "t", "--trusted-hops", "32"])
+                .unwrap()
+                .client_ip
+                .trusted_hops,
+            Some(32)
+        );
+        for refused in ["0", "33", "-1"] {
+            assert!(
+                parse(&["--token", "t", "--trusted-hops", refused]).is_err(),
+                "{refused}"
+            );
+        }
+
+        // The PROXY protocol is spoken on the HTTP proxy's listener only.
+        assert!(parse(&["--token", "t", "--proxy-protocol"]).is_err());
+        let c = parse(&[
+            "--token",
+            "t",
+            "--proxy-protocol",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--api",
+            "orders",
+        ])
+        .unwrap();
+        assert!(c.client_ip.proxy_protocol);
     }
 }

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 
 use crate::{
     backoff::Backoff,
+    client_ip,
     config::Config,
     control_plane::ControlPlane,
     doors::{
@@ -43,10 +44,15 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (sink, source) = events::queue(config.event_queue_capacity);
     let enforcer = Arc::new(Enforcer::new(config.fail_open_until_synced, sink));
 
+    let client_ip =
+        client_ip::Policy::new(&config.client_ip).map_err(|e| Error::Config(e.to_string()))?;
     let proxy_door = match (&config.upstream, &config.api) {
-        (Some(upstream), Some(api)) => {
-            Some(ProxyDoor::new(enforcer.clone(), api.clone(), upstream)?)
-        }
+        (Some(upstream), Some(api)) => Some(ProxyDoor::new(
+            enforcer.clone(),
+            api.clone(),
+            upstream,
+            client_ip,
+        )?),
         (Some(_), None) => return Err(Error::Config("--upstream needs --api SLUG".into())),
         (None, _) => None,
     };

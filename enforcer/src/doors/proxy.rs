@@ -1,10 +1,12 @@
 //! The reverse-proxy door: an HTTP/1.1 and h2c server in front of one
 //! upstream service, for the API named by `--api`.
 //!
-//! The client IP is the TCP peer; the key comes from `Authorization: Bearer`
-//! and `X-API-Key` (never the query string). Denials get the exact body plus
-//! `x-ipgate-client-ip` and `x-request-id`; allowed requests go upstream with
-//! `x-request-id` and the peer appended to `x-forwarded-for`.
+//! The client IP is what [`client_ip::Policy`] makes of the connection's peer
+//! and the request's forwarding headers; the key comes from
+//! `Authorization: Bearer` and `X-API-Key` (never the query string). Denials
+//! get the exact body plus `x-ipgate-client-ip` and `x-request-id`; allowed
+//! requests go upstream with `x-request-id` and the address decided on
+//! appended to `x-forwarded-for`.
 
 use std::{convert::Infallible, net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -70,11 +72,18 @@ pub struct ProxyDoor {
     /// The upstream as logs show it, without its secrets.
     shown_upstream: String,
     client: Client<HttpConnector, Incoming>,
+    client_ip: client_ip::Policy,
 }
 
 impl ProxyDoor {
-    /// A door for `api` in front of `upstream` (`http://host:port`).
-    pub fn new(enforcer: Arc<Enforcer>, api: ApiSlug, upstream: &Uri) -> Result<Self, Error> {
+    /// A door for `api` in front of `upstream` (`http://host:port`), finding
+    /// client addresses by `client_ip`.
+    pub fn new(
+        enforcer: Arc<Enforcer>,
+        api: ApiSlug,
+        upstream: &Uri,
+        client_ip: client_ip::Policy,
+    ) -> Result<Self, Error> {
         let shown_upstream = redact::url(&upstream.to_string());
         let bad = |why: &str| Error::Config(format!("--upstream {shown_upstream}: {why}"));
         if upstream.scheme() != Some(&Scheme::HTTP) {
@@ -102,16 +111,20 @@ impl ProxyDoor {
             authority,
             shown_upstream,
             client,
+            client_ip,
         })
     }
 
-    /// Answers one request from `peer`.
+    /// Answers one request from `peer` (the PROXY header's source, with
+    /// `--proxy-protocol`).
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let client_ip = client_ip::from_peer(peer);
+        // The result's `source` says whether a walk fell back; it is logged
+        // there, and the usage event has no field for it yet.
+        let client_ip = self.client_ip.resolve(peer, request.headers()).ip;
         let (outcome, mut event) = self.enforcer.decide_pending(DecisionInput {
             api: self.api.as_str(),
             key: presented_key(request.headers()),
@@ -280,19 +293,23 @@ pub(crate) async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let door = door.clone();
-        let service = service_fn(move |request| {
-            let door = door.clone();
-            async move { Ok::<_, Infallible>(door.handle(request, peer).await) }
-        });
-        let connection = graceful.watch(
-            server
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
+        let server = server.clone();
+        let watcher = graceful.watcher();
         let span = debug_span!("proxy_connection", %peer);
+        // The PROXY header, when expected, is read here, off the accept loop.
         tokio::spawn(
             async move {
-                if let Err(e) = connection.await {
+                let Some((stream, peer)) = door.client_ip.accept(stream, peer).await else {
+                    return;
+                };
+                let service = service_fn(move |request| {
+                    let door = door.clone();
+                    async move { Ok::<_, Infallible>(door.handle(request, peer).await) }
+                });
+                let connection = server
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                if let Err(e) = watcher.watch(connection).await {
                     debug!(error = %e, "proxy connection ended with an error");
                 }
             }

@@ -1,6 +1,7 @@
 //! Component tests: the real enforcer (`start`) against a scripted fake
 //! control plane and, for the proxy door, a tiny upstream, all on loopback.
 
+mod client_ip;
 mod events;
 mod grpc;
 mod log_capture;
