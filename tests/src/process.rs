@@ -373,6 +373,30 @@ impl Enforcer {
     /// Like [`Enforcer::start_with_token`], given `--control-plane` as is
     /// (e.g. a URL carrying a password).
     pub fn start_at(control_plane: &str, api: &str, upstream: SocketAddr, token: &str) -> Enforcer {
+        Self::start_configured(control_plane, api, upstream, token, &[], &[])
+    }
+
+    /// Like [`Enforcer::start`], with more flags (`extra_args`) and
+    /// environment variables (`extra_envs`).
+    pub fn start_with(
+        control_plane: &ControlPlane,
+        api: &str,
+        upstream: SocketAddr,
+        extra_args: &[&str],
+        extra_envs: &[(&str, &str)],
+    ) -> Enforcer {
+        let url = control_plane.url();
+        Self::start_configured(&url, api, upstream, ENFORCER_TOKEN, extra_args, extra_envs)
+    }
+
+    fn start_configured(
+        control_plane: &str,
+        api: &str,
+        upstream: SocketAddr,
+        token: &str,
+        extra_args: &[&str],
+        extra_envs: &[(&str, &str)],
+    ) -> Enforcer {
         let args: Vec<String> = [
             "enforcer",
             "--control-plane",
@@ -387,14 +411,16 @@ impl Enforcer {
             api,
         ]
         .iter()
+        .chain(extra_args)
         .map(|s| (*s).to_owned())
         .collect();
         // Unique ids, so the control plane tells a test's enforcers apart.
         let id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let envs = [
+        let mut envs = vec![
             ("IPGATE_ENFORCER_TOKEN", token),
             ("IPGATE_ENFORCER_ID", &id),
         ];
+        envs.extend_from_slice(extra_envs);
         let (proc, addrs) = Proc::start(
             "enforcer",
             &args,
