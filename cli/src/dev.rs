@@ -148,6 +148,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         reconnect_min_ms: 100,
         reconnect_max_ms: 2_000,
         event_queue_capacity: 50_000,
+        proxy_limits: Default::default(),
     })
     .await
     .with_context(|| {

@@ -5,6 +5,8 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use http::Uri;
 use ipgate_shared::{ApiSlug, EnforcerId};
 
+use crate::doors::limits::ProxyLimits;
+
 // Default ports sit below 32768, out of Linux's range for outgoing
 // connections' ports (32768–60999), so no client of ours or of anyone else
 // can be holding one when the enforcer starts.
@@ -71,6 +73,10 @@ pub struct Config {
     /// traffic never pushes out the record of a block.
     #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 50_000)]
     pub event_queue_capacity: usize,
+
+    /// How much of a request's head the HTTP proxy reads, and for how long.
+    #[command(flatten)]
+    pub proxy_limits: ProxyLimits,
 }
 
 impl Config {
@@ -158,6 +164,10 @@ mod tests {
         assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:7161");
         assert_eq!(c.proxy_listen.to_string(), "127.0.0.1:7180");
         assert!(!c.fail_open_until_synced);
+        assert_eq!(c.proxy_limits, ProxyLimits::default());
+        assert_eq!(c.proxy_limits.max_header_bytes, 65_536);
+        assert_eq!(c.proxy_limits.max_headers, 100);
+        assert_eq!(c.proxy_limits.header_read_timeout, Duration::from_secs(10));
         assert_eq!(
             c.reconnect_bounds(),
             (Duration::from_millis(100), Duration::from_secs(5))

@@ -44,9 +44,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let enforcer = Arc::new(Enforcer::new(config.fail_open_until_synced, sink));
 
     let proxy_door = match (&config.upstream, &config.api) {
-        (Some(upstream), Some(api)) => {
-            Some(ProxyDoor::new(enforcer.clone(), api.clone(), upstream)?)
-        }
+        (Some(upstream), Some(api)) => Some(ProxyDoor::new(
+            enforcer.clone(),
+            api.clone(),
+            upstream,
+            config.proxy_limits.clone(),
+        )?),
         (Some(_), None) => return Err(Error::Config("--upstream needs --api SLUG".into())),
         (None, _) => None,
     };

@@ -108,6 +108,7 @@ impl Env {
                 reconnect_min_ms: 50,
                 reconnect_max_ms: 500,
                 event_queue_capacity: 10_000,
+                proxy_limits: Default::default(),
             }))
             .expect("enforcer starts");
         let check_addr = format!("http://{}", enforcer.grpc_addr);
