@@ -373,6 +373,27 @@ impl Enforcer {
     /// Like [`Enforcer::start_with_token`], given `--control-plane` as is
     /// (e.g. a URL carrying a password).
     pub fn start_at(control_plane: &str, api: &str, upstream: SocketAddr, token: &str) -> Enforcer {
+        Self::start_at_with_envs(control_plane, api, upstream, token, &[])
+    }
+
+    /// Like [`Enforcer::start`], with more `IPGATE_…` variables set (the
+    /// way an operator sets a flag through the environment).
+    pub fn start_with_envs(
+        control_plane: &ControlPlane,
+        api: &str,
+        upstream: SocketAddr,
+        envs: &[(&str, &str)],
+    ) -> Enforcer {
+        Self::start_at_with_envs(&control_plane.url(), api, upstream, ENFORCER_TOKEN, envs)
+    }
+
+    fn start_at_with_envs(
+        control_plane: &str,
+        api: &str,
+        upstream: SocketAddr,
+        token: &str,
+        extra_envs: &[(&str, &str)],
+    ) -> Enforcer {
         let args: Vec<String> = [
             "enforcer",
             "--control-plane",
@@ -391,10 +412,11 @@ impl Enforcer {
         .collect();
         // Unique ids, so the control plane tells a test's enforcers apart.
         let id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let envs = [
+        let mut envs = vec![
             ("IPGATE_ENFORCER_TOKEN", token),
-            ("IPGATE_ENFORCER_ID", &id),
+            ("IPGATE_ENFORCER_ID", id.as_str()),
         ];
+        envs.extend_from_slice(extra_envs);
         let (proc, addrs) = Proc::start(
             "enforcer",
             &args,
