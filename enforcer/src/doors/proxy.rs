@@ -153,16 +153,15 @@ impl ProxyDoor {
         // The decision refuses a path without a normal form; this keeps one
         // from ever being forwarded, whatever state the enforcer is in.
         let target = match normal {
-            Ok(path) => upstream_target(&path, request.uri().query()),
-            Err(_) => None,
+            Ok(path) => upstream_target(&path, request.uri().query()).ok_or(BAD_TARGET_BODY),
+            Err(_) => Err(Reason::BadPath.body().unwrap_or(BAD_TARGET_BODY)),
         };
-        let Some(target) = target else {
-            event.set_status(400);
-            return json(
-                StatusCode::BAD_REQUEST,
-                &outcome,
-                Reason::BadPath.body().unwrap_or(BAD_TARGET_BODY),
-            );
+        let target = match target {
+            Ok(target) => target,
+            Err(body) => {
+                event.set_status(400);
+                return json(StatusCode::BAD_REQUEST, &outcome, body);
+            }
         };
         let response = self.forward(request, target, client_ip, &outcome).await;
         // The usage log keeps the status the client got, not just "allowed".

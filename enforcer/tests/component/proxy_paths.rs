@@ -178,3 +178,33 @@ async fn the_upstream_gets_the_path_that_was_decided_on() {
     assert_eq!(seen, expected);
     s.running.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn failing_open_before_the_first_snapshot_never_forwards_a_bad_path() {
+    let fake = FakeControlPlane::start().await;
+    let (upstream_addr, seen) = upstream().await;
+    let upstream = format!("http://{upstream_addr}");
+    let running = ipgate_enforcer::start(config(
+        fake.addr,
+        &[
+            "--upstream",
+            &upstream,
+            "--api",
+            "orders",
+            "--fail-open-until-synced",
+        ],
+    ))
+    .await
+    .unwrap();
+    let proxy = running.proxy_addr.expect("proxy door running");
+
+    let answer = raw::send(proxy, &raw::get("/a/../../etc/passwd", "", &[])).await;
+    assert_eq!((answer.status, answer.body.as_str()), (400, BAD_PATH_BODY));
+    assert!(seen.lock().unwrap().is_empty(), "the upstream saw it");
+    // Everything else is let through, in normal form.
+    let answer = raw::send(proxy, &raw::get("/orders/./7", "", &[])).await;
+    assert_eq!(answer.status, 201);
+    let seen: Vec<String> = seen.lock().unwrap().iter().map(|r| r.uri.clone()).collect();
+    assert_eq!(seen, ["/orders/7"]);
+    running.shutdown().await.unwrap();
+}
