@@ -149,6 +149,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         reconnect_max_ms: 2_000,
         event_queue_capacity: 50_000,
         client_ip: Default::default(),
+        proxy_limits: Default::default(),
     })
     .await
     .with_context(|| {

@@ -5,7 +5,10 @@ use std::{fmt, net::SocketAddr, str::FromStr, time::Duration};
 use http::{HeaderName, Uri};
 use ipgate_shared::{ApiSlug, EnforcerId};
 
-use crate::client_ip::{MAX_HOPS, TrustedNet};
+use crate::{
+    client_ip::{MAX_HOPS, TrustedNet},
+    doors::limits::ProxyLimits,
+};
 
 // Default ports sit below 32768, out of Linux's range for outgoing
 // connections' ports (32768–60999), so no client of ours or of anyone else
@@ -77,6 +80,10 @@ pub struct Config {
     /// Which address each HTTP proxy request is decided on.
     #[command(flatten)]
     pub client_ip: ClientIpConfig,
+
+    /// How much of a request's head the HTTP proxy reads, and for how long.
+    #[command(flatten)]
+    pub proxy_limits: ProxyLimits,
 }
 
 /// Which address the HTTP proxy door decides a request on, behind other
@@ -213,6 +220,10 @@ mod tests {
         assert_eq!(c.grpc_listen.to_string(), "127.0.0.1:7161");
         assert_eq!(c.proxy_listen.to_string(), "127.0.0.1:7180");
         assert!(!c.fail_open_until_synced);
+        assert_eq!(c.proxy_limits, ProxyLimits::default());
+        assert_eq!(c.proxy_limits.max_header_bytes, 65_536);
+        assert_eq!(c.proxy_limits.max_headers, 100);
+        assert_eq!(c.proxy_limits.header_read_timeout, Duration::from_secs(10));
         assert_eq!(
             c.reconnect_bounds(),
             (Duration::from_millis(100), Duration::from_secs(5))

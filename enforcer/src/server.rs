@@ -52,6 +52,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             api.clone(),
             upstream,
             client_ip,
+            config.proxy_limits.clone(),
         )?),
         (Some(_), None) => return Err(Error::Config("--upstream needs --api SLUG".into())),
         (None, _) => None,

@@ -104,7 +104,7 @@ impl Enforcer {
         let index = self.index.load();
         let decision = match index.as_deref() {
             Some(index) => decide(index, &request),
-            None => Decision::unsynced(input.key, self.fail_open_until_synced),
+            None => Decision::unsynced_request(&request, self.fail_open_until_synced),
         };
         let request_id = match input.request_id {
             Some(id) if !id.is_empty() => id.to_owned(),

@@ -2,7 +2,10 @@
 
 use std::{fmt, str::FromStr};
 
-use crate::allowlist::Allowlist;
+use crate::{
+    allowlist::Allowlist,
+    path::{self, BadPath, route_segments},
+};
 
 /// An API's unique, immutable name: 1-63 of `a-z 0-9 -`, not starting with `-`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,6 +95,7 @@ impl fmt::Display for Scope {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteRule {
     method: Option<String>,
+    /// In normal form ([`path::normalize`]), without parameters.
     path_prefix: String,
     scope: Scope,
 }
@@ -101,14 +105,36 @@ pub struct RouteRule {
 pub enum InvalidRoute {
     #[error("method {0:?} is not an HTTP method token; use e.g. GET, or empty or * for any")]
     Method(String),
-    #[error("path prefix {0:?} must start with '/' and hold no spaces or control characters")]
+    #[error(
+        "path prefix {0:?} must start with '/' and hold no spaces, control characters, '?' or '#'"
+    )]
     PathPrefix(String),
+    #[error("path prefix {0:?} cannot be matched safely: {1}")]
+    UnsafePathPrefix(String, BadPath),
+    #[error(
+        "path prefix {0:?} holds a path parameter (';'): requests are matched without their parameters, so give the prefix without them"
+    )]
+    PathPrefixParameters(String),
     #[error(transparent)]
     Scope(#[from] InvalidScope),
 }
 
+/// How closely a rule's method fits a request's; more specific wins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum MethodFit {
+    /// The rule is for any method.
+    Any,
+    /// A rule for GET, applied to HEAD: a HEAD answers what a GET would,
+    /// without the body.
+    GetCoversHead,
+    /// The rule names this method.
+    Exact,
+}
+
 impl RouteRule {
-    /// A rule from raw parts: `method` empty or `*` means any method.
+    /// A rule from raw parts: `method` empty or `*` means any method. The
+    /// prefix is kept in normal form (`/%61dmin/./x` is `/admin/x`); one
+    /// without a safe normal form, or with a path parameter, is refused.
     pub fn new(method: &str, path_prefix: &str, scope: &str) -> Result<Self, InvalidRoute> {
         let method = match method {
             "" | "*" => None,
@@ -121,13 +147,20 @@ impl RouteRule {
             || path_prefix.len() > 1024
             || path_prefix
                 .chars()
-                .any(|c| c.is_whitespace() || c.is_control())
+                .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
         {
             return Err(InvalidRoute::PathPrefix(path_prefix.to_owned()));
         }
+        let normal = path::normalize(path_prefix)
+            .map_err(|e| InvalidRoute::UnsafePathPrefix(path_prefix.to_owned(), e))?;
+        // Requests are matched without their parameters; a prefix with one
+        // could never match as written.
+        if normal.contains(';') || normal.contains("%3B") {
+            return Err(InvalidRoute::PathPrefixParameters(path_prefix.to_owned()));
+        }
         Ok(RouteRule {
             method,
-            path_prefix: path_prefix.to_owned(),
+            path_prefix: normal.into_owned(),
             scope: scope.parse()?,
         })
     }
@@ -137,7 +170,7 @@ impl RouteRule {
         self.method.as_deref()
     }
 
-    /// The path prefix.
+    /// The path prefix, in normal form.
     pub fn path_prefix(&self) -> &str {
         &self.path_prefix
     }
@@ -147,33 +180,49 @@ impl RouteRule {
         &self.scope
     }
 
-    /// True when the rule applies to this method and path. Prefixes match
-    /// whole path segments: `/orders` covers `/orders` and `/orders/7`, not
-    /// `/ordersx`.
+    /// True when the rule applies to this method and path (a path in normal
+    /// form: [`path::normalize`]; a query string is ignored). See
+    /// [`RouteRule::fit`] for what matches.
     pub fn matches(&self, method: &str, path: &str) -> bool {
-        let method_ok = self
-            .method
-            .as_deref()
-            .is_none_or(|m| m.eq_ignore_ascii_case(method));
+        self.fit(method, path).is_some()
+    }
+
+    /// How well the rule fits, `None` when it does not apply. Prefixes match
+    /// whole path segments, without regard to ASCII case and ignoring path
+    /// parameters: `/orders` covers `/orders`, `/Orders/7` and
+    /// `/orders;v=2/7`, not `/ordersx`; a trailing `/` on the prefix makes
+    /// no difference. The method is compared without regard to case, and a
+    /// rule for GET also covers HEAD.
+    fn fit(&self, method: &str, path: &str) -> Option<(usize, MethodFit)> {
+        let method_fit = match self.method.as_deref() {
+            None => MethodFit::Any,
+            Some(m) if m.eq_ignore_ascii_case(method) => MethodFit::Exact,
+            Some("GET") if method.eq_ignore_ascii_case("HEAD") => MethodFit::GetCoversHead,
+            Some(_) => return None,
+        };
         let path = path.split(['?', '#']).next().unwrap_or(path);
-        method_ok
-            && match path.strip_prefix(self.path_prefix.as_str()) {
-                Some(rest) => {
-                    rest.is_empty() || rest.starts_with('/') || self.path_prefix.ends_with('/')
-                }
-                None => false,
+        let mut requested = route_segments(path);
+        let mut depth = 0;
+        for wanted in route_segments(&self.path_prefix) {
+            match requested.next() {
+                Some(segment) if segment.eq_ignore_ascii_case(wanted) => depth += 1,
+                _ => return None,
             }
+        }
+        Some((depth, method_fit))
     }
 }
 
-/// The scope a request needs under `routes`: the rule with the longest
-/// matching prefix wins; no matching rule means no scope is needed.
+/// The scope a request needs under `routes`, for a path in normal form
+/// ([`path::normalize`]): the rule with the most matching segments wins,
+/// then the one whose method fits best; no matching rule means no scope is
+/// needed.
 pub fn required_scope<'r>(routes: &'r [RouteRule], method: &str, path: &str) -> Option<&'r Scope> {
     routes
         .iter()
-        .filter(|r| r.matches(method, path))
-        .max_by_key(|r| (r.path_prefix.len(), r.method.is_some()))
-        .map(RouteRule::scope)
+        .filter_map(|r| r.fit(method, path).map(|fit| (fit, r)))
+        .max_by_key(|(fit, _)| *fit)
+        .map(|(_, r)| r.scope())
 }
 
 /// An API as the enforcers need it.
@@ -233,15 +282,112 @@ mod tests {
     }
 
     #[test]
+    fn prefixes_match_without_case_and_without_parameters() {
+        let r = RouteRule::new("GET", "/admin", "admin").unwrap();
+        for covered in [
+            "/admin",
+            "/admin/",
+            "/ADMIN",
+            "/Admin/Users",
+            "/admin;jsessionid=1",
+            "/admin;v=1/users",
+            "/admin%3Bx/users",
+        ] {
+            assert!(r.matches("GET", covered), "{covered}");
+        }
+        for not_covered in ["/administrator", "/admin-panel", "/", "/x/admin", "/adm"] {
+            assert!(!r.matches("GET", not_covered), "{not_covered}");
+        }
+    }
+
+    #[test]
+    fn a_trailing_slash_on_the_prefix_makes_no_difference() {
+        // Many frameworks serve /admin and /admin/ alike, so a rule written
+        // "/admin/" must not leave "/admin" open.
+        let r = RouteRule::new("", "/admin/", "admin").unwrap();
+        assert!(r.matches("GET", "/admin"));
+        assert!(r.matches("GET", "/admin/x"));
+        assert!(!r.matches("GET", "/administrator"));
+    }
+
+    #[test]
+    fn a_rule_for_get_covers_head_and_nothing_else() {
+        let r = RouteRule::new("GET", "/admin", "admin").unwrap();
+        assert!(r.matches("HEAD", "/admin"));
+        assert!(r.matches("head", "/admin"));
+        assert!(r.matches("get", "/admin"));
+        assert!(!r.matches("POST", "/admin"));
+        assert!(!r.matches("OPTIONS", "/admin"));
+        let head = RouteRule::new("HEAD", "/x", "h").unwrap();
+        assert!(!head.matches("GET", "/x"), "HEAD does not cover GET");
+    }
+
+    #[test]
+    fn the_rule_naming_the_method_beats_get_for_head_and_any() {
+        let routes = vec![
+            RouteRule::new("", "/admin", "any").unwrap(),
+            RouteRule::new("GET", "/admin", "read").unwrap(),
+            RouteRule::new("HEAD", "/admin", "peek").unwrap(),
+        ];
+        let scope = |m, p| required_scope(&routes, m, p).map(|s| s.as_str().to_owned());
+        assert_eq!(scope("HEAD", "/admin").as_deref(), Some("peek"));
+        assert_eq!(scope("GET", "/admin").as_deref(), Some("read"));
+        assert_eq!(scope("POST", "/admin").as_deref(), Some("any"));
+        // Without the HEAD rule, HEAD needs what GET needs.
+        assert_eq!(
+            required_scope(&routes[..2], "HEAD", "/admin").map(Scope::as_str),
+            Some("read")
+        );
+    }
+
+    #[test]
+    fn prefixes_are_kept_in_normal_form() {
+        let prefix = |p: &str| RouteRule::new("", p, "s").map(|r| r.path_prefix().to_owned());
+        assert_eq!(prefix("/%61dmin/./x").as_deref(), Ok("/admin/x"));
+        assert_eq!(prefix("//admin//").as_deref(), Ok("/admin/"));
+        assert_eq!(prefix("/caf%c3%a9").as_deref(), Ok("/caf%C3%A9"));
+        assert_eq!(prefix("/café").as_deref(), Ok("/caf%C3%A9"));
+        // Either spelling of the prefix matches either spelling of a path.
+        let r = RouteRule::new("", "/café", "s").unwrap();
+        assert!(r.matches("GET", "/CAF%C3%A9/menu"));
+    }
+
+    #[test]
     fn bad_routes_are_refused() {
         assert!(matches!(
             RouteRule::new("GE T", "/", "s"),
             Err(InvalidRoute::Method(_))
         ));
-        assert!(matches!(
-            RouteRule::new("GET", "orders", "s"),
-            Err(InvalidRoute::PathPrefix(_))
-        ));
+        for prefix in ["orders", "/a b", "/a?b", "/a#b", "*"] {
+            assert!(
+                matches!(
+                    RouteRule::new("GET", prefix, "s"),
+                    Err(InvalidRoute::PathPrefix(_))
+                ),
+                "{prefix}"
+            );
+        }
+        for (prefix, why) in [
+            ("/a%2fb", BadPath::EncodedSeparator),
+            ("/..", BadPath::AboveRoot),
+            ("/a/../../b", BadPath::AboveRoot),
+            ("/%zz", BadPath::InvalidEncoding),
+            ("/a\\b", BadPath::Backslash),
+        ] {
+            assert_eq!(
+                RouteRule::new("GET", prefix, "s"),
+                Err(InvalidRoute::UnsafePathPrefix(prefix.to_owned(), why))
+            );
+        }
+        for prefix in ["/admin;v=1", "/a;/b", "/a%3bb"] {
+            assert!(
+                matches!(
+                    RouteRule::new("GET", prefix, "s"),
+                    Err(InvalidRoute::PathPrefixParameters(_))
+                ),
+                "{prefix}"
+            );
+        }
         assert!(matches!(
             RouteRule::new("GET", "/", ""),
             Err(InvalidRoute::Scope(_))

@@ -3,7 +3,8 @@
 //!
 //! Order of checks (docs/decisions.md): API known and enabled; API allowlist (before
 //! authentication, so a blocked address never reaches auth whatever token it
-//! carries); API key; scope; key allowlist.
+//! carries); path (it must have a safe normal form); API key; scope; key
+//! allowlist.
 
 use std::{fmt, net::IpAddr, str::FromStr};
 
@@ -12,6 +13,7 @@ use crate::{
     entry::normalize_ip,
     index::{Index, ListMatch, MatchedEntry},
     key::{self, KeyId, SecretHash},
+    path,
     time::UnixMillis,
 };
 
@@ -62,6 +64,8 @@ pub struct Request<'a> {
     /// The client address (IPv4-mapped addresses are normalised here).
     pub client_ip: IpAddr,
     pub method: &'a str,
+    /// The request path as presented (a query string is ignored); it is
+    /// normalised here, so every door and every rule sees one spelling.
     pub path: &'a str,
     /// Decision instant, for key and entry expiry.
     pub now: UnixMillis,
@@ -78,6 +82,8 @@ pub enum Reason {
     ApiDisabled,
     /// Not on the API's allowlist (checked before authentication).
     IpNotAllowedApi,
+    /// The path has no safe normal form (checked before the key).
+    BadPath,
     /// Key missing, malformed, unknown, for another API, revoked or expired.
     InvalidApiKey,
     InsufficientScope,
@@ -113,6 +119,10 @@ pub const API_IP_NOT_ALLOWED_BODY: &str = body!(
 );
 const API_NOT_FOUND_BODY: &str = body!("API_NOT_FOUND", "No API with this name is served here");
 const API_DISABLED_BODY: &str = body!("API_DISABLED", "This API is disabled");
+const BAD_PATH_BODY: &str = body!(
+    "BAD_PATH",
+    "The request path is ambiguous: it holds an encoded slash or backslash, a control character, invalid percent-encoding or dot segments above the root"
+);
 const INVALID_API_KEY_BODY: &str = body!(
     "INVALID_API_KEY",
     "API key is missing, invalid, revoked or expired"
@@ -128,12 +138,13 @@ const NOT_SYNCED_BODY: &str = body!(
 
 impl Reason {
     /// Every reason, for parsing and tests.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Allowed,
         Reason::WouldBlockIp,
         Reason::ApiNotFound,
         Reason::ApiDisabled,
         Reason::IpNotAllowedApi,
+        Reason::BadPath,
         Reason::InvalidApiKey,
         Reason::InsufficientScope,
         Reason::IpNotAllowedKey,
@@ -149,6 +160,7 @@ impl Reason {
             Reason::ApiNotFound => "API_NOT_FOUND",
             Reason::ApiDisabled => "API_DISABLED",
             Reason::IpNotAllowedApi => "IP_NOT_ALLOWED_API",
+            Reason::BadPath => "BAD_PATH",
             Reason::InvalidApiKey => "INVALID_API_KEY",
             Reason::InsufficientScope => "INSUFFICIENT_SCOPE",
             Reason::IpNotAllowedKey => "IP_NOT_ALLOWED_KEY",
@@ -170,6 +182,7 @@ impl Reason {
         match self {
             Reason::Allowed | Reason::WouldBlockIp | Reason::UnsyncedFailOpen => 200,
             Reason::ApiNotFound => 404,
+            Reason::BadPath => 400,
             Reason::ApiDisabled | Reason::NotSynced => 503,
             Reason::InvalidApiKey => 401,
             Reason::IpNotAllowedApi | Reason::InsufficientScope | Reason::IpNotAllowedKey => 403,
@@ -183,6 +196,7 @@ impl Reason {
             Reason::ApiNotFound => Some("API_NOT_FOUND"),
             Reason::ApiDisabled => Some("API_DISABLED"),
             Reason::IpNotAllowedApi | Reason::IpNotAllowedKey => Some("IP_NOT_ALLOWED"),
+            Reason::BadPath => Some("BAD_PATH"),
             Reason::InvalidApiKey => Some("INVALID_API_KEY"),
             Reason::InsufficientScope => Some("INSUFFICIENT_SCOPE"),
             Reason::NotSynced => Some("ENFORCER_NOT_READY"),
@@ -196,6 +210,7 @@ impl Reason {
             Reason::ApiNotFound => Some(API_NOT_FOUND_BODY),
             Reason::ApiDisabled => Some(API_DISABLED_BODY),
             Reason::IpNotAllowedApi => Some(API_IP_NOT_ALLOWED_BODY),
+            Reason::BadPath => Some(BAD_PATH_BODY),
             Reason::InvalidApiKey => Some(INVALID_API_KEY_BODY),
             Reason::InsufficientScope => Some(INSUFFICIENT_SCOPE_BODY),
             Reason::IpNotAllowedKey => Some(KEY_IP_NOT_ALLOWED_BODY),
@@ -265,6 +280,17 @@ impl Decision<'_> {
         }
     }
 
+    /// [`Decision::unsynced`] for `req`: failing open opens the allowlists,
+    /// not the path check, so a path without a safe normal form is refused
+    /// all the same (a door must never forward one).
+    pub fn unsynced_request(req: &Request<'_>, fail_open: bool) -> Decision<'static> {
+        let mut decision = Decision::unsynced(req.key, fail_open);
+        if fail_open && path::normalize(req.path).is_err() {
+            decision.reason = Reason::BadPath;
+        }
+        decision
+    }
+
     /// True when the request may proceed.
     pub fn allowed(&self) -> bool {
         self.reason.allowed()
@@ -317,7 +343,13 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
         ListMatch::NotMatched => return deny(Reason::IpNotAllowedApi),
     }
 
-    // 3. The key: well-formed, known, for this API, the right secret (or
+    // 3. The path: one normal form for the rules, or refused before any
+    // secret is looked at.
+    let Ok(path) = path::normalize(req.path) else {
+        return deny(Reason::BadPath);
+    };
+
+    // 4. The key: well-formed, known, for this API, the right secret (or
     // one still in its rotation grace period), unexpired.
     let Some(id) = key_id.filter(|_| !matches!(req.key, PresentedKey::Conflicting)) else {
         return deny(Reason::InvalidApiKey);
@@ -335,12 +367,12 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
         return deny(Reason::InvalidApiKey);
     };
 
-    // 4. The scope the route needs.
-    if required_scope(&api.routes, req.method, req.path).is_some_and(|s| !key.has_scope(s)) {
+    // 5. The scope the route needs.
+    if required_scope(&api.routes, req.method, &path).is_some_and(|s| !key.has_scope(s)) {
         return deny(Reason::InsufficientScope);
     }
 
-    // 5. The key's allowlist.
+    // 6. The key's allowlist.
     match key.allowlist.lookup(ip, req.now) {
         ListMatch::Empty => {}
         ListMatch::Matched(entry) => {
@@ -629,6 +661,131 @@ mod tests {
             .reason,
             Reason::InvalidApiKey
         );
+    }
+
+    /// API `orders` whose `GET /admin` needs scope `admin`, and a key
+    /// without that scope; the API's list allows 203.0.113.0/24.
+    fn admin_world() -> (Index, String) {
+        let key = NewKey::generate();
+        let api = ApiConfig {
+            slug: "orders".parse().unwrap(),
+            enabled: true,
+            allowlist: list(&["203.0.113.0/24"], false),
+            routes: vec![RouteRule::new("GET", "/admin", "admin").unwrap()],
+        };
+        let cfg = KeyConfig {
+            id: key.id,
+            api: "orders".parse().unwrap(),
+            secret_hash: SecretHash::of(&key.secret),
+            scopes: vec!["orders:read".parse().unwrap()],
+            expires_at: None,
+            allowlist: Allowlist::default(),
+            previous_secrets: vec![],
+        };
+        let index = Index::from_snapshot(Revision::new(1), [api], [cfg]);
+        (index, key.secret)
+    }
+
+    #[test]
+    fn route_rules_see_every_spelling_of_the_path() {
+        let (index, key) = admin_world();
+        let cases = [
+            ("GET", "/admin", Reason::InsufficientScope),
+            ("GET", "/ADMIN", Reason::InsufficientScope),
+            ("GET", "/Admin/users", Reason::InsufficientScope),
+            ("GET", "/hello/../admin", Reason::InsufficientScope),
+            ("GET", "/%61dmin", Reason::InsufficientScope),
+            ("GET", "//admin", Reason::InsufficientScope),
+            ("GET", "/./admin", Reason::InsufficientScope),
+            ("GET", "/admin;jsessionid=1", Reason::InsufficientScope),
+            ("GET", "/admin?debug=1", Reason::InsufficientScope),
+            ("get", "/admin", Reason::InsufficientScope),
+            ("HEAD", "/admin", Reason::InsufficientScope),
+            ("head", "/ADMIN/x", Reason::InsufficientScope),
+            ("GET", "/admin%2f", Reason::BadPath),
+            ("GET", "/hello/..%2fadmin", Reason::BadPath),
+            ("GET", "/hello/..;/admin", Reason::BadPath),
+            ("GET", "/..", Reason::BadPath),
+            ("GET", "/administrator", Reason::Allowed),
+            ("POST", "/admin", Reason::Allowed),
+            ("OPTIONS", "/admin", Reason::Allowed),
+            ("GET", "/hello", Reason::Allowed),
+        ];
+        let wrong: Vec<String> = cases
+            .iter()
+            .filter_map(|&(method, path, expected)| {
+                let mut r = req(PresentedKey::One(&key), "203.0.113.5");
+                (r.method, r.path) = (method, path);
+                let got = decide(&index, &r).reason;
+                (got != expected).then(|| format!("{method} {path}: {got}, expected {expected}"))
+            })
+            .collect();
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    #[test]
+    fn a_bad_path_is_refused_after_the_api_list_and_before_the_key() {
+        let (index, key) = admin_world();
+        let bad = |key, ip| {
+            let mut r = req(key, ip);
+            r.path = "/admin%2f";
+            decide(&index, &r)
+        };
+        // A blocked address learns nothing more than before.
+        assert_eq!(
+            bad(PresentedKey::One(&key), "198.51.100.1").reason,
+            Reason::IpNotAllowedApi
+        );
+        // Refused before the key is looked at: no key, a bad key, a good key.
+        for presented in [
+            PresentedKey::Missing,
+            PresentedKey::One("garbage"),
+            PresentedKey::One(&key),
+        ] {
+            let d = bad(presented, "203.0.113.5");
+            assert_eq!(d.reason, Reason::BadPath, "{presented:?}");
+            assert_eq!(d.reason.http_status(), 400);
+        }
+        // The well-formed key's id is still recorded for the usage log.
+        assert!(bad(PresentedKey::One(&key), "203.0.113.5").key_id.is_some());
+        assert_eq!(
+            Reason::BadPath.body(),
+            Some(
+                r#"{"error":{"code":"BAD_PATH","message":"The request path is ambiguous: it holds an encoded slash or backslash, a control character, invalid percent-encoding or dot segments above the root"}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn failing_open_before_the_first_snapshot_never_opens_a_bad_path() {
+        let mut r = req(PresentedKey::Missing, "203.0.113.5");
+        assert_eq!(
+            Decision::unsynced_request(&r, true).reason,
+            Reason::UnsyncedFailOpen
+        );
+        r.path = "/a/../../etc/passwd";
+        assert_eq!(Decision::unsynced_request(&r, true).reason, Reason::BadPath);
+        // Failing closed, every request waits for the snapshot.
+        assert_eq!(
+            Decision::unsynced_request(&r, false).reason,
+            Reason::NotSynced
+        );
+    }
+
+    #[test]
+    fn the_existing_bodies_are_unchanged() {
+        let bodies: Vec<_> = Reason::ALL.iter().filter_map(|r| r.body()).collect();
+        for body in [
+            r#"{"error":{"code":"API_NOT_FOUND","message":"No API with this name is served here"}}"#,
+            r#"{"error":{"code":"API_DISABLED","message":"This API is disabled"}}"#,
+            r#"{"error":{"code":"IP_NOT_ALLOWED","message":"Request IP address is not in the API's allowlist"}}"#,
+            r#"{"error":{"code":"INVALID_API_KEY","message":"API key is missing, invalid, revoked or expired"}}"#,
+            r#"{"error":{"code":"INSUFFICIENT_SCOPE","message":"API key does not have the scope this route requires"}}"#,
+            r#"{"error":{"code":"IP_NOT_ALLOWED","message":"Request IP address is not in the API key's allowlist"}}"#,
+            r#"{"error":{"code":"ENFORCER_NOT_READY","message":"The enforcer has not received its allowlists yet; retry shortly"}}"#,
+        ] {
+            assert!(bodies.contains(&body), "{body}");
+        }
     }
 
     #[test]

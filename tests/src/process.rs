@@ -389,6 +389,17 @@ impl Enforcer {
         Self::start_configured(&url, api, upstream, ENFORCER_TOKEN, extra_args, extra_envs)
     }
 
+    /// Like [`Enforcer::start`], with more `IPGATE_…` variables set (the
+    /// way an operator sets a flag through the environment).
+    pub fn start_with_envs(
+        control_plane: &ControlPlane,
+        api: &str,
+        upstream: SocketAddr,
+        envs: &[(&str, &str)],
+    ) -> Enforcer {
+        Self::start_with(control_plane, api, upstream, &[], envs)
+    }
+
     fn start_configured(
         control_plane: &str,
         api: &str,
@@ -418,7 +429,7 @@ impl Enforcer {
         let id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let mut envs = vec![
             ("IPGATE_ENFORCER_TOKEN", token),
-            ("IPGATE_ENFORCER_ID", &id),
+            ("IPGATE_ENFORCER_ID", id.as_str()),
         ];
         envs.extend_from_slice(extra_envs);
         let (proc, addrs) = Proc::start(

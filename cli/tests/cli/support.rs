@@ -109,6 +109,7 @@ impl Env {
                 reconnect_max_ms: 500,
                 event_queue_capacity: 10_000,
                 client_ip: Default::default(),
+                proxy_limits: Default::default(),
             }))
             .expect("enforcer starts");
         let check_addr = format!("http://{}", enforcer.grpc_addr);

@@ -316,7 +316,7 @@ mod tests {
             reasons("allowed_any").unwrap(),
             ["ALLOWED", "WOULD_BLOCK_IP", "UNSYNCED_FAIL_OPEN"]
         );
-        assert_eq!(reasons("BLOCKED_ANY").unwrap().len(), 7);
+        assert_eq!(reasons("BLOCKED_ANY").unwrap().len(), 8);
         let key = |s: &str| ip_key(s.parse().unwrap());
         assert_eq!(
             ip_range("203.0.113.5").unwrap(),

@@ -3,4 +3,5 @@
 //! [`Enforcer::decide`](crate::state::Enforcer::decide) and answers.
 
 pub mod check;
+pub mod limits;
 pub mod proxy;

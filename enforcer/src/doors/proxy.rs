@@ -3,30 +3,40 @@
 //!
 //! The client IP is what [`client_ip::Policy`] makes of the connection's peer
 //! and the request's forwarding headers; the key comes from
-//! `Authorization: Bearer` and `X-API-Key` (never the query string). Denials
-//! get the exact body plus `x-ipgate-client-ip` and `x-request-id`; allowed
-//! requests go upstream with `x-request-id` and the address decided on
-//! appended to `x-forwarded-for`.
+//! `Authorization: Bearer` and `X-API-Key` (never the query string). The
+//! path is decided on, logged and forwarded in its normal form
+//! ([`ipgate_shared::path`]), so the upstream answers for the route that was
+//! checked. Denials get the exact body plus `x-ipgate-client-ip` and
+//! `x-request-id`; allowed requests go upstream with `x-request-id` and the
+//! address decided on appended to `x-forwarded-for`. Heads over the door's
+//! [limits](super::limits) get `431` before any decision.
 
-use std::{convert::Infallible, net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible, future::Future, net::IpAddr, net::SocketAddr, pin::pin, sync::Arc,
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
     header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST},
-    uri::{Authority, Scheme},
+    uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{body::Incoming, service::service_fn};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
     rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
+    server::graceful::GracefulShutdown,
 };
-use ipgate_shared::{ApiSlug, PresentedKey, redact};
-use tokio::{net::TcpListener, sync::watch};
+use ipgate_shared::{ApiSlug, PresentedKey, Reason, path, redact};
+use tokio::{
+    net::TcpListener,
+    sync::{Notify, watch},
+};
 use tracing::{Instrument, debug, debug_span, warn};
 
+use super::limits::{Exceeded, ProxyLimits};
 use crate::{
     client_ip,
     error::Error,
@@ -73,6 +83,7 @@ pub struct ProxyDoor {
     shown_upstream: String,
     client: Client<HttpConnector, Incoming>,
     client_ip: client_ip::Policy,
+    limits: ProxyLimits,
 }
 
 impl ProxyDoor {
@@ -83,6 +94,7 @@ impl ProxyDoor {
         api: ApiSlug,
         upstream: &Uri,
         client_ip: client_ip::Policy,
+        limits: ProxyLimits,
     ) -> Result<Self, Error> {
         let shown_upstream = redact::url(&upstream.to_string());
         let bad = |why: &str| Error::Config(format!("--upstream {shown_upstream}: {why}"));
@@ -112,6 +124,7 @@ impl ProxyDoor {
             shown_upstream,
             client,
             client_ip,
+            limits,
         })
     }
 
@@ -122,21 +135,43 @@ impl ProxyDoor {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        if let Some(exceeded) = self.limits.exceeded(&request) {
+            // Not a decision: nothing of the request was looked at.
+            debug!(%peer, ?exceeded, "request head over the proxy door's limits");
+            return too_large(exceeded, request.version());
+        }
         // The result's `source` says whether a walk fell back; it is logged
         // there, and the usage event has no field for it yet.
         let client_ip = self.client_ip.resolve(peer, request.headers()).ip;
+        let raw_path = request.uri().path();
+        let normal = path::normalize(raw_path);
         let (outcome, mut event) = self.enforcer.decide_pending(DecisionInput {
             api: self.api.as_str(),
             key: presented_key(request.headers()),
             client_ip,
             method: request.method().as_str(),
-            path: request.uri().path(),
+            // The decision normalises again (a no-op on a normal path); a
+            // refused path is logged as it was sent.
+            path: normal.as_deref().unwrap_or(raw_path),
             request_id: None,
         });
         if !outcome.allowed() {
             return denial(&outcome);
         }
-        let response = self.forward(request, client_ip, &outcome).await;
+        // The decision refuses a path without a normal form; this keeps one
+        // from ever being forwarded, whatever state the enforcer is in.
+        let target = match normal {
+            Ok(path) => upstream_target(&path, request.uri().query()).ok_or(BAD_TARGET_BODY),
+            Err(_) => Err(Reason::BadPath.body().unwrap_or(BAD_TARGET_BODY)),
+        };
+        let target = match target {
+            Ok(target) => target,
+            Err(body) => {
+                event.set_status(400);
+                return json(StatusCode::BAD_REQUEST, &outcome, body);
+            }
+        };
+        let response = self.forward(request, target, client_ip, &outcome).await;
         // The usage log keeps the status the client got, not just "allowed".
         event.set_status(response.status().as_u16());
         response
@@ -145,15 +180,15 @@ impl ProxyDoor {
     async fn forward(
         &self,
         request: Request<Incoming>,
+        target: PathAndQuery,
         client_ip: IpAddr,
         outcome: &Outcome,
     ) -> Response<ProxyBody> {
         let (mut parts, body) = request.into_parts();
-        let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
         let uri = Uri::builder()
             .scheme(self.scheme.clone())
             .authority(self.authority.clone())
-            .path_and_query(path_and_query)
+            .path_and_query(target)
             .build();
         let Ok(uri) = uri else {
             return json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY);
@@ -192,6 +227,16 @@ impl ProxyDoor {
 const BAD_TARGET_BODY: &str =
     r#"{"error":{"code":"BAD_REQUEST","message":"The request target cannot be forwarded"}}"#;
 
+/// The normal path with the query string as the client sent it (the
+/// query is the upstream's business); `None` if it makes no valid target.
+fn upstream_target(path: &str, query: Option<&str>) -> Option<PathAndQuery> {
+    let target = match query {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    PathAndQuery::try_from(target).ok()
+}
+
 /// Every key the request presents: bearer tokens and `X-API-Key` values.
 fn presented_key(headers: &HeaderMap) -> PresentedKey<'_> {
     let bearer = headers
@@ -215,6 +260,24 @@ fn presented_key(headers: &HeaderMap) -> PresentedKey<'_> {
 fn denial(outcome: &Outcome) -> Response<ProxyBody> {
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::FORBIDDEN);
     json(status, outcome, outcome.body.unwrap_or_default())
+}
+
+/// The door's `431`, before any decision (so without diagnosis headers).
+/// An HTTP/1 connection is closed after it: the rest of the request, body
+/// included, is not worth reading.
+fn too_large(exceeded: Exceeded, version: Version) -> Response<ProxyBody> {
+    let mut response = Response::new(
+        Full::new(Bytes::from_static(exceeded.body().as_bytes()))
+            .map_err(|never: Infallible| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if version < Version::HTTP_2 {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// A JSON answer from the door itself, with the diagnosis headers.
@@ -270,13 +333,15 @@ fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
 }
 
 /// Accepts connections until `stop`, then lets requests in flight finish
-/// (for at most [`DRAIN_TIMEOUT`]).
+/// (for at most [`DRAIN_TIMEOUT`]). Each connection is served within the
+/// door's [`ProxyLimits`].
 pub(crate) async fn serve(
     listener: TcpListener,
     door: Arc<ProxyDoor>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let server = auto::Builder::new(TokioExecutor::new());
+    let server = door.limits.builder();
+    let head_timeout = door.limits.header_read_timeout;
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -302,15 +367,22 @@ pub(crate) async fn serve(
                 let Some((stream, peer)) = door.client_ip.accept(stream, peer).await else {
                     return;
                 };
+                let head_seen = Arc::new(Notify::new());
+                let seen = head_seen.clone();
                 let service = service_fn(move |request| {
+                    seen.notify_one();
                     let door = door.clone();
                     async move { Ok::<_, Infallible>(door.handle(request, peer).await) }
                 });
-                let connection = server
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                if let Err(e) = watcher.watch(connection).await {
-                    debug!(error = %e, "proxy connection ended with an error");
+                let connection = watcher.watch(
+                    server
+                        .serve_connection(TokioIo::new(stream), service)
+                        .into_owned(),
+                );
+                match first_head_within(head_timeout, &head_seen, connection).await {
+                    Some(Err(e)) => debug!(error = %e, "proxy connection ended with an error"),
+                    Some(Ok(())) => {}
+                    None => debug!("no request head within {head_timeout:?}; connection closed"),
                 }
             }
             .instrument(span),
@@ -322,6 +394,32 @@ pub(crate) async fn serve(
         .is_err()
     {
         warn!("proxy door stopped with requests still in flight");
+    }
+}
+
+/// Drives `connection` to its end, unless no request head has arrived
+/// within `limit` of its start: then it is dropped, which closes it, and
+/// `None` comes back. hyper times out HTTP/1 heads itself, but only once it
+/// knows the connection is HTTP/1: a client that sends the first bytes of
+/// the HTTP/2 preface and stalls, or never finishes an HTTP/2 request's
+/// head, is caught only here.
+async fn first_head_within<C: Future>(
+    limit: Duration,
+    head_seen: &Notify,
+    connection: C,
+) -> Option<C::Output> {
+    let mut connection = pin!(connection);
+    let first = tokio::time::timeout(limit, async {
+        tokio::select! {
+            ended = connection.as_mut() => Some(ended),
+            () = head_seen.notified() => None,
+        }
+    })
+    .await;
+    match first {
+        Err(_) => None,
+        Ok(Some(ended)) => Some(ended),
+        Ok(None) => Some(connection.await),
     }
 }
 

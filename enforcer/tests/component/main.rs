@@ -7,5 +7,8 @@ mod grpc;
 mod log_capture;
 mod logs;
 mod proxy;
+mod proxy_limits;
+mod proxy_paths;
+mod raw;
 mod support;
 mod sync;

@@ -24,14 +24,14 @@ const KEY_BODY: &str = r#"{"error":{"code":"IP_NOT_ALLOWED","message":"Request I
 
 /// What the upstream saw of one request.
 #[derive(Clone, Debug)]
-struct Seen {
-    uri: String,
-    headers: HeaderMap,
-    body: Bytes,
+pub struct Seen {
+    pub uri: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 /// An upstream that answers 201 and remembers every request.
-async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+pub async fn upstream() -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let seen = Arc::new(Mutex::new(Vec::new()));
