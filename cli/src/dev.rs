@@ -120,9 +120,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     cp_config.bootstrap_enforcer_token = Some(tokens.enforcer.clone());
     args.rules.clone().apply(&mut cp_config);
     args.timing.clone().apply(&mut cp_config);
-    let control_plane = ipgate_control_plane::start(cp_config)
-        .await
-        .with_context(|| busy_hint("the control plane", "--listen", args.listen))?;
+    let control_plane = match ipgate_control_plane::start(cp_config).await {
+        Ok(running) => running,
+        // Only a listener's error is about the address; a database made by
+        // another build, say, says itself what to do.
+        Err(e @ ipgate_control_plane::Error::Bind { .. }) => {
+            return Err(anyhow::Error::new(e).context(busy_hint(
+                "the control plane",
+                "--listen",
+                args.listen,
+            )));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot start the control plane")),
+    };
 
     // Every listener is bound before the first outgoing connection, so no
     // ephemeral port of ours can take one of the fixed addresses.

@@ -25,3 +25,4 @@ pub use entry::{Cidr, CidrError, Entry, EntryError, Label, normalize_ip};
 pub use index::{Change, Index};
 pub use key::{KeyConfig, KeyFormatError, KeyId, PreviousSecret, SecretHash};
 pub use revision::{EnforcerId, Revision};
+pub use usage::Door;

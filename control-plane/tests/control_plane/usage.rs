@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use ipgate_shared::{
     proto::{
         admin::v1::{CreateApiKeyRequest, CreateApiRequest, QueryUsageLogsRequest, UsageLogEntry},
-        sync::v1::{ReportEventsRequest, UsageEvent},
+        sync::v1::{Door, ReportEventsRequest, UsageEvent},
     },
     time,
 };
@@ -35,6 +35,7 @@ fn event(i: u32, key: &str, method: &str, status: u32, at: SystemTime) -> UsageE
         }
         .into(),
         matched_label: String::new(),
+        door: Door::Proxy.into(),
     }
 }
 

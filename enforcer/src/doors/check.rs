@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use ipgate_shared::{
-    PresentedKey,
+    Door, PresentedKey,
     proto::check::v1::{
         CheckRequest, CheckResponse,
         check_service_server::{CheckService, CheckServiceServer},
@@ -55,6 +55,7 @@ impl CheckService for CheckDoor {
             PresentedKey::One(&api_key)
         };
         let outcome = self.enforcer.decide(DecisionInput {
+            door: Door::Check,
             api: &api,
             key,
             client_ip: ip,

@@ -21,7 +21,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::{conn::auto, graceful::GracefulShutdown},
 };
-use ipgate_shared::{ApiSlug, PresentedKey, redact};
+use ipgate_shared::{ApiSlug, Door, PresentedKey, redact};
 use tokio::{net::TcpListener, sync::watch};
 use tracing::{Instrument, debug, debug_span, warn};
 
@@ -113,6 +113,7 @@ impl ProxyDoor {
     ) -> Response<ProxyBody> {
         let client_ip = client_ip::from_peer(peer);
         let (outcome, mut event) = self.enforcer.decide_pending(DecisionInput {
+            door: Door::Proxy,
             api: self.api.as_str(),
             key: presented_key(request.headers()),
             client_ip,
