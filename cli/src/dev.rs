@@ -17,7 +17,7 @@ use ipgate_control_plane::{
     config::{DEFAULT_LISTEN, RuleArgs, TimingArgs},
     tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token},
 };
-use ipgate_enforcer::config::{DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN};
+use ipgate_enforcer::config::{CheckToken, DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN};
 use ipgate_shared::proto::admin::v1::{CreateApiRequest, admin_service_client::AdminServiceClient};
 use tonic::{Code, metadata::MetadataValue, transport::Channel};
 
@@ -43,6 +43,9 @@ pub struct DevArgs {
     /// Enforcer gRPC address (check door); port 0 picks a free port.
     #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
     grpc_listen: SocketAddr,
+    /// Door token Check callers must send as `authorization: Bearer <token>`; needed when --grpc-listen is beyond loopback.
+    #[arg(long, env = "IPGATE_CHECK_TOKEN", hide_env_values = true)]
+    check_token: Option<CheckToken>,
     /// Enforcer HTTP proxy address; port 0 picks a free port.
     #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
     proxy_listen: SocketAddr,
@@ -151,6 +154,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         token: tokens.enforcer.parse()?,
         id: "dev-enforcer".parse()?,
         grpc_listen: args.grpc_listen,
+        check_token: args.check_token.clone(),
         proxy_listen: args.proxy_listen,
         upstream: Some(format!("http://{upstream}").parse()?),
         api: Some(args.api.parse()?),
@@ -160,12 +164,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         event_queue_capacity: 50_000,
     })
     .await
-    .with_context(|| {
-        format!(
+    .map_err(|e| match e {
+        // Only a listener's error is about the addresses.
+        ipgate_enforcer::Error::Bind { .. } => anyhow::Error::new(e).context(format!(
             "cannot start the enforcer on {} (--grpc-listen) and {} (--proxy-listen); \
              if another program holds one, choose other addresses (port 0 picks a free one)",
             args.grpc_listen, args.proxy_listen
-        )
+        )),
+        other => anyhow::Error::new(other).context("cannot start the enforcer"),
     })?;
     let proxy = enforcer
         .proxy_addr

@@ -262,7 +262,10 @@ mod tests {
         source.drain_into(&mut events, 10);
         assert_eq!(events.len(), 2);
         // Each event says the door its input named.
-        let doors: Vec<_> = events.iter().map(|e| (e.request_id == "req-7", e.door)).collect();
+        let doors: Vec<_> = events
+            .iter()
+            .map(|e| (e.request_id == "req-7", e.door))
+            .collect();
         assert!(doors.contains(&(true, Some(Door::Proxy))), "{doors:?}");
         assert!(doors.contains(&(false, Some(Door::Check))), "{doors:?}");
     }

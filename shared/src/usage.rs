@@ -311,7 +311,10 @@ mod tests {
     fn doors_round_trip_and_an_unknown_one_is_kept_as_unknown() {
         for door in Door::ALL {
             assert_eq!(door.as_str().parse(), Ok(door));
-            assert_eq!(Door::from_wire(Door::to_wire(Some(door)).into()), Some(door));
+            assert_eq!(
+                Door::from_wire(Door::to_wire(Some(door)).into()),
+                Some(door)
+            );
         }
         assert!("Proxy".parse::<Door>().is_err());
         assert!(UNKNOWN_DOOR.parse::<Door>().is_err());

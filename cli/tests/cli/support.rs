@@ -101,6 +101,7 @@ impl Env {
                 token: ENFORCER_TOKEN.parse().expect("token"),
                 id: "cli-test-enforcer".parse().expect("enforcer id"),
                 grpc_listen: "127.0.0.1:0".parse().expect("address"),
+                check_token: None,
                 proxy_listen: "127.0.0.1:0".parse().expect("address"),
                 upstream: None,
                 api: None,

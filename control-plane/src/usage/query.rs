@@ -4,9 +4,7 @@
 
 use std::net::IpAddr;
 
-use ipgate_shared::{
-    Door, decision::Reason, proto::admin::v1 as admin, time, usage::UNKNOWN_DOOR,
-};
+use ipgate_shared::{Door, decision::Reason, proto::admin::v1 as admin, time, usage::UNKNOWN_DOOR};
 use ipnet::IpNet;
 
 use crate::{

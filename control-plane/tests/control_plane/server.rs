@@ -133,7 +133,10 @@ async fn a_database_from_another_build_is_refused_saying_what_to_do(db: Db) {
             "Start on a new database",
             "for `ipgate dev`, remove the state folder (.ipgate",
         ] {
-            assert!(error.contains(said), "{what}: {said:?} missing from: {error}");
+            assert!(
+                error.contains(said),
+                "{what}: {said:?} missing from: {error}"
+            );
         }
         error
     };

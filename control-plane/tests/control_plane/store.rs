@@ -17,8 +17,8 @@ use ipgate_control_plane::{
     },
 };
 use ipgate_shared::{
-    ApiConfig, ApiSlug, Change, Door, Entry, Index, KeyConfig, KeyId, ListRules, Revision, RouteRule,
-    SecretHash, allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey,
+    ApiConfig, ApiSlug, Change, Door, Entry, Index, KeyConfig, KeyId, ListRules, Revision,
+    RouteRule, SecretHash, allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey,
     proto::sync::v1 as wire, time, usage::UsageEvent,
 };
 

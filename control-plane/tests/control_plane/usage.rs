@@ -284,7 +284,10 @@ async fn doors_are_stored_returned_filtered_and_exported(db: Db) {
         };
         async move {
             let (entries, _) = query(&mut admin, req).await;
-            entries.into_iter().map(|e| e.request_id).collect::<Vec<_>>()
+            entries
+                .into_iter()
+                .map(|e| e.request_id)
+                .collect::<Vec<_>>()
         }
     };
     assert_eq!(by_door("check").await, ["req-1"]);
@@ -319,7 +322,8 @@ async fn doors_are_stored_returned_filtered_and_exported(db: Db) {
         assert_eq!(v.field, "door");
         assert!(
             v.description.contains("\"nginx\" is not a door")
-                && v.description.contains("proxy, ext_authz, auth_request, check"),
+                && v.description
+                    .contains("proxy, ext_authz, auth_request, check"),
             "{v:?}"
         );
     };
