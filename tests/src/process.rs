@@ -373,12 +373,36 @@ impl Enforcer {
     /// Like [`Enforcer::start_with_token`], given `--control-plane` as is
     /// (e.g. a URL carrying a password).
     pub fn start_at(control_plane: &str, api: &str, upstream: SocketAddr, token: &str) -> Enforcer {
+        Self::start_full(control_plane, api, upstream, token, "127.0.0.1:0", &[])
+    }
+
+    /// Like [`Enforcer::start`], with its gRPC door on `grpc_listen` and
+    /// `envs` set (e.g. `IPGATE_CHECK_TOKEN`).
+    pub fn start_listening(
+        control_plane: &ControlPlane,
+        api: &str,
+        upstream: SocketAddr,
+        grpc_listen: &str,
+        envs: &[(&str, &str)],
+    ) -> Enforcer {
+        let url = control_plane.url();
+        Self::start_full(&url, api, upstream, ENFORCER_TOKEN, grpc_listen, envs)
+    }
+
+    fn start_full(
+        control_plane: &str,
+        api: &str,
+        upstream: SocketAddr,
+        token: &str,
+        grpc_listen: &str,
+        more_envs: &[(&str, &str)],
+    ) -> Enforcer {
         let args: Vec<String> = [
             "enforcer",
             "--control-plane",
             control_plane,
             "--grpc-listen",
-            "127.0.0.1:0",
+            grpc_listen,
             "--proxy-listen",
             "127.0.0.1:0",
             "--upstream",
@@ -391,10 +415,11 @@ impl Enforcer {
         .collect();
         // Unique ids, so the control plane tells a test's enforcers apart.
         let id = format!("e2e-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let envs = [
+        let mut envs = vec![
             ("IPGATE_ENFORCER_TOKEN", token),
             ("IPGATE_ENFORCER_ID", &id),
         ];
+        envs.extend_from_slice(more_envs);
         let (proc, addrs) = Proc::start(
             "enforcer",
             &args,
