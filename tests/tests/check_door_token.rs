@@ -164,6 +164,24 @@ async fn beyond_loopback_the_check_door_asks_for_its_token() {
         "{entries:?}"
     );
 
+    // The token is a secret: in no log line, and not in --help when set.
+    assert!(
+        !enforcer.log().contains(DOOR_TOKEN),
+        "the door token was logged:\n{}",
+        enforcer.log()
+    );
+    let help = Command::new(ipgate_tests::process::ipgate_bin())
+        .args(["enforcer", "--help"])
+        .env("IPGATE_CHECK_TOKEN", DOOR_TOKEN)
+        .output()
+        .expect("run ipgate enforcer --help");
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--check-token") && help.contains("IPGATE_CHECK_TOKEN"),
+        "{help}"
+    );
+    assert!(!help.contains(DOOR_TOKEN), "{help}");
+
     // grpcurl: reflection and health need no token; Check does.
     if !tools::available(&["grpcurl"]) {
         return;
