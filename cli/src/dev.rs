@@ -348,7 +348,7 @@ fn banner(args: &DevArgs, tokens: &DevTokens, addrs: &Addresses) -> String {
 ipgate dev is running. State and tokens are in {dir}/.
 
   control plane (admin API, sync)  {control_plane}
-  enforcer check door (gRPC)       {check}
+  enforcer check door (gRPC)       {check}{check_note}
   enforcer proxy for API "{api}"    http://{proxy}  ->  demo upstream http://{upstream}
 
   admin token: {admin}
@@ -370,6 +370,12 @@ Press Ctrl-C to stop.
 "#,
         admin = tokens.admin,
         addr_export = addr_export(*control_plane),
+        // The token itself is the operator's; the banner only says it is asked for.
+        check_note = if args.check_token.is_some() {
+            "  (asks for --check-token)"
+        } else {
+            ""
+        },
     )
 }
 
