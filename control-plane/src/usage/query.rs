@@ -196,11 +196,12 @@ fn reasons(name: &str) -> Result<Vec<String>, String> {
 /// events of enforcers that did not say. Matched without regard to case,
 /// like reasons and methods.
 fn door_name(name: &str) -> Result<String, String> {
-    let name = name.to_ascii_lowercase();
-    if name == UNKNOWN_DOOR {
-        return Ok(name);
+    let lower = name.to_ascii_lowercase();
+    if lower == UNKNOWN_DOOR {
+        return Ok(lower);
     }
-    name.parse::<Door>()
+    lower
+        .parse::<Door>()
         .map(|d| d.as_str().to_owned())
         .map_err(|_| {
             let names: Vec<&str> = Door::ALL.iter().map(|d| d.as_str()).collect();
@@ -350,9 +351,9 @@ mod tests {
         assert_eq!(door_name("check").unwrap(), "check");
         assert_eq!(door_name("EXT_AUTHZ").unwrap(), "ext_authz");
         assert_eq!(door_name("Unknown").unwrap(), "unknown");
-        let err = door_name("nginx").unwrap_err();
+        let err = door_name("Nginx").unwrap_err();
         assert!(
-            err.contains("\"nginx\" is not a door") && err.contains("proxy, ext_authz"),
+            err.contains("\"Nginx\" is not a door") && err.contains("proxy, ext_authz"),
             "{err}"
         );
         let export = parse_export(admin::ExportUsageLogsRequest {
