@@ -17,7 +17,7 @@ use ipgate_control_plane::{
     config::{DEFAULT_LISTEN, RuleArgs, TimingArgs},
     tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token},
 };
-use ipgate_enforcer::config::{DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN};
+use ipgate_enforcer::config::{CheckToken, DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN};
 use ipgate_shared::proto::admin::v1::{CreateApiRequest, admin_service_client::AdminServiceClient};
 use tonic::{Code, metadata::MetadataValue, transport::Channel};
 
@@ -43,6 +43,9 @@ pub struct DevArgs {
     /// Enforcer gRPC address (check door); port 0 picks a free port.
     #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
     grpc_listen: SocketAddr,
+    /// Door token Check callers must send as `authorization: Bearer <token>`; needed when --grpc-listen is beyond loopback.
+    #[arg(long, env = "IPGATE_CHECK_TOKEN", hide_env_values = true)]
+    check_token: Option<CheckToken>,
     /// Enforcer HTTP proxy address; port 0 picks a free port.
     #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
     proxy_listen: SocketAddr,
@@ -120,9 +123,19 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     cp_config.bootstrap_enforcer_token = Some(tokens.enforcer.clone());
     args.rules.clone().apply(&mut cp_config);
     args.timing.clone().apply(&mut cp_config);
-    let control_plane = ipgate_control_plane::start(cp_config)
-        .await
-        .with_context(|| busy_hint("the control plane", "--listen", args.listen))?;
+    let control_plane = match ipgate_control_plane::start(cp_config).await {
+        Ok(running) => running,
+        // Only a listener's error is about the address; a database made by
+        // another build, say, says itself what to do.
+        Err(e @ ipgate_control_plane::Error::Bind { .. }) => {
+            return Err(anyhow::Error::new(e).context(busy_hint(
+                "the control plane",
+                "--listen",
+                args.listen,
+            )));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("cannot start the control plane")),
+    };
 
     // Every listener is bound before the first outgoing connection, so no
     // ephemeral port of ours can take one of the fixed addresses.
@@ -141,6 +154,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         token: tokens.enforcer.parse()?,
         id: "dev-enforcer".parse()?,
         grpc_listen: args.grpc_listen,
+        check_token: args.check_token.clone(),
         proxy_listen: args.proxy_listen,
         upstream: Some(format!("http://{upstream}").parse()?),
         api: Some(args.api.parse()?),
@@ -152,12 +166,14 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         proxy_limits: Default::default(),
     })
     .await
-    .with_context(|| {
-        format!(
+    .map_err(|e| match e {
+        // Only a listener's error is about the addresses.
+        ipgate_enforcer::Error::Bind { .. } => anyhow::Error::new(e).context(format!(
             "cannot start the enforcer on {} (--grpc-listen) and {} (--proxy-listen); \
              if another program holds one, choose other addresses (port 0 picks a free one)",
             args.grpc_listen, args.proxy_listen
-        )
+        )),
+        other => anyhow::Error::new(other).context("cannot start the enforcer"),
     })?;
     let proxy = enforcer
         .proxy_addr
@@ -334,7 +350,7 @@ fn banner(args: &DevArgs, tokens: &DevTokens, addrs: &Addresses) -> String {
 ipgate dev is running. State and tokens are in {dir}/.
 
   control plane (admin API, sync)  {control_plane}
-  enforcer check door (gRPC)       {check}
+  enforcer check door (gRPC)       {check}{check_note}
   enforcer proxy for API "{api}"    http://{proxy}  ->  demo upstream http://{upstream}
 
   admin token: {admin}
@@ -356,6 +372,12 @@ Press Ctrl-C to stop.
 "#,
         admin = tokens.admin,
         addr_export = addr_export(*control_plane),
+        // The token itself is the operator's; the banner only says it is asked for.
+        check_note = if args.check_token.is_some() {
+            "  (asks for --check-token)"
+        } else {
+            ""
+        },
     )
 }
 

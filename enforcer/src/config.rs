@@ -46,6 +46,14 @@ pub struct Config {
     #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
     pub grpc_listen: SocketAddr,
 
+    /// Door token of the gRPC check door: callers of Check must send
+    /// `authorization: Bearer <token>`. Required when --grpc-listen is
+    /// beyond loopback, since a Check caller names the client address
+    /// itself; when set, required on loopback too. Health and reflection
+    /// stay open. 16-256 printable ASCII characters, no spaces.
+    #[arg(long, env = "IPGATE_CHECK_TOKEN", hide_env_values = true)]
+    pub check_token: Option<CheckToken>,
+
     /// Address of the HTTP reverse proxy; used only with --upstream.
     #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
     pub proxy_listen: SocketAddr,
@@ -193,6 +201,45 @@ impl fmt::Debug for Token {
     }
 }
 
+/// The check door's token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CheckToken(String);
+
+impl CheckToken {
+    /// The token callers send in `authorization: Bearer …`.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Why a string is not usable as a check token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the check token must be 16-256 printable ASCII characters without spaces \
+     (long enough not to be guessed; e.g. `openssl rand -hex 32`)"
+)]
+pub struct InvalidCheckToken;
+
+impl FromStr for CheckToken {
+    type Err = InvalidCheckToken;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Callers send it in a gRPC header, so it must be a valid header
+        // value; a short one could be guessed.
+        if (16..=256).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()) {
+            Ok(CheckToken(s.to_owned()))
+        } else {
+            Err(InvalidCheckToken)
+        }
+    }
+}
+
+impl fmt::Debug for CheckToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CheckToken(..)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::Parser;
@@ -303,5 +350,20 @@ mod tests {
         ])
         .unwrap();
         assert!(c.client_ip.proxy_protocol);
+    }
+
+    #[test]
+    fn check_tokens_are_long_printable_and_never_shown() {
+        assert_eq!(parse(&["--token", "t"]).unwrap().check_token, None);
+        let long = "door-token-0123456789";
+        let c = parse(&["--token", "t", "--check-token", long]).unwrap();
+        assert_eq!(c.check_token.as_ref().map(CheckToken::expose), Some(long));
+        assert!(!format!("{c:?}").contains(long), "check token printed");
+        for bad in ["short", "has a space in it!!", &"x".repeat(257)] {
+            assert!(
+                parse(&["--token", "t", "--check-token", bad]).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 }

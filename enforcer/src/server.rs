@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use crate::{
     backoff::Backoff,
     client_ip,
-    config::Config,
+    config::{CheckToken, Config},
     control_plane::ControlPlane,
     doors::{
         check::CheckDoor,
@@ -39,6 +39,7 @@ const GRPC_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Binds every door, starts syncing and reporting, and returns once the
 /// doors listen; it does not wait for the first snapshot.
 pub async fn start(config: Config) -> Result<Running, Error> {
+    check_door_is_guarded(&config)?;
     let control_plane = ControlPlane::new(&config.control_plane, &config.token)?;
     let (min, max) = config.reconnect_bounds();
     let (sink, source) = events::queue(config.event_queue_capacity);
@@ -57,7 +58,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         (Some(_), None) => return Err(Error::Config("--upstream needs --api SLUG".into())),
         (None, _) => None,
     };
-    let router = grpc_router(enforcer.clone()).await?;
+    let router = grpc_router(enforcer.clone(), config.check_token.as_ref()).await?;
 
     let grpc_listener = bind(config.grpc_listen).await?;
     let grpc_addr = local_addr(&grpc_listener, config.grpc_listen)?;
@@ -105,7 +106,11 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         Backoff::new(min, max),
         reporter_stopped,
     );
-    info!(enforcer = %config.id, "enforcer started; waiting for the first snapshot");
+    info!(
+        enforcer = %config.id,
+        check_token = config.check_token.is_some(),
+        "enforcer started; waiting for the first snapshot"
+    );
     Ok(Running {
         grpc_addr,
         proxy_addr,
@@ -121,8 +126,30 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     })
 }
 
-/// Check, reflection (v1 and v1alpha) and health on one server.
-async fn grpc_router(enforcer: Arc<Enforcer>) -> Result<Router, Error> {
+/// A Check caller names the client address itself, so an open check door
+/// beyond loopback would let anyone who reaches the port have any address
+/// decided on, and fill the usage log. Refused at start rather than served
+/// with Check switched off: an operator who binds beyond loopback means the
+/// door to be reached, and learns now, not at the first call.
+fn check_door_is_guarded(config: &Config) -> Result<(), Error> {
+    let addr = config.grpc_listen;
+    if config.check_token.is_some() || ipgate_shared::normalize_ip(addr.ip()).is_loopback() {
+        return Ok(());
+    }
+    Err(Error::Config(format!(
+        "--grpc-listen {addr} is beyond loopback, where anyone who reaches the port could \
+         call Check and name any client address: give the check door a token with \
+         --check-token (or IPGATE_CHECK_TOKEN), which callers then send as \
+         `authorization: Bearer <token>`, or listen on loopback (127.0.0.1)"
+    )))
+}
+
+/// Check, reflection (v1 and v1alpha) and health on one server; only Check
+/// asks for the door token.
+async fn grpc_router(
+    enforcer: Arc<Enforcer>,
+    check_token: Option<&CheckToken>,
+) -> Result<Router, Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
     // The server ("") is SERVING as soon as it listens (liveness). The check
     // service turns SERVING with the first snapshot (readiness), or at once
@@ -159,7 +186,7 @@ async fn grpc_router(enforcer: Arc<Enforcer>) -> Result<Router, Error> {
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(CheckDoor::server(enforcer)))
+        .add_service(CheckDoor::server(enforcer, check_token)))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {

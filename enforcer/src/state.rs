@@ -5,8 +5,8 @@ use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
 use arc_swap::ArcSwapOption;
 use ipgate_shared::{
-    Decision, Index, KeyId, PresentedKey, Reason, Request, Revision, decide, normalize_ip, time,
-    usage::UsageEvent,
+    Decision, Door, Index, KeyId, PresentedKey, Reason, Request, Revision, decide, normalize_ip,
+    time, usage::UsageEvent,
 };
 use tokio::sync::watch;
 
@@ -15,6 +15,8 @@ use crate::events::EventSink;
 /// One request as a door saw it.
 #[derive(Clone, Copy, Debug)]
 pub struct DecisionInput<'a> {
+    /// The door the request came through, for the usage log.
+    pub door: Door,
     /// Slug of the API called.
     pub api: &'a str,
     /// The key the request presented.
@@ -112,6 +114,7 @@ impl Enforcer {
         };
         let event = UsageEvent::record(
             &decision,
+            input.door,
             &request_id,
             now,
             input.api,
@@ -206,6 +209,7 @@ mod tests {
 
     fn input(ip: &str) -> DecisionInput<'_> {
         DecisionInput {
+            door: Door::Check,
             api: "orders",
             key: PresentedKey::Missing,
             client_ip: ip.parse().unwrap(),
@@ -247,6 +251,7 @@ mod tests {
         enforcer.install(Arc::new(Index::from_snapshot(Revision::new(4), [api], [])));
         assert_eq!(enforcer.revision(), Some(Revision::new(4)));
         let blocked = enforcer.decide(DecisionInput {
+            door: Door::Proxy,
             request_id: Some("req-7"),
             ..input("198.51.100.1")
         });
@@ -256,7 +261,13 @@ mod tests {
         let mut events = Vec::new();
         source.drain_into(&mut events, 10);
         assert_eq!(events.len(), 2);
-        assert!(events.iter().any(|e| e.request_id == "req-7"));
+        // Each event says the door its input named.
+        let doors: Vec<_> = events
+            .iter()
+            .map(|e| (e.request_id == "req-7", e.door))
+            .collect();
+        assert!(doors.contains(&(true, Some(Door::Proxy))), "{doors:?}");
+        assert!(doors.contains(&(false, Some(Door::Check))), "{doors:?}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Usage events: one per decided request, allowed or blocked, sent by
-//! enforcers and stored by the control plane.
+//! enforcers and stored by the control plane; and [`Door`], the enforcer's
+//! front door each event came through.
 
-use std::{net::IpAddr, time::SystemTime};
+use std::{fmt, net::IpAddr, str::FromStr, time::SystemTime};
 
 use crate::{
     decision::{Decision, Reason},
@@ -14,6 +15,90 @@ use crate::{
 pub const MAX_PATH_CHARS: usize = 1024;
 /// Longest method, API name or request id kept in the log.
 pub const MAX_SHORT_CHARS: usize = 128;
+
+/// An enforcer's front door: how a request reached it. Every door names
+/// itself on each event it records, so the usage log tells them apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Door {
+    /// The HTTP reverse proxy.
+    Proxy,
+    /// Envoy's external authorization.
+    ExtAuthz,
+    /// The HTTP auth endpoint for nginx `auth_request` and Traefik ForwardAuth.
+    AuthRequest,
+    /// The gRPC `ipgate.check.v1.CheckService`.
+    Check,
+}
+
+/// What the usage log says for an event whose door is not known: sent by
+/// an enforcer that did not name one, or naming one this build lacks.
+pub const UNKNOWN_DOOR: &str = "unknown";
+
+impl Door {
+    /// Every door, in the order the proto numbers them.
+    pub const ALL: [Door; 4] = [Door::Proxy, Door::ExtAuthz, Door::AuthRequest, Door::Check];
+
+    /// The name the usage log, its filters, its CSV and the CLI use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Proxy => "proxy",
+            Door::ExtAuthz => "ext_authz",
+            Door::AuthRequest => "auth_request",
+            Door::Check => "check",
+        }
+    }
+
+    /// The door a wire value names; `None` for `DOOR_UNSPECIFIED` and for
+    /// numbers this build does not know.
+    pub fn from_wire(value: i32) -> Option<Door> {
+        match wire::Door::try_from(value).ok()? {
+            wire::Door::Unspecified => None,
+            wire::Door::Proxy => Some(Door::Proxy),
+            wire::Door::ExtAuthz => Some(Door::ExtAuthz),
+            wire::Door::AuthRequest => Some(Door::AuthRequest),
+            wire::Door::Check => Some(Door::Check),
+        }
+    }
+
+    /// The wire value of a door, `DOOR_UNSPECIFIED` for `None`.
+    pub fn to_wire(door: Option<Door>) -> wire::Door {
+        match door {
+            None => wire::Door::Unspecified,
+            Some(Door::Proxy) => wire::Door::Proxy,
+            Some(Door::ExtAuthz) => wire::Door::ExtAuthz,
+            Some(Door::AuthRequest) => wire::Door::AuthRequest,
+            Some(Door::Check) => wire::Door::Check,
+        }
+    }
+
+    /// The name the usage log stores for `door`: its own, or
+    /// [`UNKNOWN_DOOR`].
+    pub fn name(door: Option<Door>) -> &'static str {
+        door.map_or(UNKNOWN_DOOR, Door::as_str)
+    }
+}
+
+impl fmt::Display for Door {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a door.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a door: give one of proxy, ext_authz, auth_request or check")]
+pub struct UnknownDoor(pub String);
+
+impl FromStr for Door {
+    type Err = UnknownDoor;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Door::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| UnknownDoor(s.to_owned()))
+    }
+}
 
 /// One decided request.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,6 +114,9 @@ pub struct UsageEvent {
     pub client_ip: IpAddr,
     pub reason: Reason,
     pub matched_label: String,
+    /// The door the request came through; `None` when the reporting
+    /// enforcer did not say (stored as [`UNKNOWN_DOOR`]).
+    pub door: Option<Door>,
 }
 
 impl UsageEvent {
@@ -36,6 +124,7 @@ impl UsageEvent {
     #[allow(clippy::too_many_arguments)]
     pub fn record(
         decision: &Decision<'_>,
+        door: Door,
         request_id: &str,
         time: SystemTime,
         api: &str,
@@ -54,6 +143,7 @@ impl UsageEvent {
             client_ip,
             reason: decision.reason,
             matched_label: decision.matched_label().to_owned(),
+            door: Some(door),
         }
     }
 }
@@ -103,6 +193,7 @@ impl TryFrom<wire::UsageEvent> for UsageEvent {
             client_ip,
             reason,
             matched_label,
+            door,
         } = e;
         let time = ts
             .as_ref()
@@ -138,6 +229,9 @@ impl TryFrom<wire::UsageEvent> for UsageEvent {
                 matched_label,
                 crate::entry::MAX_LABEL_CHARS,
             )?,
+            // Never a reason to refuse the batch: the event is still a
+            // decided request, and the lockout preview needs every caller.
+            door: Door::from_wire(door),
         })
     }
 }
@@ -155,6 +249,7 @@ impl From<&UsageEvent> for wire::UsageEvent {
             client_ip: e.client_ip.to_string(),
             reason: e.reason.as_str().to_owned(),
             matched_label: e.matched_label.clone(),
+            door: Door::to_wire(e.door).into(),
         }
     }
 }
@@ -170,6 +265,7 @@ mod tests {
         let long_path = format!("/{}", "a".repeat(5000));
         let e = UsageEvent::record(
             &d,
+            Door::Proxy,
             "req-1",
             time::from_millis(1_800_000_000_000),
             "orders",
@@ -188,6 +284,7 @@ mod tests {
         let d = Decision::unsynced(PresentedKey::Missing, false);
         let e = UsageEvent::record(
             &d,
+            Door::Check,
             "r",
             SystemTime::now(),
             "orders",
@@ -207,6 +304,40 @@ mod tests {
             let mut w = good.clone();
             spoil(&mut w);
             assert_eq!(UsageEvent::try_from(w).unwrap_err().field, field);
+        }
+    }
+
+    #[test]
+    fn doors_round_trip_and_an_unknown_one_is_kept_as_unknown() {
+        for door in Door::ALL {
+            assert_eq!(door.as_str().parse(), Ok(door));
+            assert_eq!(
+                Door::from_wire(Door::to_wire(Some(door)).into()),
+                Some(door)
+            );
+        }
+        assert!("Proxy".parse::<Door>().is_err());
+        assert!(UNKNOWN_DOOR.parse::<Door>().is_err());
+        let d = Decision::unsynced(PresentedKey::Missing, false);
+        let e = UsageEvent::record(
+            &d,
+            Door::Check,
+            "r",
+            SystemTime::now(),
+            "orders",
+            "GET",
+            "/",
+            "203.0.113.5".parse().unwrap(),
+        );
+        assert_eq!(e.door, Some(Door::Check));
+        let mut older = wire::UsageEvent::from(&e);
+        // An enforcer built before doors were reported sends none; a newer
+        // one may name a door this build does not know.
+        for unsaid in [wire::Door::Unspecified as i32, 99] {
+            older.door = unsaid;
+            let stored = UsageEvent::try_from(older.clone()).expect("still a valid event");
+            assert_eq!(stored.door, None);
+            assert_eq!(Door::name(stored.door), UNKNOWN_DOOR);
         }
     }
 }

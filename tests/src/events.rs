@@ -24,6 +24,7 @@ pub fn event(api: &str, key_id: &str, client_ip: &str, time: SystemTime) -> Usag
         client_ip: client_ip.to_owned(),
         reason: "ALLOWED".to_owned(),
         matched_label: String::new(),
+        door: ipgate_shared::proto::sync::v1::Door::Check.into(),
     }
 }
 

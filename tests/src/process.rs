@@ -373,7 +373,7 @@ impl Enforcer {
     /// Like [`Enforcer::start_with_token`], given `--control-plane` as is
     /// (e.g. a URL carrying a password).
     pub fn start_at(control_plane: &str, api: &str, upstream: SocketAddr, token: &str) -> Enforcer {
-        Self::start_configured(control_plane, api, upstream, token, &[], &[])
+        Self::start_configured(control_plane, api, upstream, token, "127.0.0.1:0", &[], &[])
     }
 
     /// Like [`Enforcer::start`], with more flags (`extra_args`) and
@@ -386,7 +386,15 @@ impl Enforcer {
         extra_envs: &[(&str, &str)],
     ) -> Enforcer {
         let url = control_plane.url();
-        Self::start_configured(&url, api, upstream, ENFORCER_TOKEN, extra_args, extra_envs)
+        Self::start_configured(
+            &url,
+            api,
+            upstream,
+            ENFORCER_TOKEN,
+            "127.0.0.1:0",
+            extra_args,
+            extra_envs,
+        )
     }
 
     /// Like [`Enforcer::start`], with more `IPGATE_…` variables set (the
@@ -400,11 +408,25 @@ impl Enforcer {
         Self::start_with(control_plane, api, upstream, &[], envs)
     }
 
+    /// Like [`Enforcer::start`], with its gRPC door on `grpc_listen` and
+    /// `envs` set (e.g. `IPGATE_CHECK_TOKEN`).
+    pub fn start_listening(
+        control_plane: &ControlPlane,
+        api: &str,
+        upstream: SocketAddr,
+        grpc_listen: &str,
+        envs: &[(&str, &str)],
+    ) -> Enforcer {
+        let url = control_plane.url();
+        Self::start_configured(&url, api, upstream, ENFORCER_TOKEN, grpc_listen, &[], envs)
+    }
+
     fn start_configured(
         control_plane: &str,
         api: &str,
         upstream: SocketAddr,
         token: &str,
+        grpc_listen: &str,
         extra_args: &[&str],
         extra_envs: &[(&str, &str)],
     ) -> Enforcer {
@@ -413,7 +435,7 @@ impl Enforcer {
             "--control-plane",
             control_plane,
             "--grpc-listen",
-            "127.0.0.1:0",
+            grpc_listen,
             "--proxy-listen",
             "127.0.0.1:0",
             "--upstream",

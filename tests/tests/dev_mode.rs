@@ -144,3 +144,52 @@ async fn a_second_dev_in_the_same_folder_says_where_the_first_runs() {
     let again = DevMode::start(dir.path());
     again.wait_synced().await;
 }
+
+/// No release has shipped, so the schema changes in place; a state folder
+/// an earlier build made then fails sqlx's checksum. `ipgate dev` says what
+/// happened and what to do — not that an address is busy — and doing it
+/// (removing the state folder) works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_state_folder_from_another_build_is_refused_saying_to_remove_it() {
+    use sqlx::Connection;
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let dev = DevMode::start(dir.path());
+    dev.wait_synced().await;
+    dev.kill();
+    // What another build's schema looks like to this one: migration 1 with
+    // another checksum.
+    let db = dir.path().join(".ipgate/ipgate.db");
+    let mut conn = sqlx::sqlite::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .expect("open the dev database");
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1")
+        .bind(vec![7u8; 48])
+        .execute(&mut conn)
+        .await
+        .expect("change the migration record");
+    conn.close().await.expect("close the dev database");
+
+    let args = dev_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let refused = run_to_end(dir.path(), &args, &[], Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success(),
+        "started on another build's database"
+    );
+    for said in [
+        "made by another build of ipgate",
+        "migration 1",
+        "for `ipgate dev`, remove the state folder (.ipgate",
+    ] {
+        assert!(stderr.contains(said), "{said:?} missing from:\n{stderr}");
+    }
+    assert!(
+        !stderr.contains("another program holds it"),
+        "not an address problem:\n{stderr}"
+    );
+
+    std::fs::remove_dir_all(dir.path().join(".ipgate")).expect("remove the state folder");
+    DevMode::start(dir.path()).wait_synced().await;
+}

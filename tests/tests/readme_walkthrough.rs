@@ -82,6 +82,7 @@ async fn the_walkthrough_then_the_admin_guide_work_as_written() {
         "\n200\n",
         "\n401\n",
         "IP_NOT_ALLOWED_KEY",
+        "\"door\": \"proxy\"",
         "\"clientIp\": \"127.0.0.2\"",
         "IP_NOT_ALLOWED_API",
     ] {
@@ -113,4 +114,10 @@ async fn the_walkthrough_then_the_admin_guide_work_as_written() {
     // README left it.
     let transcript = docs::run_admin_guide(dir.path(), dev.control_plane, &[]);
     println!("{transcript}");
+    // Here the guide's door filter finds the walkthrough's call to the
+    // check door.
+    assert!(
+        transcript.contains("\"door\": \"check\""),
+        "the door filter found no check-door request:\n{transcript}"
+    );
 }

@@ -45,6 +45,9 @@ pub struct Filters {
     /// Only requests from this address or CIDR range.
     #[arg(long, default_value = "", hide_default_value = true)]
     ip: String,
+    /// Only requests that came through this door of the enforcer: proxy, ext_authz, auth_request or check (or unknown: events whose enforcer did not say).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    door: String,
     /// From this time on: a duration ago (`24h`, `7d`) or an RFC 3339 time.
     #[arg(long, value_parser = parse_time_or_ago)]
     since: Option<Timestamp>,
@@ -102,6 +105,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     client_ip: f.ip,
                     start_time: f.since,
                     end_time: f.until,
+                    door: f.door,
                 })
                 .await?
                 .into_inner();
@@ -117,6 +121,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 client_ip: f.ip,
                 start_time: f.since,
                 end_time: f.until,
+                door: f.door,
             };
             let stream = client.export_usage_logs(request).await?.into_inner();
             export(stream, output.as_deref(), out).await
@@ -231,6 +236,7 @@ fn print_entries(r: &QueryUsageLogsResponse) {
         "CLIENT IP",
         "REASON",
         "MATCHED",
+        "DOOR",
         "REQUEST ID",
     ]);
     for e in &r.entries {
@@ -244,6 +250,7 @@ fn print_entries(r: &QueryUsageLogsResponse) {
             e.client_ip.clone(),
             e.reason.clone(),
             or_dash(&e.matched_label),
+            e.door.clone(),
             e.request_id.clone(),
         ]);
     }

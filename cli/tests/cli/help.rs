@@ -84,6 +84,17 @@ fn every_group_documents_its_commands_and_flags() {
             );
         }
     }
+    for command in ["query", "export"] {
+        let logs = help(&["logs", command]);
+        for flag in [
+            "--api", "--key", "--status", "--reason", "--ip", "--door", "--since",
+        ] {
+            assert!(
+                logs.contains(flag),
+                "logs {command} --help lacks {flag}:\n{logs}"
+            );
+        }
+    }
     let access = help(&["test-access"]);
     for flag in ["--api", "--key", "--ip", "--method", "--path"] {
         assert!(access.contains(flag), "{access}");

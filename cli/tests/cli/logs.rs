@@ -161,3 +161,66 @@ fn the_usage_log_exports_to_csv() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/dir/x.csv"));
 }
+
+/// `--door` filters by the enforcer's door a request came through, and the
+/// table shows it; a door that does not exist is the server's field
+/// violation.
+#[test]
+fn the_usage_log_is_filtered_by_door() {
+    let env = Env::start();
+    traffic(&env); // six requests through the check door
+    assert_eq!(env.proxy_request("/through-the-proxy"), 401);
+    env.wait_logged(&["--door", "proxy"], 1);
+
+    let proxy = env.json(&["logs", "query", "--door", "proxy"]);
+    assert_eq!(rows(&proxy).len(), 1, "{proxy:#}");
+    assert_eq!(s(&proxy, "/entries/0/door"), "proxy");
+    assert_eq!(s(&proxy, "/entries/0/path"), "/through-the-proxy");
+    let check = env.json(&["logs", "query", "--door", "check"]);
+    assert_eq!(rows(&check).len(), 6, "{check:#}");
+    assert!(
+        rows(&check).iter().all(|r| r["door"] == "check"),
+        "{check:#}"
+    );
+    let neither = env.json(&["logs", "query", "--door", "ext_authz"]);
+    assert!(neither.get("entries").is_none(), "{neither:#}");
+
+    let out = env
+        .ipgate(&["logs", "query", "--door", "proxy"])
+        .ok()
+        .to_owned();
+    let mut lines = out.lines();
+    let header = lines.next().expect("a header");
+    let row = lines.next().expect("a row");
+    let column = header
+        .find("DOOR")
+        .unwrap_or_else(|| panic!("no DOOR column: {out}"));
+    assert_eq!(row.get(column..column + 5), Some("proxy"), "{out}");
+    assert_eq!(lines.count(), 0, "one row: {out}");
+
+    let csv_text = env
+        .ipgate(&["logs", "export", "--door", "check"])
+        .ok()
+        .to_owned();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let door = reader
+        .headers()
+        .expect("header row")
+        .iter()
+        .position(|h| h == "door")
+        .expect("a door column");
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    assert_eq!(records.len(), 6, "{csv_text}");
+    assert!(records.iter().all(|r| &r[door] == "check"), "{csv_text}");
+
+    let err = env
+        .ipgate(&["logs", "query", "--door", "nginx"])
+        .failed()
+        .to_owned();
+    assert!(err.starts_with("error: INVALID_ARGUMENT"), "{err}");
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("  door: ") && l.contains("\"nginx\" is not a door")),
+        "{err}"
+    );
+}

@@ -18,11 +18,14 @@ pub const OWNER_TOKEN: &str = "ipg_admin_cli-tests-owner-token-0123456789abcdef"
 /// The enforcer token it accepts.
 pub const ENFORCER_TOKEN: &str = "ipg_enf_cli-tests-enforcer-token-0123456789abcdef";
 
-/// A control plane and an enforcer on loopback ports picked by the system.
+/// A control plane and an enforcer on loopback ports picked by the system;
+/// the enforcer's proxy serves API `orders`, in front of a port nothing
+/// listens on (what it refuses never gets that far).
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub addr: String,
     pub check_addr: String,
+    pub proxy_addr: std::net::SocketAddr,
     runtime: tokio::runtime::Runtime,
     control_plane: Option<ipgate_control_plane::Running>,
     enforcer: Option<ipgate_enforcer::Running>,
@@ -94,6 +97,10 @@ impl Env {
             .block_on(ipgate_control_plane::start(config))
             .expect("control plane starts");
         let addr = format!("http://{}", control_plane.addr);
+        // A port nothing listens on: bound, then let go.
+        let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port");
 
         let enforcer = runtime
             .block_on(ipgate_enforcer::start(ipgate_enforcer::Config {
@@ -101,9 +108,10 @@ impl Env {
                 token: ENFORCER_TOKEN.parse().expect("token"),
                 id: "cli-test-enforcer".parse().expect("enforcer id"),
                 grpc_listen: "127.0.0.1:0".parse().expect("address"),
+                check_token: None,
                 proxy_listen: "127.0.0.1:0".parse().expect("address"),
-                upstream: None,
-                api: None,
+                upstream: Some(format!("http://{nowhere}").parse().expect("uri")),
+                api: Some("orders".parse().expect("slug")),
                 fail_open_until_synced: false,
                 reconnect_min_ms: 50,
                 reconnect_max_ms: 500,
@@ -113,10 +121,12 @@ impl Env {
             }))
             .expect("enforcer starts");
         let check_addr = format!("http://{}", enforcer.grpc_addr);
+        let proxy_addr = enforcer.proxy_addr.expect("the proxy runs");
         let env = Env {
             dir,
             addr,
             check_addr,
+            proxy_addr,
             runtime,
             control_plane: Some(control_plane),
             enforcer: Some(enforcer),
@@ -175,6 +185,29 @@ impl Env {
                 .into_inner()
                 .http_status
         })
+    }
+
+    /// One request through the enforcer's proxy, with no key: refused
+    /// there (401, 404 or 503) and logged. Returns the HTTP status.
+    pub fn proxy_request(&self, path: &str) -> u32 {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.proxy_addr).expect("the proxy");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: orders\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send a request");
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).expect("an answer");
+        // "HTTP/1.1 401 Unauthorized"
+        answer
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {answer:?}"))
     }
 
     /// Waits until the enforcer has applied every committed revision.

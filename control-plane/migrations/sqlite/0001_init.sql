@@ -128,7 +128,11 @@ CREATE INDEX usage_batches_received ON usage_batches (received_at);
 
 -- Every decided request, under the reporting enforcer's tenant.
 -- `client_ip_key` is the address as 16 bytes (IPv4 as IPv4-mapped IPv6), so
--- an address or a CIDR range is an index range scan.
+-- an address or a CIDR range is an index range scan. `door` is the
+-- enforcer's door the request came through (`proxy`, `ext_authz`,
+-- `auth_request`, `check`), or `unknown` when the enforcer did not say; like
+-- `reason` it has no CHECK, so a door added later needs no rebuild of this
+-- table.
 CREATE TABLE usage_events (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id     BIGINT NOT NULL REFERENCES tenants (id),
@@ -144,7 +148,8 @@ CREATE TABLE usage_events (
     client_ip     TEXT   NOT NULL,
     client_ip_key BLOB   NOT NULL,
     reason        TEXT   NOT NULL,
-    matched_label TEXT   NOT NULL
+    matched_label TEXT   NOT NULL,
+    door          TEXT   NOT NULL
 );
 CREATE INDEX usage_events_time ON usage_events (time_ms, id);
 CREATE INDEX usage_events_api ON usage_events (api, time_ms, id);

@@ -11,6 +11,7 @@ use ipgate_shared::{Revision, redact};
 use sqlx::{
     Any, AnyPool, Executor, Transaction,
     any::{AnyConnectOptions, AnyPoolOptions},
+    migrate::MigrateError,
 };
 use tokio::sync::watch;
 
@@ -44,6 +45,8 @@ impl Store {
     /// migrates the database at `url`.
     pub async fn open(url: &str) -> Result<Store, OpenError> {
         sqlx::any::install_default_drivers();
+        // As given, for errors: without the `mode=rwc` added for SQLite.
+        let shown = redact::url(url);
         let (backend, url) = prepare_url(url)?;
         // Each connection to `sqlite::memory:` would be a database of its own.
         let max_connections = match backend {
@@ -73,10 +76,19 @@ impl Store {
         .await
         .map_err(OpenError::Connect)?;
 
-        match backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
-        }
+        let migrated = match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
+        };
+        migrated.map_err(|e| match e {
+            MigrateError::VersionMismatch(_) | MigrateError::VersionMissing(_) => {
+                OpenError::OtherBuild {
+                    database: shown,
+                    detail: e.to_string(),
+                }
+            }
+            other => OpenError::Migrate(other),
+        })?;
         let store = Store {
             pool,
             backend,

@@ -67,4 +67,22 @@ pub enum OpenError {
     Connect(#[source] sqlx::Error),
     #[error("cannot migrate the database schema: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// No release has shipped, so the schema is one migration changed in
+    /// place; a database made by an earlier (or later) build then fails
+    /// sqlx's checksum, whose own words ("migration 1 was previously
+    /// applied but has been modified") point at the wrong culprit.
+    #[error(
+        "the database {database} was made by another build of ipgate, whose schema differs \
+         from this build's ({detail}). ipgate has not been released yet, so its schema is \
+         changed in place rather than migrated, and this build cannot use that database. \
+         Start on a new database (another --database), or run the build that made it; \
+         for `ipgate dev`, remove the state folder (.ipgate, or the one --dir names) and \
+         start again"
+    )]
+    OtherBuild {
+        /// The database URL, without its password.
+        database: String,
+        /// What sqlx found, in its words.
+        detail: String,
+    },
 }

@@ -419,6 +419,8 @@ pub struct UsageFilter {
     pub status: Option<u16>,
     /// Any of these reasons (by name).
     pub reasons: Option<Vec<String>>,
+    /// The door, by the name the log stores (`proxy`, …, `unknown`).
+    pub door: Option<String>,
     /// Client addresses from .. to, inclusive, as 16-byte keys.
     pub client_ips: Option<([u8; 16], [u8; 16])>,
     /// Inclusive, Unix milliseconds.
@@ -456,6 +458,8 @@ pub struct UsageRecord {
     pub reason: String,
     pub matched_label: String,
     pub enforcer_id: String,
+    /// The door's name, or `unknown`.
+    pub door: String,
 }
 
 /// How much a prune removed.

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use ipgate_shared::time;
+use ipgate_shared::{Door, time};
 use sqlx::{Row, any::AnyRow};
 
 use super::{
@@ -12,11 +12,11 @@ use super::{
     records::{Named, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
-/// Events per INSERT statement: 14 parameters each stays far below both
+/// Events per INSERT statement: 15 parameters each stays far below both
 /// databases' limits on bind parameters.
 const ROWS_PER_INSERT: usize = 100;
 const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_ms, api, \
-     api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label";
+     api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label, door";
 
 impl Store {
     /// Whether `tenant` has, or had, the API or key `named`: it exists
@@ -60,7 +60,7 @@ impl Store {
     ) -> StoreResult<Vec<UsageRecord>> {
         let mut sql = String::from(
             "SELECT id, request_id, time_ms, api, api_key_id, method, path, status_code, \
-             client_ip, reason, matched_label, enforcer_id FROM usage_events WHERE ",
+             client_ip, reason, matched_label, enforcer_id, door FROM usage_events WHERE ",
         );
         let mut args = Args::default();
         // Events are stored under the reporting enforcer's tenant.
@@ -71,11 +71,17 @@ impl Store {
             method,
             status,
             reasons,
+            door,
             client_ips,
             start_ms,
             end_ms,
         } = filter;
-        for (column, value) in [("api", api), ("api_key_id", api_key_id), ("method", method)] {
+        for (column, value) in [
+            ("api", api),
+            ("api_key_id", api_key_id),
+            ("method", method),
+            ("door", door),
+        ] {
             if let Some(value) = value {
                 let p = args.text(value);
                 let _ = write!(sql, " AND {column} = {p}");
@@ -156,6 +162,7 @@ async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> Store
                 args.bytes(&ip_key(event.client_ip)),
                 args.text(event.reason.as_str()),
                 args.text(&event.matched_label),
+                args.text(Door::name(event.door)),
             ];
             let sep = if i == 0 { "" } else { ", " };
             let _ = write!(sql, "{sep}({})", placeholders.join(", "));
@@ -198,5 +205,6 @@ fn usage_record(row: &AnyRow) -> StoreResult<UsageRecord> {
         reason: row.try_get("reason")?,
         matched_label: row.try_get("matched_label")?,
         enforcer_id: row.try_get("enforcer_id")?,
+        door: row.try_get("door")?,
     })
 }

@@ -25,8 +25,9 @@ pub const PAGE_ROWS: u32 = 5000;
 pub const CHUNK_BYTES: usize = 128 * 1024;
 /// Chunks waiting for the client before reading pauses.
 pub const CHANNEL_CHUNKS: usize = 4;
-/// The header row's columns.
-pub const COLUMNS: [&str; 11] = [
+/// The header row's columns; `door` came last, so columns read by
+/// position before it stay where they were.
+pub const COLUMNS: [&str; 12] = [
     "time",
     "request_id",
     "api",
@@ -38,6 +39,7 @@ pub const COLUMNS: [&str; 11] = [
     "reason",
     "matched_label",
     "enforcer_id",
+    "door",
 ];
 
 /// The stream of chunks a client reads.
@@ -145,6 +147,7 @@ impl Chunk {
             reason,
             matched_label,
             enforcer_id,
+            door,
         } = row;
         let time = humantime::format_rfc3339_millis(time::from_millis(*time_ms)).to_string();
         let status = status.to_string();
@@ -160,6 +163,7 @@ impl Chunk {
             reason,
             matched_label,
             enforcer_id,
+            door,
         ])
     }
 

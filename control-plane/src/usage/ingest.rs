@@ -78,6 +78,7 @@ mod tests {
             client_ip: "203.0.113.5".into(),
             reason: "ALLOWED".into(),
             matched_label: String::new(),
+            door: wire::Door::Proxy.into(),
         }
     }
 

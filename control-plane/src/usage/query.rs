@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use ipgate_shared::{decision::Reason, proto::admin::v1 as admin, time};
+use ipgate_shared::{Door, decision::Reason, proto::admin::v1 as admin, time, usage::UNKNOWN_DOOR};
 use ipnet::IpNet;
 
 use crate::{
@@ -37,6 +37,7 @@ pub struct Filters {
     pub client_ip: String,
     pub start_time: Option<prost_types::Timestamp>,
     pub end_time: Option<prost_types::Timestamp>,
+    pub door: String,
 }
 
 /// Validates filters, page size and page token.
@@ -52,6 +53,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         client_ip,
         start_time,
         end_time,
+        door,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -63,6 +65,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         client_ip,
         start_time,
         end_time,
+        door,
     };
     let filter = filter(&mut bad, filters);
     let page_size = request::page_size(&mut bad, page_size);
@@ -90,6 +93,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         client_ip,
         start_time,
         end_time,
+        door,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -101,6 +105,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         client_ip,
         start_time,
         end_time,
+        door,
     };
     let filter = filter(&mut bad, filters);
     bad.or_value(|| filter)
@@ -117,6 +122,7 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         client_ip,
         start_time,
         end_time,
+        door,
     } = filters;
     let status = match status_code {
         0 => Some(None),
@@ -135,6 +141,10 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         None => Some(None),
         Some(r) => bad.check("reason", reasons(&r)).map(Some),
     };
+    let door = match nonempty(door) {
+        None => Some(None),
+        Some(d) => bad.check("door", door_name(&d)).map(Some),
+    };
     let client_ips = match nonempty(client_ip) {
         None => Some(None),
         Some(ip) => bad.check("client_ip", ip_range(&ip)).map(Some),
@@ -149,6 +159,7 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         method: nonempty(method).map(|m| m.to_ascii_uppercase()),
         status: status?,
         reasons: reasons?,
+        door: door?,
         client_ips: client_ips?,
         start_ms,
         end_ms,
@@ -179,6 +190,27 @@ fn reasons(name: &str) -> Result<Vec<String>, String> {
                 )
             }),
     }
+}
+
+/// The name the log stores for a door filter: a door, or `unknown` for the
+/// events of enforcers that did not say. Matched without regard to case,
+/// like reasons and methods.
+fn door_name(name: &str) -> Result<String, String> {
+    let lower = name.to_ascii_lowercase();
+    if lower == UNKNOWN_DOOR {
+        return Ok(lower);
+    }
+    lower
+        .parse::<Door>()
+        .map(|d| d.as_str().to_owned())
+        .map_err(|_| {
+            let names: Vec<&str> = Door::ALL.iter().map(|d| d.as_str()).collect();
+            format!(
+                "{name:?} is not a door: give one of {}, or {UNKNOWN_DOOR} for events whose \
+                 enforcer did not say",
+                names.join(", ")
+            )
+        })
 }
 
 /// The keys of the addresses an address or CIDR range covers, first to last.
@@ -238,6 +270,7 @@ fn entry(row: UsageRecord) -> admin::UsageLogEntry {
         reason,
         matched_label,
         enforcer_id,
+        door,
     } = row;
     admin::UsageLogEntry {
         request_id,
@@ -251,6 +284,7 @@ fn entry(row: UsageRecord) -> admin::UsageLogEntry {
         reason,
         matched_label,
         enforcer_id,
+        door,
     }
 }
 
@@ -294,6 +328,7 @@ mod tests {
             page_token: "garbage".into(),
             reason: "NOPE".into(),
             client_ip: "1.2.3".into(),
+            door: "nginx".into(),
             ..Default::default()
         })
         .unwrap_err();
@@ -303,11 +338,30 @@ mod tests {
             [
                 "status_code",
                 "reason",
+                "door",
                 "client_ip",
                 "page_size",
                 "page_token"
             ]
         );
+    }
+
+    #[test]
+    fn door_filters_name_a_door_or_unknown() {
+        assert_eq!(door_name("check").unwrap(), "check");
+        assert_eq!(door_name("EXT_AUTHZ").unwrap(), "ext_authz");
+        assert_eq!(door_name("Unknown").unwrap(), "unknown");
+        let err = door_name("Nginx").unwrap_err();
+        assert!(
+            err.contains("\"Nginx\" is not a door") && err.contains("proxy, ext_authz"),
+            "{err}"
+        );
+        let export = parse_export(admin::ExportUsageLogsRequest {
+            door: "proxy".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(export.door.as_deref(), Some("proxy"));
     }
 
     #[test]

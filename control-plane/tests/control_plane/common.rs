@@ -275,6 +275,7 @@ pub fn usage_event(
         client_ip: client_ip.into(),
         reason: reason.into(),
         matched_label: String::new(),
+        door: ipgate_shared::proto::sync::v1::Door::Check.into(),
     }
 }
 

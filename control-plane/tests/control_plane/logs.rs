@@ -254,7 +254,8 @@ async fn usage_export_is_csv(db: Db) {
             "client_ip",
             "reason",
             "matched_label",
-            "enforcer_id"
+            "enforcer_id",
+            "door"
         ]
     );
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
@@ -273,6 +274,7 @@ async fn usage_export_is_csv(db: Db) {
     assert_eq!(&records[ROWS][1], "req-00000");
     assert_eq!(&records[ROWS][6], "200");
     assert_eq!(&records[ROWS][10], "enforcer-1");
+    assert_eq!(&records[ROWS][11], "check");
 
     // The query's filters apply.
     let blocked = export(ExportUsageLogsRequest {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use ipgate_control_plane::start;
 use ipgate_shared::proto::admin::v1::{CreateApiRequest, GetApiRequest, GetRevisionStatusRequest};
+use sqlx::{AnyConnection, Connection};
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
@@ -101,6 +102,55 @@ async fn a_fresh_installation_generates_tokens_once(db: Db) {
             .expect("the given owner token works");
         given.shutdown().await.unwrap();
     }
+}
+
+/// The schema is one migration changed in place until the first release,
+/// so a database made by another build fails sqlx's checksum; the start
+/// error says so in words, and what to do, instead of sqlx's "migration 1
+/// was previously applied but has been modified".
+async fn a_database_from_another_build_is_refused_saying_what_to_do(db: Db) {
+    db.start().await.shutdown().await.unwrap();
+    sqlx::any::install_default_drivers();
+    let db = &db;
+    let tamper = |sql: &'static str| async move {
+        let mut conn = AnyConnection::connect(db.url())
+            .await
+            .expect("connect to the test database");
+        sqlx::query(sql)
+            .bind(vec![7u8; 48])
+            .execute(&mut conn)
+            .await
+            .expect("change the migration record");
+        conn.close().await.expect("close");
+    };
+    let refused = |what: &'static str| async move {
+        let error = match start(db.config()).await {
+            Ok(_) => panic!("{what}: a database from another build was used"),
+            Err(e) => e.to_string(),
+        };
+        for said in [
+            "was made by another build of ipgate",
+            "Start on a new database",
+            "for `ipgate dev`, remove the state folder (.ipgate",
+        ] {
+            assert!(
+                error.contains(said),
+                "{what}: {said:?} missing from: {error}"
+            );
+        }
+        error
+    };
+    // A later build's schema: another checksum for migration 1.
+    tamper("UPDATE _sqlx_migrations SET checksum = $1 WHERE version = 1").await;
+    let error = refused("a changed migration").await;
+    assert!(error.contains("migration 1"), "{error}");
+    // A later build that added a migration this one lacks.
+    tamper(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (2, 'from a later build', TRUE, $1, 0)",
+    )
+    .await;
+    refused("a migration this build lacks").await;
 }
 
 async fn channel(addr: SocketAddr) -> Channel {
@@ -204,4 +254,5 @@ on_both_backends!(
     a_restart_keeps_data_and_revision,
     a_fresh_installation_generates_tokens_once,
     health_and_reflection_are_served,
+    a_database_from_another_build_is_refused_saying_what_to_do,
 );

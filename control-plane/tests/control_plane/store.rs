@@ -17,8 +17,8 @@ use ipgate_control_plane::{
     },
 };
 use ipgate_shared::{
-    ApiConfig, ApiSlug, Change, Entry, Index, KeyConfig, KeyId, ListRules, Revision, RouteRule,
-    SecretHash, allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey,
+    ApiConfig, ApiSlug, Change, Door, Entry, Index, KeyConfig, KeyId, ListRules, Revision,
+    RouteRule, SecretHash, allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey,
     proto::sync::v1 as wire, time, usage::UsageEvent,
 };
 
@@ -326,6 +326,7 @@ fn event(api: &str, key: Option<KeyId>, method: &str, status: u16, at_ms: i64) -
             Reason::IpNotAllowedKey
         },
         matched_label: String::new(),
+        door: Some(Door::Proxy),
     }
 }
 
@@ -466,6 +467,81 @@ async fn usage_queries_filter_and_page(db: Db) {
     let mut sorted = order.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(order, sorted);
+}
+
+/// Each event keeps the door it came through; one whose enforcer did not
+/// say is stored as `unknown`, and each of them is a filter.
+async fn usage_events_keep_their_door_and_filter_by_it(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let t0 = time::to_millis(SystemTime::now());
+    let doors = [
+        Some(Door::Proxy),
+        Some(Door::Check),
+        Some(Door::Proxy),
+        None,
+        Some(Door::Check),
+        Some(Door::Proxy),
+    ];
+    let events = doors
+        .iter()
+        .zip(0..)
+        .map(|(door, i)| UsageEvent {
+            request_id: format!("req-{i}"),
+            door: *door,
+            ..event("orders", None, "GET", 200, t0 + i)
+        })
+        .collect();
+    store.store_usage(T, batch(events)).await.unwrap();
+
+    let ids = |door: Option<&str>| {
+        let store = &store;
+        let filter = UsageFilter {
+            door: door.map(str::to_owned),
+            ..Default::default()
+        };
+        async move {
+            store
+                .query_usage(T, &filter, None, 1000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.request_id, r.door))
+                .collect::<Vec<_>>()
+        }
+    };
+    let pair = |i: usize, door: &str| (format!("req-{i}"), door.to_owned());
+    assert_eq!(
+        ids(None).await,
+        [
+            pair(5, "proxy"),
+            pair(4, "check"),
+            pair(3, "unknown"),
+            pair(2, "proxy"),
+            pair(1, "check"),
+            pair(0, "proxy"),
+        ]
+    );
+    assert_eq!(
+        ids(Some("proxy")).await,
+        [pair(5, "proxy"), pair(2, "proxy"), pair(0, "proxy")]
+    );
+    assert_eq!(
+        ids(Some("check")).await,
+        [pair(4, "check"), pair(1, "check")]
+    );
+    assert_eq!(ids(Some("unknown")).await, [pair(3, "unknown")]);
+    assert!(ids(Some("ext_authz")).await.is_empty());
+    // The door narrows the other filters, not replaces them.
+    let combined = UsageFilter {
+        door: Some("proxy".into()),
+        start_ms: Some(t0 + 1),
+        end_ms: Some(t0 + 5),
+        ..Default::default()
+    };
+    let rows = store.query_usage(T, &combined, None, 1000).await.unwrap();
+    let got: Vec<&str> = rows.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(got, ["req-2"]);
 }
 
 async fn a_compacted_change_log_asks_for_a_snapshot(db: Db) {
@@ -629,6 +705,7 @@ on_both_backends!(
     a_snapshot_plus_later_deltas_is_the_later_snapshot,
     a_usage_batch_is_stored_once,
     usage_queries_filter_and_page,
+    usage_events_keep_their_door_and_filter_by_it,
     a_compacted_change_log_asks_for_a_snapshot,
     reopening_keeps_data_and_revision,
 );

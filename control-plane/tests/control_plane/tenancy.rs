@@ -351,6 +351,7 @@ async fn another_tenants_objects_are_not_found(db: Db) {
                 client_ip: "203.0.113.5".into(),
                 reason: "ALLOWED".into(),
                 matched_label: String::new(),
+                door: ipgate_shared::proto::sync::v1::Door::Check.into(),
             }],
             ..Default::default()
         })

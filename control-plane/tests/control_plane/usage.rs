@@ -5,8 +5,11 @@ use std::time::{Duration, SystemTime};
 
 use ipgate_shared::{
     proto::{
-        admin::v1::{CreateApiKeyRequest, CreateApiRequest, QueryUsageLogsRequest, UsageLogEntry},
-        sync::v1::{ReportEventsRequest, UsageEvent},
+        admin::v1::{
+            CreateApiKeyRequest, CreateApiRequest, ExportUsageLogsRequest, QueryUsageLogsRequest,
+            UsageLogEntry,
+        },
+        sync::v1::{Door, ReportEventsRequest, UsageEvent},
     },
     time,
 };
@@ -35,6 +38,7 @@ fn event(i: u32, key: &str, method: &str, status: u32, at: SystemTime) -> UsageE
         }
         .into(),
         matched_label: String::new(),
+        door: Door::Proxy.into(),
     }
 }
 
@@ -223,7 +227,129 @@ async fn a_bad_event_refuses_the_whole_batch(db: Db) {
     server.shutdown().await.unwrap();
 }
 
+/// Each event's door comes back in the log, a query or an export filters
+/// by it, and a bad door is a field violation. An event whose enforcer did
+/// not name a door (or named one this build lacks) is kept, as `unknown`:
+/// refusing it would drop its whole batch, and with it callers the lockout
+/// preview must see.
+async fn doors_are_stored_returned_filtered_and_exported(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    let mut sync = sync_with(server.addr, Some(crate::common::ENFORCER)).await;
+    admin
+        .create_api(CreateApiRequest {
+            slug: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t0 = SystemTime::now() - Duration::from_secs(60);
+    let doors = [
+        Door::Proxy as i32,
+        Door::Check as i32,
+        Door::Unspecified as i32,
+        99,
+    ];
+    let events = doors
+        .iter()
+        .zip(0..)
+        .map(|(door, i)| UsageEvent {
+            door: *door,
+            ..event(i, "", "GET", 200, t0 + Duration::from_secs(u64::from(i)))
+        })
+        .collect();
+    sync.report_events(batch(events))
+        .await
+        .expect("events without a known door are stored too");
+
+    let (all, _) = query(&mut admin, QueryUsageLogsRequest::default()).await;
+    let got: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e.request_id.as_str(), e.door.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("req-3", "unknown"),
+            ("req-2", "unknown"),
+            ("req-1", "check"),
+            ("req-0", "proxy"),
+        ]
+    );
+    let by_door = |door: &str| {
+        let mut admin = admin.clone();
+        let req = QueryUsageLogsRequest {
+            door: door.into(),
+            ..Default::default()
+        };
+        async move {
+            let (entries, _) = query(&mut admin, req).await;
+            entries
+                .into_iter()
+                .map(|e| e.request_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by_door("check").await, ["req-1"]);
+    assert_eq!(by_door("PROXY").await, ["req-0"], "any case, like reasons");
+    assert_eq!(by_door("unknown").await, ["req-3", "req-2"]);
+    assert!(by_door("auth_request").await.is_empty());
+
+    let mut stream = admin
+        .export_usage_logs(ExportUsageLogsRequest {
+            door: "check".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut csv_text = String::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        csv_text.push_str(&chunk.csv);
+    }
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    assert_eq!(header.iter().next_back(), Some("door"), "{header:?}");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{csv_text}");
+    assert_eq!((&rows[0][1], &rows[0][11]), ("req-1", "check"));
+
+    // A bad door names the field and the doors there are, on both calls.
+    let violation = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let bad = status.get_details_bad_request().expect("field violations");
+        let v = &bad.field_violations[0];
+        assert_eq!(v.field, "door");
+        assert!(
+            v.description.contains("\"nginx\" is not a door")
+                && v.description
+                    .contains("proxy, ext_authz, auth_request, check"),
+            "{v:?}"
+        );
+    };
+    violation(
+        admin
+            .query_usage_logs(QueryUsageLogsRequest {
+                door: "nginx".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    );
+    violation(
+        admin
+            .export_usage_logs(ExportUsageLogsRequest {
+                door: "nginx".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a bad door is refused before the export starts"),
+    );
+    server.shutdown().await.unwrap();
+}
+
 on_both_backends!(
     reports_are_stored_once_and_queried_by_filter_and_page,
     a_bad_event_refuses_the_whole_batch,
+    doors_are_stored_returned_filtered_and_exported,
 );

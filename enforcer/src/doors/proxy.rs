@@ -29,7 +29,7 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::graceful::GracefulShutdown,
 };
-use ipgate_shared::{ApiSlug, PresentedKey, Reason, path, redact};
+use ipgate_shared::{ApiSlug, Door, PresentedKey, Reason, path, redact};
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
@@ -146,6 +146,7 @@ impl ProxyDoor {
         let raw_path = request.uri().path();
         let normal = path::normalize(raw_path);
         let (outcome, mut event) = self.enforcer.decide_pending(DecisionInput {
+            door: Door::Proxy,
             api: self.api.as_str(),
             key: presented_key(request.headers()),
             client_ip,

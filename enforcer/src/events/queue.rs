@@ -130,6 +130,7 @@ mod tests {
         let d = Decision::unsynced(PresentedKey::Missing, fail_open);
         UsageEvent::record(
             &d,
+            ipgate_shared::Door::Proxy,
             "r",
             SystemTime::now(),
             "orders",

@@ -120,6 +120,7 @@ async fn shutdown_flushes_queued_events() {
 /// Decides one request in-process (no door), as `ipgate dev` could.
 fn decide(running: &ipgate_enforcer::Running, ip: &str, request_id: &str) {
     running.enforcer().decide(ipgate_enforcer::DecisionInput {
+        door: ipgate_shared::Door::Check,
         api: "orders",
         key: ipgate_shared::PresentedKey::Missing,
         client_ip: ip.parse().unwrap(),
@@ -175,6 +176,7 @@ async fn an_overflow_drops_allowed_events_first_and_counts_every_drop() {
     }
     for i in 0..20 {
         running.enforcer().decide(ipgate_enforcer::DecisionInput {
+            door: ipgate_shared::Door::Check,
             api: "orders",
             key: ipgate_shared::PresentedKey::One(&world.office.secret),
             client_ip: "203.0.113.7".parse().unwrap(),

@@ -322,3 +322,46 @@ async fn h2c_clients_are_served_too() {
     assert_eq!(seen[0].headers["host"], proxy.to_string().as_str());
     running.shutdown().await.unwrap();
 }
+
+/// Every door names itself in the events it records: the proxy's, allowed
+/// or refused, say `proxy`; the gRPC door's on the same enforcer say
+/// `check`.
+#[tokio::test]
+async fn each_door_names_itself_in_its_usage_events() {
+    use ipgate_shared::proto::sync::v1::Door;
+
+    let mut fake = FakeControlPlane::start().await;
+    let world = World::new();
+    let (upstream_addr, _seen) = upstream().await;
+    let (running, _session) = proxy_for(&mut fake, &world, upstream_addr).await;
+
+    let allowed = get("/orders/1")
+        .header("x-api-key", &world.local.secret)
+        .body(Full::default())
+        .unwrap();
+    let (status, headers, _) = send(&running, allowed).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let allowed_id = headers["x-request-id"].to_str().unwrap().to_owned();
+    let refused = get("/orders/2").body(Full::default()).unwrap();
+    let (status, headers, _) = send(&running, refused).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let refused_id = headers["x-request-id"].to_str().unwrap().to_owned();
+    check_with(&running, &world.office.secret, "203.0.113.7", "via-check").await;
+
+    eventually("the three events at the control plane", || async {
+        fake.events().len() >= 3
+    })
+    .await;
+    let door_of = |id: &str| {
+        let event = fake
+            .events()
+            .into_iter()
+            .find(|e| e.request_id == id)
+            .unwrap_or_else(|| panic!("no event {id}"));
+        event.door()
+    };
+    assert_eq!(door_of(&allowed_id), Door::Proxy);
+    assert_eq!(door_of(&refused_id), Door::Proxy);
+    assert_eq!(door_of("via-check"), Door::Check);
+    running.shutdown().await.unwrap();
+}
