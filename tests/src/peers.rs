@@ -1,0 +1,170 @@
+//! Real proxies in front of an enforcer, as users run them: nginx, HAProxy,
+//! Envoy and Traefik, each started from a configuration the test writes
+//! into a temporary folder, listening on a free loopback port, stopped when
+//! dropped. `tests/run.sh` installs them when they are missing.
+
+use std::{
+    net::{SocketAddr, TcpListener, TcpStream},
+    path::Path,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use tempfile::TempDir;
+
+/// How long a proxy may take to start listening.
+const START: Duration = Duration::from_secs(30);
+
+/// A running proxy.
+pub struct Peer {
+    name: &'static str,
+    child: Child,
+    dir: TempDir,
+    /// Where callers connect.
+    pub addr: SocketAddr,
+}
+
+/// A free port on 127.0.0.1 (the tiny race until the proxy binds it is
+/// the same every harness of this kind has).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Peer {
+    /// Starts `program` with `args` (where `{dir}` stands for the folder
+    /// holding `config`, written as `file`), and waits until `addr` accepts.
+    fn start(
+        name: &'static str,
+        program: &str,
+        args: &[&str],
+        file: &str,
+        config: &str,
+        addr: SocketAddr,
+    ) -> Peer {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let config = config.replace("{dir}", &dir.path().display().to_string());
+        std::fs::write(dir.path().join(file), config).expect("write the configuration");
+        let log = std::fs::File::create(dir.path().join("output.log")).expect("log file");
+        let args: Vec<String> = args
+            .iter()
+            .map(|a| a.replace("{dir}", &dir.path().display().to_string()))
+            .collect();
+        let child = Command::new(program)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}"));
+        let mut peer = Peer {
+            name,
+            child,
+            dir,
+            addr,
+        };
+        peer.wait_listening();
+        peer
+    }
+
+    fn wait_listening(&mut self) {
+        let started = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "{} exited ({status}) before listening on {}:\n{}",
+                    self.name,
+                    self.addr,
+                    self.output()
+                );
+            }
+            assert!(
+                started.elapsed() < START,
+                "{} did not listen on {} within {START:?}:\n{}",
+                self.name,
+                self.addr,
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// What the proxy printed and logged, for failure messages.
+    pub fn output(&self) -> String {
+        let mut text = String::new();
+        for file in ["output.log", "error.log"] {
+            if let Ok(content) = std::fs::read_to_string(self.dir.path().join(file)) {
+                text.push_str(&content);
+            }
+        }
+        text
+    }
+
+    /// The folder holding the configuration.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// nginx with `http_block` (the inside of `http { }`), which may use
+    /// `{port}` for its listening port and `{dir}` for its folder.
+    pub fn nginx(http_block: &str) -> Peer {
+        let port = free_port();
+        let config = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\n\
+             error_log {{dir}}/error.log warn;\npid {{dir}}/nginx.pid;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log off;\n\
+             client_body_temp_path {{dir}}/client_body;\n  proxy_temp_path {{dir}}/proxy;\n\
+             fastcgi_temp_path {{dir}}/fastcgi;\n  uwsgi_temp_path {{dir}}/uwsgi;\n\
+             scgi_temp_path {{dir}}/scgi;\n{}\n}}\n",
+            http_block.replace("{port}", &port.to_string())
+        );
+        Self::start(
+            "nginx",
+            "nginx",
+            &[
+                "-p",
+                "{dir}",
+                "-e",
+                "{dir}/error.log",
+                "-c",
+                "{dir}/nginx.conf",
+            ],
+            "nginx.conf",
+            &config,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
+    /// HAProxy in TCP mode in front of `backend`, sending it a PROXY
+    /// protocol v2 header on every connection (`send-proxy-v2`).
+    pub fn haproxy_send_proxy_v2(backend: SocketAddr) -> Peer {
+        let port = free_port();
+        let config = format!(
+            "global\n  maxconn 256\n\
+             defaults\n  mode tcp\n  timeout connect 5s\n  timeout client 30s\n  timeout server 30s\n\
+             frontend callers\n  bind 127.0.0.1:{port}\n  default_backend enforcer\n\
+             backend enforcer\n  server enforcer {backend} send-proxy-v2\n"
+        );
+        Self::start(
+            "haproxy",
+            "haproxy",
+            &["-db", "-f", "{dir}/haproxy.cfg"],
+            "haproxy.cfg",
+            &config,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
