@@ -44,9 +44,22 @@ impl Peer {
         config: &str,
         addr: SocketAddr,
     ) -> Peer {
+        Self::start_with_files(name, program, args, &[(file, config)], addr)
+    }
+
+    /// Like [`Peer::start`], with several configuration files.
+    fn start_with_files(
+        name: &'static str,
+        program: &str,
+        args: &[&str],
+        files: &[(&str, &str)],
+        addr: SocketAddr,
+    ) -> Peer {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let config = config.replace("{dir}", &dir.path().display().to_string());
-        std::fs::write(dir.path().join(file), config).expect("write the configuration");
+        for (file, config) in files {
+            let config = config.replace("{dir}", &dir.path().display().to_string());
+            std::fs::write(dir.path().join(file), config).expect("write the configuration");
+        }
         let log = std::fs::File::create(dir.path().join("output.log")).expect("log file");
         let args: Vec<String> = args
             .iter()
@@ -157,6 +170,47 @@ impl Peer {
             &["-db", "-f", "{dir}/haproxy.cfg"],
             "haproxy.cfg",
             &config,
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
+    /// Envoy with the bootstrap `config` (YAML), which may use `{port}` for
+    /// its listener and `{dir}` for its folder.
+    pub fn envoy(config: &str) -> Peer {
+        let port = free_port();
+        Self::start(
+            "envoy",
+            "envoy",
+            &[
+                "-c",
+                "{dir}/envoy.yaml",
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+                "--concurrency",
+                "1",
+            ],
+            "envoy.yaml",
+            &config.replace("{port}", &port.to_string()),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
+    /// Traefik listening on `{port}` for HTTP, with its routers, services
+    /// and middlewares from `dynamic` (YAML, the file provider's format).
+    pub fn traefik(dynamic: &str) -> Peer {
+        let port = free_port();
+        let config = format!(
+            "entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n\
+             providers:\n  file:\n    filename: \"{{dir}}/dynamic.yml\"\n\
+             log:\n  level: WARN\n\
+             global:\n  checkNewVersion: false\n  sendAnonymousUsage: false\n"
+        );
+        Self::start_with_files(
+            "traefik",
+            "traefik",
+            &["--configFile={dir}/traefik.yml"],
+            &[("traefik.yml", &config), ("dynamic.yml", dynamic)],
             SocketAddr::from(([127, 0, 0, 1], port)),
         )
     }
