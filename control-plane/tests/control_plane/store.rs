@@ -327,6 +327,7 @@ fn event(api: &str, key: Option<KeyId>, method: &str, status: u16, at_ms: i64) -
         },
         matched_label: String::new(),
         door: Some(Door::Proxy),
+        client_ip_source: Some(ipgate_shared::ClientIpSource::Peer),
     }
 }
 
