@@ -5,8 +5,8 @@ use std::{net::IpAddr, sync::Arc, time::SystemTime};
 
 use arc_swap::ArcSwapOption;
 use ipgate_shared::{
-    Decision, Door, Index, KeyId, PresentedKey, Reason, Request, Revision, decide, normalize_ip,
-    time, usage::UsageEvent,
+    ClientIpSource, Decision, Door, Index, KeyId, PresentedKey, Reason, Request, Revision, decide,
+    normalize_ip, time, usage::UsageEvent,
 };
 use tokio::sync::watch;
 
@@ -23,6 +23,9 @@ pub struct DecisionInput<'a> {
     pub key: PresentedKey<'a>,
     /// The client address the door determined.
     pub client_ip: IpAddr,
+    /// Where the door found it, for the usage log: so an operator can tell
+    /// a real client from a fallback on a trusted proxy's address.
+    pub client_ip_source: ClientIpSource,
     /// The HTTP method (or what the caller reports).
     pub method: &'a str,
     /// The path without the query string (which may carry secrets).
@@ -121,6 +124,7 @@ impl Enforcer {
             input.method,
             input.path,
             client_ip,
+            input.client_ip_source,
         );
         let outcome = Outcome {
             reason: decision.reason,
@@ -213,6 +217,7 @@ mod tests {
             api: "orders",
             key: PresentedKey::Missing,
             client_ip: ip.parse().unwrap(),
+            client_ip_source: ClientIpSource::Named,
             method: "GET",
             path: "/orders",
             request_id: None,
@@ -252,6 +257,7 @@ mod tests {
         assert_eq!(enforcer.revision(), Some(Revision::new(4)));
         let blocked = enforcer.decide(DecisionInput {
             door: Door::Proxy,
+            client_ip_source: ClientIpSource::Malformed,
             request_id: Some("req-7"),
             ..input("198.51.100.1")
         });
@@ -261,13 +267,19 @@ mod tests {
         let mut events = Vec::new();
         source.drain_into(&mut events, 10);
         assert_eq!(events.len(), 2);
-        // Each event says the door its input named.
+        // Each event says the door and the address's source its input named.
         let doors: Vec<_> = events
             .iter()
-            .map(|e| (e.request_id == "req-7", e.door))
+            .map(|e| (e.request_id == "req-7", e.door, e.client_ip_source))
             .collect();
-        assert!(doors.contains(&(true, Some(Door::Proxy))), "{doors:?}");
-        assert!(doors.contains(&(false, Some(Door::Check))), "{doors:?}");
+        assert!(
+            doors.contains(&(true, Some(Door::Proxy), Some(ClientIpSource::Malformed))),
+            "{doors:?}"
+        );
+        assert!(
+            doors.contains(&(false, Some(Door::Check), Some(ClientIpSource::Named))),
+            "{doors:?}"
+        );
     }
 
     #[test]

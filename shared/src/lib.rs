@@ -27,4 +27,4 @@ pub use index::{Change, Index};
 pub use key::{KeyConfig, KeyFormatError, KeyId, PreviousSecret, SecretHash};
 pub use path::BadPath;
 pub use revision::{EnforcerId, Revision};
-pub use usage::Door;
+pub use usage::{ClientIpSource, Door};

@@ -1,6 +1,7 @@
 //! Usage events: one per decided request, allowed or blocked, sent by
-//! enforcers and stored by the control plane; and [`Door`], the enforcer's
-//! front door each event came through.
+//! enforcers and stored by the control plane; [`Door`], the enforcer's
+//! front door each event came through; and [`ClientIpSource`], where the
+//! door found the client address it decided on.
 
 use std::{fmt, net::IpAddr, str::FromStr, time::SystemTime};
 
@@ -100,6 +101,153 @@ impl FromStr for Door {
     }
 }
 
+/// Where a door found the client address it decided on (docs/client-ip.md).
+/// The enforcer's `client_ip::Source` says it for the proxy door; the check
+/// door's caller names the address itself. The last five are fallbacks: a
+/// trusted proxy's forwarding header could not be followed to a client, and
+/// the request was decided on the last address known good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientIpSource {
+    /// The connection's peer (with `--proxy-protocol`, the PROXY header's
+    /// source).
+    Peer,
+    /// A trusted proxy's `X-Forwarded-For`.
+    XForwardedFor,
+    /// A trusted proxy's `Forwarded` (`for=`).
+    Forwarded,
+    /// The header `--client-ip-header` names, from a trusted proxy.
+    ClientIpHeader,
+    /// The door's caller named it (the check door's `client_ip`).
+    Named,
+    /// Fallback: a trusted hop hid its client.
+    UnknownHop,
+    /// Fallback: a forwarding-header element is not an address.
+    Malformed,
+    /// Fallback: `X-Forwarded-For` and `Forwarded` disagree.
+    Conflicting,
+    /// Fallback: more trusted hops in a row than the enforcer walks.
+    TooManyHops,
+    /// Fallback: fewer `X-Forwarded-For` elements than `--trusted-hops`.
+    TooFewHops,
+}
+
+/// What the usage log says for an event whose client-address source is not
+/// known: sent by an enforcer that did not say, or naming one this build
+/// lacks. No source is named so: a hop that hid its client is
+/// `unknown-hop`, so the two never read as one.
+pub const UNKNOWN_CLIENT_IP_SOURCE: &str = "unknown";
+
+impl ClientIpSource {
+    /// Every source, in the order the proto numbers them.
+    pub const ALL: [ClientIpSource; 10] = [
+        ClientIpSource::Peer,
+        ClientIpSource::XForwardedFor,
+        ClientIpSource::Forwarded,
+        ClientIpSource::ClientIpHeader,
+        ClientIpSource::Named,
+        ClientIpSource::UnknownHop,
+        ClientIpSource::Malformed,
+        ClientIpSource::Conflicting,
+        ClientIpSource::TooManyHops,
+        ClientIpSource::TooFewHops,
+    ];
+
+    /// The name the usage log, its filters, its CSV, the CLI and the
+    /// enforcer's own logs use; header-derived ones read like the header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientIpSource::Peer => "peer",
+            ClientIpSource::XForwardedFor => "x-forwarded-for",
+            ClientIpSource::Forwarded => "forwarded",
+            ClientIpSource::ClientIpHeader => "client-ip-header",
+            ClientIpSource::Named => "named",
+            ClientIpSource::UnknownHop => "unknown-hop",
+            ClientIpSource::Malformed => "malformed",
+            ClientIpSource::Conflicting => "conflicting",
+            ClientIpSource::TooManyHops => "too-many-hops",
+            ClientIpSource::TooFewHops => "too-few-hops",
+        }
+    }
+
+    /// True when a forwarding header could not be followed to a client.
+    pub fn is_fallback(self) -> bool {
+        matches!(
+            self,
+            ClientIpSource::UnknownHop
+                | ClientIpSource::Malformed
+                | ClientIpSource::Conflicting
+                | ClientIpSource::TooManyHops
+                | ClientIpSource::TooFewHops
+        )
+    }
+
+    /// The source a wire value names; `None` for
+    /// `CLIENT_IP_SOURCE_UNSPECIFIED` and for numbers this build does not
+    /// know.
+    pub fn from_wire(value: i32) -> Option<ClientIpSource> {
+        use wire::ClientIpSource as W;
+        match W::try_from(value).ok()? {
+            W::Unspecified => None,
+            W::Peer => Some(ClientIpSource::Peer),
+            W::XForwardedFor => Some(ClientIpSource::XForwardedFor),
+            W::Forwarded => Some(ClientIpSource::Forwarded),
+            W::ClientIpHeader => Some(ClientIpSource::ClientIpHeader),
+            W::Named => Some(ClientIpSource::Named),
+            W::UnknownHop => Some(ClientIpSource::UnknownHop),
+            W::Malformed => Some(ClientIpSource::Malformed),
+            W::Conflicting => Some(ClientIpSource::Conflicting),
+            W::TooManyHops => Some(ClientIpSource::TooManyHops),
+            W::TooFewHops => Some(ClientIpSource::TooFewHops),
+        }
+    }
+
+    /// The wire value of a source, `CLIENT_IP_SOURCE_UNSPECIFIED` for `None`.
+    pub fn to_wire(source: Option<ClientIpSource>) -> wire::ClientIpSource {
+        use wire::ClientIpSource as W;
+        match source {
+            None => W::Unspecified,
+            Some(ClientIpSource::Peer) => W::Peer,
+            Some(ClientIpSource::XForwardedFor) => W::XForwardedFor,
+            Some(ClientIpSource::Forwarded) => W::Forwarded,
+            Some(ClientIpSource::ClientIpHeader) => W::ClientIpHeader,
+            Some(ClientIpSource::Named) => W::Named,
+            Some(ClientIpSource::UnknownHop) => W::UnknownHop,
+            Some(ClientIpSource::Malformed) => W::Malformed,
+            Some(ClientIpSource::Conflicting) => W::Conflicting,
+            Some(ClientIpSource::TooManyHops) => W::TooManyHops,
+            Some(ClientIpSource::TooFewHops) => W::TooFewHops,
+        }
+    }
+
+    /// The name the usage log stores for `source`: its own, or
+    /// [`UNKNOWN_CLIENT_IP_SOURCE`].
+    pub fn name(source: Option<ClientIpSource>) -> &'static str {
+        source.map_or(UNKNOWN_CLIENT_IP_SOURCE, ClientIpSource::as_str)
+    }
+}
+
+impl fmt::Display for ClientIpSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A name that is not a client-address source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a client-address source")]
+pub struct UnknownClientIpSource(pub String);
+
+impl FromStr for ClientIpSource {
+    type Err = UnknownClientIpSource;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ClientIpSource::ALL
+            .into_iter()
+            .find(|source| source.as_str() == s)
+            .ok_or_else(|| UnknownClientIpSource(s.to_owned()))
+    }
+}
+
 /// One decided request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageEvent {
@@ -117,6 +265,9 @@ pub struct UsageEvent {
     /// The door the request came through; `None` when the reporting
     /// enforcer did not say (stored as [`UNKNOWN_DOOR`]).
     pub door: Option<Door>,
+    /// Where the door found `client_ip`; `None` when the reporting enforcer
+    /// did not say (stored as [`UNKNOWN_CLIENT_IP_SOURCE`]).
+    pub client_ip_source: Option<ClientIpSource>,
 }
 
 impl UsageEvent {
@@ -131,6 +282,7 @@ impl UsageEvent {
         method: &str,
         path: &str,
         client_ip: IpAddr,
+        client_ip_source: ClientIpSource,
     ) -> Self {
         UsageEvent {
             request_id: cut(request_id, MAX_SHORT_CHARS),
@@ -144,6 +296,7 @@ impl UsageEvent {
             reason: decision.reason,
             matched_label: decision.matched_label().to_owned(),
             door: Some(door),
+            client_ip_source: Some(client_ip_source),
         }
     }
 }
@@ -194,6 +347,7 @@ impl TryFrom<wire::UsageEvent> for UsageEvent {
             reason,
             matched_label,
             door,
+            client_ip_source,
         } = e;
         let time = ts
             .as_ref()
@@ -232,6 +386,9 @@ impl TryFrom<wire::UsageEvent> for UsageEvent {
             // Never a reason to refuse the batch: the event is still a
             // decided request, and the lockout preview needs every caller.
             door: Door::from_wire(door),
+            // Descriptive like the door, so kept alike: a source this build
+            // does not know is still a decided request from a real caller.
+            client_ip_source: ClientIpSource::from_wire(client_ip_source),
         })
     }
 }
@@ -250,6 +407,7 @@ impl From<&UsageEvent> for wire::UsageEvent {
             reason: e.reason.as_str().to_owned(),
             matched_label: e.matched_label.clone(),
             door: Door::to_wire(e.door).into(),
+            client_ip_source: ClientIpSource::to_wire(e.client_ip_source).into(),
         }
     }
 }
@@ -272,6 +430,7 @@ mod tests {
             "GET",
             &long_path,
             "203.0.113.5".parse().unwrap(),
+            ClientIpSource::Named,
         );
         assert_eq!(e.path.chars().count(), MAX_PATH_CHARS);
         assert_eq!(e.status, 503);
@@ -291,6 +450,7 @@ mod tests {
             "GET",
             "/",
             "203.0.113.5".parse().unwrap(),
+            ClientIpSource::Named,
         );
         let good = wire::UsageEvent::from(&e);
         type Spoil = fn(&mut wire::UsageEvent);
@@ -328,6 +488,7 @@ mod tests {
             "GET",
             "/",
             "203.0.113.5".parse().unwrap(),
+            ClientIpSource::Named,
         );
         assert_eq!(e.door, Some(Door::Check));
         let mut older = wire::UsageEvent::from(&e);
@@ -338,6 +499,69 @@ mod tests {
             let stored = UsageEvent::try_from(older.clone()).expect("still a valid event");
             assert_eq!(stored.door, None);
             assert_eq!(Door::name(stored.door), UNKNOWN_DOOR);
+        }
+    }
+
+    #[test]
+    fn client_ip_sources_round_trip_and_an_unknown_one_is_kept_as_unknown() {
+        let mut names = std::collections::HashSet::new();
+        for source in ClientIpSource::ALL {
+            assert_eq!(source.as_str().parse(), Ok(source));
+            assert_eq!(
+                ClientIpSource::from_wire(ClientIpSource::to_wire(Some(source)).into()),
+                Some(source)
+            );
+            assert!(names.insert(source.as_str()), "{source} named twice");
+        }
+        // `unknown` means "not said", never a hop that hid its client.
+        assert!(!names.contains(UNKNOWN_CLIENT_IP_SOURCE));
+        assert!(UNKNOWN_CLIENT_IP_SOURCE.parse::<ClientIpSource>().is_err());
+        assert!("Malformed".parse::<ClientIpSource>().is_err());
+        let fallbacks: Vec<_> = ClientIpSource::ALL
+            .into_iter()
+            .filter(|s| s.is_fallback())
+            .map(ClientIpSource::as_str)
+            .collect();
+        assert_eq!(
+            fallbacks,
+            [
+                "unknown-hop",
+                "malformed",
+                "conflicting",
+                "too-many-hops",
+                "too-few-hops"
+            ]
+        );
+
+        let d = Decision::unsynced(PresentedKey::Missing, false);
+        let e = UsageEvent::record(
+            &d,
+            Door::Proxy,
+            "r",
+            SystemTime::now(),
+            "orders",
+            "GET",
+            "/",
+            "203.0.113.5".parse().unwrap(),
+            ClientIpSource::Malformed,
+        );
+        assert_eq!(e.client_ip_source, Some(ClientIpSource::Malformed));
+        let mut older = wire::UsageEvent::from(&e);
+        assert_eq!(
+            older.client_ip_source(),
+            wire::ClientIpSource::Malformed,
+            "the wire says it too"
+        );
+        // An enforcer built before sources were reported sends none; a newer
+        // one may name a source this build does not know.
+        for unsaid in [wire::ClientIpSource::Unspecified as i32, 99] {
+            older.client_ip_source = unsaid;
+            let stored = UsageEvent::try_from(older.clone()).expect("still a valid event");
+            assert_eq!(stored.client_ip_source, None);
+            assert_eq!(
+                ClientIpSource::name(stored.client_ip_source),
+                UNKNOWN_CLIENT_IP_SOURCE
+            );
         }
     }
 }

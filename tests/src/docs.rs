@@ -229,7 +229,7 @@ pub fn run_admin_guide(dir: &Path, control_plane: SocketAddr, envs: &[(&str, &st
     assert_eq!(
         csv.lines().next(),
         Some(
-            "time,request_id,api,api_key_id,method,path,status_code,client_ip,reason,matched_label,enforcer_id,door"
+            "time,request_id,api,api_key_id,method,path,status_code,client_ip,reason,matched_label,enforcer_id,door,client_ip_source"
         ),
         "the export starts with the header row the guide shows: {csv:?}"
     );

@@ -25,6 +25,7 @@ pub fn event(api: &str, key_id: &str, client_ip: &str, time: SystemTime) -> Usag
         reason: "ALLOWED".to_owned(),
         matched_label: String::new(),
         door: ipgate_shared::proto::sync::v1::Door::Check.into(),
+        client_ip_source: ipgate_shared::proto::sync::v1::ClientIpSource::Named.into(),
     }
 }
 

@@ -2,8 +2,9 @@
 //! with `IPGATE_TRUSTED_PROXIES=127.0.0.1/32`, it decides requests from
 //! 127.0.0.1 on the client their `X-Forwarded-For` names (from the right),
 //! and requests from 127.0.0.2 on 127.0.0.2 whatever they claim; the usage
-//! log keeps the address decided on. Flags that cannot work together stop
-//! the start with a message that says what to do.
+//! log keeps the address decided on and where it was found — a header that
+//! could not be followed says so. Flags that cannot work together stop the
+//! start with a message that says what to do.
 
 use std::time::Duration;
 
@@ -68,18 +69,32 @@ async fn behind_a_trusted_proxy_the_real_client_is_decided_on() {
     assert_eq!(untrusted.status, 403, "{}", untrusted.body);
     assert_eq!(untrusted.header("x-ipgate-client-ip"), "127.0.0.2");
 
+    // A header from the trusted proxy that cannot be followed — its
+    // right-most element is no address — is decided on the proxy itself.
+    let malformed = call(&behind, "127.0.0.1", &w.key, "203.0.113.7, 203.0.113.7:+80").await;
+    assert_eq!(malformed.status, 403, "{}", malformed.body);
+    assert_eq!(malformed.header("x-ipgate-client-ip"), "127.0.0.1");
+
     // The enforcer without the flag ignores the header from 127.0.0.1 too.
     let direct = call(&w.enforcer, "127.0.0.1", &w.key, "203.0.113.7").await;
     assert_eq!(direct.status, 403, "{}", direct.body);
     assert_eq!(direct.header("x-ipgate-client-ip"), "127.0.0.1");
 
-    for (response, client_ip) in [
-        (&allowed, "203.0.113.7"),
-        (&spoofed, "198.51.100.1"),
-        (&untrusted, "127.0.0.2"),
+    // The usage log keeps the address and where it was found, so an
+    // operator can tell the proxy's own address from a client's.
+    for (response, client_ip, source) in [
+        (&allowed, "203.0.113.7", "x-forwarded-for"),
+        (&spoofed, "198.51.100.1", "x-forwarded-for"),
+        (&untrusted, "127.0.0.2", "peer"),
+        (&malformed, "127.0.0.1", "malformed"),
+        (&direct, "127.0.0.1", "peer"),
     ] {
         let entry = w.logged(response.header("x-request-id")).await;
-        assert_eq!(entry.client_ip, client_ip, "{entry:?}");
+        assert_eq!(
+            (entry.client_ip.as_str(), entry.client_ip_source.as_str()),
+            (client_ip, source),
+            "{entry:?}"
+        );
     }
 }
 

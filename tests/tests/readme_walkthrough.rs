@@ -83,6 +83,7 @@ async fn the_walkthrough_then_the_admin_guide_work_as_written() {
         "\n401\n",
         "IP_NOT_ALLOWED_KEY",
         "\"door\": \"proxy\"",
+        "\"clientIpSource\": \"peer\"",
         "\"clientIp\": \"127.0.0.2\"",
         "IP_NOT_ALLOWED_API",
     ] {

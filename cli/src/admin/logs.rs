@@ -48,6 +48,9 @@ pub struct Filters {
     /// Only requests that came through this door of the enforcer: proxy, ext_authz, auth_request or check (or unknown: events whose enforcer did not say).
     #[arg(long, default_value = "", hide_default_value = true)]
     door: String,
+    /// Only requests whose client address was found here: peer, x-forwarded-for, forwarded, client-ip-header, named (the check door's caller), or a trusted proxy's header that could not be followed: unknown-hop, malformed, conflicting, too-many-hops, too-few-hops (or unknown: events whose enforcer did not say).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    ip_source: String,
     /// From this time on: a duration ago (`24h`, `7d`) or an RFC 3339 time.
     #[arg(long, value_parser = parse_time_or_ago)]
     since: Option<Timestamp>,
@@ -106,6 +109,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     start_time: f.since,
                     end_time: f.until,
                     door: f.door,
+                    client_ip_source: f.ip_source,
                 })
                 .await?
                 .into_inner();
@@ -122,6 +126,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 start_time: f.since,
                 end_time: f.until,
                 door: f.door,
+                client_ip_source: f.ip_source,
             };
             let stream = client.export_usage_logs(request).await?.into_inner();
             export(stream, output.as_deref(), out).await
@@ -226,7 +231,14 @@ fn print_entries(r: &QueryUsageLogsResponse) {
         println!("No requests match.");
         return;
     }
-    let mut t = table([
+    // The table is wide already, and most addresses are simply the peer's
+    // or the caller's: the column shows only when some row's source says
+    // more (a header followed, or one that could not be).
+    let sources = r
+        .entries
+        .iter()
+        .any(|e| source_worth_showing(&e.client_ip_source));
+    let mut header = vec![
         "TIME",
         "API",
         "KEY",
@@ -234,13 +246,14 @@ fn print_entries(r: &QueryUsageLogsResponse) {
         "PATH",
         "STATUS",
         "CLIENT IP",
-        "REASON",
-        "MATCHED",
-        "DOOR",
-        "REQUEST ID",
-    ]);
+    ];
+    if sources {
+        header.push("IP SOURCE");
+    }
+    header.extend(["REASON", "MATCHED", "DOOR", "REQUEST ID"]);
+    let mut t = table(header);
     for e in &r.entries {
-        t.add_row([
+        let mut row = vec![
             time(e.time.as_ref()),
             e.api.clone(),
             or_dash(&e.api_key_id),
@@ -248,19 +261,48 @@ fn print_entries(r: &QueryUsageLogsResponse) {
             e.path.clone(),
             e.status_code.to_string(),
             e.client_ip.clone(),
+        ];
+        if sources {
+            row.push(e.client_ip_source.clone());
+        }
+        row.extend([
             e.reason.clone(),
             or_dash(&e.matched_label),
             e.door.clone(),
             e.request_id.clone(),
         ]);
+        t.add_row(row);
     }
     print_table(t);
     print_next_page(&r.next_page_token);
 }
 
+/// Whether a client-address source tells a reader anything: `peer` and
+/// `named` are where a door finds an address without any forwarding header,
+/// and `unknown` says nothing; a header followed, or one that could not be,
+/// is worth a column.
+fn source_worth_showing(source: &str) -> bool {
+    !matches!(source, "peer" | "named" | "unknown" | "")
+}
+
 #[cfg(test)]
 mod tests {
-    use super::RowCounter;
+    use super::{RowCounter, source_worth_showing};
+
+    #[test]
+    fn only_sources_that_say_something_earn_a_column() {
+        for plain in ["peer", "named", "unknown", ""] {
+            assert!(!source_worth_showing(plain), "{plain}");
+        }
+        for telling in [
+            "x-forwarded-for",
+            "malformed",
+            "unknown-hop",
+            "too-few-hops",
+        ] {
+            assert!(source_worth_showing(telling), "{telling}");
+        }
+    }
 
     #[test]
     fn quoted_line_ends_do_not_count() {

@@ -114,10 +114,10 @@ pub fn from_json<M: Proto + Default>(json: &str) -> anyhow::Result<M> {
 // === tables ===
 
 /// A borderless table with upper-case headers, columns two spaces apart.
-pub fn table<const N: usize>(header: [&str; N]) -> Table {
+pub fn table<'a>(header: impl IntoIterator<Item = &'a str>) -> Table {
     let mut table = Table::new();
     table.load_style(presets::NOTHING);
-    table.set_header(header);
+    table.set_header(header.into_iter().collect::<Vec<_>>());
     table
 }
 

@@ -87,7 +87,14 @@ fn every_group_documents_its_commands_and_flags() {
     for command in ["query", "export"] {
         let logs = help(&["logs", command]);
         for flag in [
-            "--api", "--key", "--status", "--reason", "--ip", "--door", "--since",
+            "--api",
+            "--key",
+            "--status",
+            "--reason",
+            "--ip",
+            "--door",
+            "--ip-source",
+            "--since",
         ] {
             assert!(
                 logs.contains(flag),

@@ -224,3 +224,107 @@ fn the_usage_log_is_filtered_by_door() {
         "{err}"
     );
 }
+
+/// `--ip-source` filters by where the client address came from, on query
+/// and export; the table shows an IP SOURCE column when a row's source says
+/// more than `peer` or `named`, and leaves it out otherwise; a source that
+/// does not exist is the server's field violation.
+#[test]
+fn the_usage_log_is_filtered_by_client_ip_source() {
+    let env = Env::start();
+    traffic(&env); // six requests through the check door: named
+    // From 127.0.0.1, a trusted proxy to this enforcer: a header that names
+    // a client, one that cannot be followed, and none.
+    let followed = [("x-forwarded-for", "198.51.100.20")];
+    assert_eq!(env.proxy_request_with("/followed", &followed), 401);
+    let malformed = [("x-forwarded-for", "198.51.100.20, not-an-address")];
+    assert_eq!(env.proxy_request_with("/malformed", &malformed), 401);
+    assert_eq!(env.proxy_request("/plain"), 401);
+    env.wait_logged(&["--door", "proxy"], 3);
+
+    let bad_header = env.json(&["logs", "query", "--ip-source", "malformed"]);
+    assert_eq!(rows(&bad_header).len(), 1, "{bad_header:#}");
+    assert_eq!(s(&bad_header, "/entries/0/clientIpSource"), "malformed");
+    assert_eq!(s(&bad_header, "/entries/0/path"), "/malformed");
+    // Decided on the trusted proxy's own address, not on what it forwarded.
+    assert_eq!(s(&bad_header, "/entries/0/clientIp"), "127.0.0.1");
+    let followed = env.json(&["logs", "query", "--ip-source", "x-forwarded-for"]);
+    assert_eq!(rows(&followed).len(), 1, "{followed:#}");
+    assert_eq!(s(&followed, "/entries/0/clientIp"), "198.51.100.20");
+    let named = env.json(&["logs", "query", "--ip-source", "named"]);
+    assert_eq!(rows(&named).len(), 6, "{named:#}");
+    assert!(
+        rows(&named).iter().all(|r| r["door"] == "check"),
+        "{named:#}"
+    );
+    let peer = env.json(&["logs", "query", "--ip-source", "peer"]);
+    assert_eq!(rows(&peer).len(), 1, "{peer:#}");
+    assert_eq!(s(&peer, "/entries/0/path"), "/plain");
+
+    // The proxy's rows: the column is there, each row says its source.
+    let out = env
+        .ipgate(&["logs", "query", "--door", "proxy"])
+        .ok()
+        .to_owned();
+    let mut lines = out.lines();
+    let header = lines.next().expect("a header");
+    let column = header
+        .find("IP SOURCE")
+        .unwrap_or_else(|| panic!("no IP SOURCE column: {out}"));
+    let shown: Vec<(&str, &str)> = lines
+        .take(3)
+        .map(|row| {
+            let source = row[column..].split_whitespace().next().unwrap_or("");
+            let path = row.split_whitespace().find(|w| w.starts_with('/'));
+            (path.unwrap_or(""), source)
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("/plain", "peer"),
+            ("/malformed", "malformed"),
+            ("/followed", "x-forwarded-for")
+        ],
+        "{out}"
+    );
+    // The check door's rows say nothing a reader needs: no column.
+    for plain in [&["--door", "check"][..], &["--ip-source", "peer"]] {
+        let mut args = vec!["logs", "query"];
+        args.extend_from_slice(plain);
+        let out = env.ipgate(&args).ok().to_owned();
+        let header = out.lines().next().expect("a header");
+        assert!(header.contains("CLIENT IP"), "{out}");
+        assert!(!header.contains("IP SOURCE"), "{plain:?}: {out}");
+    }
+
+    let csv_text = env
+        .ipgate(&["logs", "export", "--ip-source", "MALFORMED"])
+        .ok()
+        .to_owned();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header = reader.headers().expect("header row").clone();
+    assert_eq!(
+        header.iter().next_back(),
+        Some("client_ip_source"),
+        "appended last: {header:?}"
+    );
+    let records: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("record")).collect();
+    assert_eq!(records.len(), 1, "{csv_text}");
+    assert_eq!(
+        records[0].iter().next_back(),
+        Some("malformed"),
+        "{csv_text}"
+    );
+
+    let err = env
+        .ipgate(&["logs", "query", "--ip-source", "X-Real-IP"])
+        .failed()
+        .to_owned();
+    assert!(err.starts_with("error: INVALID_ARGUMENT"), "{err}");
+    assert!(
+        err.lines().any(|l| l.starts_with("  client_ip_source: ")
+            && l.contains("\"X-Real-IP\" is not a client-address source")),
+        "{err}"
+    );
+}

@@ -20,7 +20,9 @@ pub const ENFORCER_TOKEN: &str = "ipg_enf_cli-tests-enforcer-token-0123456789abc
 
 /// A control plane and an enforcer on loopback ports picked by the system;
 /// the enforcer's proxy serves API `orders`, in front of a port nothing
-/// listens on (what it refuses never gets that far).
+/// listens on (what it refuses never gets that far), and trusts 127.0.0.1
+/// as a proxy, so a test's request can carry a trusted proxy's forwarding
+/// header (one without such a header is decided on the peer as ever).
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub addr: String,
@@ -116,7 +118,10 @@ impl Env {
                 reconnect_min_ms: 50,
                 reconnect_max_ms: 500,
                 event_queue_capacity: 10_000,
-                client_ip: Default::default(),
+                client_ip: ipgate_enforcer::config::ClientIpConfig {
+                    trusted_proxies: vec!["127.0.0.1/32".parse().expect("a network")],
+                    ..Default::default()
+                },
                 proxy_limits: Default::default(),
             }))
             .expect("enforcer starts");
@@ -190,14 +195,24 @@ impl Env {
     /// One request through the enforcer's proxy, with no key: refused
     /// there (401, 404 or 503) and logged. Returns the HTTP status.
     pub fn proxy_request(&self, path: &str) -> u32 {
+        self.proxy_request_with(path, &[])
+    }
+
+    /// [`Env::proxy_request`] with `headers` too: from 127.0.0.1, so a
+    /// forwarding header among them is a trusted proxy's.
+    pub fn proxy_request_with(&self, path: &str, headers: &[(&str, &str)]) -> u32 {
         use std::io::{Read, Write};
         let mut stream = std::net::TcpStream::connect(self.proxy_addr).expect("the proxy");
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .expect("a read timeout");
+        let headers: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         write!(
             stream,
-            "GET {path} HTTP/1.1\r\nHost: orders\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: orders\r\n{headers}Connection: close\r\n\r\n"
         )
         .expect("send a request");
         let mut answer = String::new();

@@ -132,7 +132,11 @@ CREATE INDEX usage_batches_received ON usage_batches (received_at);
 -- enforcer's door the request came through (`proxy`, `ext_authz`,
 -- `auth_request`, `check`), or `unknown` when the enforcer did not say; like
 -- `reason` it has no CHECK, so a door added later needs no rebuild of this
--- table.
+-- table. `client_ip_source` is where the door found `client_ip` (`peer`,
+-- `x-forwarded-for`, `forwarded`, `client-ip-header`, `named`, or a fallback:
+-- `unknown-hop`, `malformed`, `conflicting`, `too-many-hops`,
+-- `too-few-hops`), or `unknown` when the enforcer did not say; no CHECK
+-- either, for the same reason.
 CREATE TABLE usage_events (
     id            INTEGER PRIMARY KEY AUTOINCREMENT,
     tenant_id     BIGINT NOT NULL REFERENCES tenants (id),
@@ -149,7 +153,8 @@ CREATE TABLE usage_events (
     client_ip_key BLOB   NOT NULL,
     reason        TEXT   NOT NULL,
     matched_label TEXT   NOT NULL,
-    door          TEXT   NOT NULL
+    door          TEXT   NOT NULL,
+    client_ip_source TEXT NOT NULL
 );
 CREATE INDEX usage_events_time ON usage_events (time_ms, id);
 CREATE INDEX usage_events_api ON usage_events (api, time_ms, id);

@@ -421,6 +421,9 @@ pub struct UsageFilter {
     pub reasons: Option<Vec<String>>,
     /// The door, by the name the log stores (`proxy`, …, `unknown`).
     pub door: Option<String>,
+    /// Where the client address was found, by the name the log stores
+    /// (`peer`, …, `malformed`, …, `unknown`).
+    pub client_ip_source: Option<String>,
     /// Client addresses from .. to, inclusive, as 16-byte keys.
     pub client_ips: Option<([u8; 16], [u8; 16])>,
     /// Inclusive, Unix milliseconds.
@@ -460,6 +463,8 @@ pub struct UsageRecord {
     pub enforcer_id: String,
     /// The door's name, or `unknown`.
     pub door: String,
+    /// The client address's source, or `unknown`.
+    pub client_ip_source: String,
 }
 
 /// How much a prune removed.

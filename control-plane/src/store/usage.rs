@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use ipgate_shared::{Door, time};
+use ipgate_shared::{ClientIpSource, Door, time};
 use sqlx::{Row, any::AnyRow};
 
 use super::{
@@ -12,11 +12,12 @@ use super::{
     records::{Named, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
-/// Events per INSERT statement: 15 parameters each stays far below both
+/// Events per INSERT statement: 16 parameters each stays far below both
 /// databases' limits on bind parameters.
 const ROWS_PER_INSERT: usize = 100;
 const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_ms, api, \
-     api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label, door";
+     api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label, door, \
+     client_ip_source";
 
 impl Store {
     /// Whether `tenant` has, or had, the API or key `named`: it exists
@@ -60,7 +61,8 @@ impl Store {
     ) -> StoreResult<Vec<UsageRecord>> {
         let mut sql = String::from(
             "SELECT id, request_id, time_ms, api, api_key_id, method, path, status_code, \
-             client_ip, reason, matched_label, enforcer_id, door FROM usage_events WHERE ",
+             client_ip, reason, matched_label, enforcer_id, door, client_ip_source \
+             FROM usage_events WHERE ",
         );
         let mut args = Args::default();
         // Events are stored under the reporting enforcer's tenant.
@@ -72,6 +74,7 @@ impl Store {
             status,
             reasons,
             door,
+            client_ip_source,
             client_ips,
             start_ms,
             end_ms,
@@ -81,6 +84,7 @@ impl Store {
             ("api_key_id", api_key_id),
             ("method", method),
             ("door", door),
+            ("client_ip_source", client_ip_source),
         ] {
             if let Some(value) = value {
                 let p = args.text(value);
@@ -163,6 +167,7 @@ async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> Store
                 args.text(event.reason.as_str()),
                 args.text(&event.matched_label),
                 args.text(Door::name(event.door)),
+                args.text(ClientIpSource::name(event.client_ip_source)),
             ];
             let sep = if i == 0 { "" } else { ", " };
             let _ = write!(sql, "{sep}({})", placeholders.join(", "));
@@ -206,5 +211,6 @@ fn usage_record(row: &AnyRow) -> StoreResult<UsageRecord> {
         matched_label: row.try_get("matched_label")?,
         enforcer_id: row.try_get("enforcer_id")?,
         door: row.try_get("door")?,
+        client_ip_source: row.try_get("client_ip_source")?,
     })
 }

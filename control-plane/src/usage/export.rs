@@ -25,9 +25,10 @@ pub const PAGE_ROWS: u32 = 5000;
 pub const CHUNK_BYTES: usize = 128 * 1024;
 /// Chunks waiting for the client before reading pauses.
 pub const CHANNEL_CHUNKS: usize = 4;
-/// The header row's columns; `door` came last, so columns read by
-/// position before it stay where they were.
-pub const COLUMNS: [&str; 12] = [
+/// The header row's columns; each one added later (`door`, then
+/// `client_ip_source`) came last, so columns read by position before it
+/// stay where they were.
+pub const COLUMNS: [&str; 13] = [
     "time",
     "request_id",
     "api",
@@ -40,6 +41,7 @@ pub const COLUMNS: [&str; 12] = [
     "matched_label",
     "enforcer_id",
     "door",
+    "client_ip_source",
 ];
 
 /// The stream of chunks a client reads.
@@ -148,6 +150,7 @@ impl Chunk {
             matched_label,
             enforcer_id,
             door,
+            client_ip_source,
         } = row;
         let time = humantime::format_rfc3339_millis(time::from_millis(*time_ms)).to_string();
         let status = status.to_string();
@@ -164,6 +167,7 @@ impl Chunk {
             matched_label,
             enforcer_id,
             door,
+            client_ip_source,
         ])
     }
 

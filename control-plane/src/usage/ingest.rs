@@ -79,6 +79,7 @@ mod tests {
             reason: "ALLOWED".into(),
             matched_label: String::new(),
             door: wire::Door::Proxy.into(),
+            client_ip_source: wire::ClientIpSource::Peer.into(),
         }
     }
 

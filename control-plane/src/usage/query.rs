@@ -4,7 +4,13 @@
 
 use std::net::IpAddr;
 
-use ipgate_shared::{Door, decision::Reason, proto::admin::v1 as admin, time, usage::UNKNOWN_DOOR};
+use ipgate_shared::{
+    ClientIpSource, Door,
+    decision::Reason,
+    proto::admin::v1 as admin,
+    time,
+    usage::{UNKNOWN_CLIENT_IP_SOURCE, UNKNOWN_DOOR},
+};
 use ipnet::IpNet;
 
 use crate::{
@@ -38,6 +44,7 @@ pub struct Filters {
     pub start_time: Option<prost_types::Timestamp>,
     pub end_time: Option<prost_types::Timestamp>,
     pub door: String,
+    pub client_ip_source: String,
 }
 
 /// Validates filters, page size and page token.
@@ -54,6 +61,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         start_time,
         end_time,
         door,
+        client_ip_source,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -66,6 +74,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         start_time,
         end_time,
         door,
+        client_ip_source,
     };
     let filter = filter(&mut bad, filters);
     let page_size = request::page_size(&mut bad, page_size);
@@ -94,6 +103,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         start_time,
         end_time,
         door,
+        client_ip_source,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -106,6 +116,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         start_time,
         end_time,
         door,
+        client_ip_source,
     };
     let filter = filter(&mut bad, filters);
     bad.or_value(|| filter)
@@ -123,6 +134,7 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         start_time,
         end_time,
         door,
+        client_ip_source,
     } = filters;
     let status = match status_code {
         0 => Some(None),
@@ -145,6 +157,12 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         None => Some(None),
         Some(d) => bad.check("door", door_name(&d)).map(Some),
     };
+    let client_ip_source = match nonempty(client_ip_source) {
+        None => Some(None),
+        Some(s) => bad
+            .check("client_ip_source", client_ip_source_name(&s))
+            .map(Some),
+    };
     let client_ips = match nonempty(client_ip) {
         None => Some(None),
         Some(ip) => bad.check("client_ip", ip_range(&ip)).map(Some),
@@ -160,6 +178,7 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         status: status?,
         reasons: reasons?,
         door: door?,
+        client_ip_source: client_ip_source?,
         client_ips: client_ips?,
         start_ms,
         end_ms,
@@ -208,6 +227,28 @@ fn door_name(name: &str) -> Result<String, String> {
             format!(
                 "{name:?} is not a door: give one of {}, or {UNKNOWN_DOOR} for events whose \
                  enforcer did not say",
+                names.join(", ")
+            )
+        })
+}
+
+/// The name the log stores for a client-address source filter: a source,
+/// or `unknown` for the events of enforcers that did not say. Matched
+/// without regard to case, and `_` for `-` (`X_FORWARDED_FOR`), as callers
+/// who know the wire's enum names write them.
+fn client_ip_source_name(name: &str) -> Result<String, String> {
+    let wanted = name.to_ascii_lowercase().replace('_', "-");
+    if wanted == UNKNOWN_CLIENT_IP_SOURCE {
+        return Ok(wanted);
+    }
+    wanted
+        .parse::<ClientIpSource>()
+        .map(|s| s.as_str().to_owned())
+        .map_err(|_| {
+            let names: Vec<&str> = ClientIpSource::ALL.iter().map(|s| s.as_str()).collect();
+            format!(
+                "{name:?} is not a client-address source: give one of {}, or \
+                 {UNKNOWN_CLIENT_IP_SOURCE} for events whose enforcer did not say",
                 names.join(", ")
             )
         })
@@ -271,6 +312,7 @@ fn entry(row: UsageRecord) -> admin::UsageLogEntry {
         matched_label,
         enforcer_id,
         door,
+        client_ip_source,
     } = row;
     admin::UsageLogEntry {
         request_id,
@@ -285,6 +327,7 @@ fn entry(row: UsageRecord) -> admin::UsageLogEntry {
         matched_label,
         enforcer_id,
         door,
+        client_ip_source,
     }
 }
 
@@ -329,6 +372,7 @@ mod tests {
             reason: "NOPE".into(),
             client_ip: "1.2.3".into(),
             door: "nginx".into(),
+            client_ip_source: "header".into(),
             ..Default::default()
         })
         .unwrap_err();
@@ -339,11 +383,40 @@ mod tests {
                 "status_code",
                 "reason",
                 "door",
+                "client_ip_source",
                 "client_ip",
                 "page_size",
                 "page_token"
             ]
         );
+    }
+
+    #[test]
+    fn client_ip_source_filters_name_a_source_or_unknown() {
+        assert_eq!(client_ip_source_name("malformed").unwrap(), "malformed");
+        assert_eq!(
+            client_ip_source_name("X-Forwarded-For").unwrap(),
+            "x-forwarded-for"
+        );
+        assert_eq!(
+            client_ip_source_name("TOO_FEW_HOPS").unwrap(),
+            "too-few-hops"
+        );
+        assert_eq!(client_ip_source_name("Unknown").unwrap(), "unknown");
+        assert_eq!(client_ip_source_name("unknown-hop").unwrap(), "unknown-hop");
+        let err = client_ip_source_name("X-Real-IP").unwrap_err();
+        assert!(
+            err.contains("\"X-Real-IP\" is not a client-address source")
+                && err.contains("peer, x-forwarded-for, forwarded, client-ip-header, named")
+                && err.contains("or unknown for events"),
+            "{err}"
+        );
+        let export = parse_export(admin::ExportUsageLogsRequest {
+            client_ip_source: " named ".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(export.client_ip_source.as_deref(), Some("named"));
     }
 
     #[test]

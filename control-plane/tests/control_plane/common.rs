@@ -276,6 +276,7 @@ pub fn usage_event(
         reason: reason.into(),
         matched_label: String::new(),
         door: ipgate_shared::proto::sync::v1::Door::Check.into(),
+        client_ip_source: ipgate_shared::proto::sync::v1::ClientIpSource::Named.into(),
     }
 }
 

@@ -255,7 +255,8 @@ async fn usage_export_is_csv(db: Db) {
             "reason",
             "matched_label",
             "enforcer_id",
-            "door"
+            "door",
+            "client_ip_source"
         ]
     );
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
@@ -275,6 +276,7 @@ async fn usage_export_is_csv(db: Db) {
     assert_eq!(&records[ROWS][6], "200");
     assert_eq!(&records[ROWS][10], "enforcer-1");
     assert_eq!(&records[ROWS][11], "check");
+    assert_eq!(&records[ROWS][12], "named");
 
     // The query's filters apply.
     let blocked = export(ExportUsageLogsRequest {

@@ -17,9 +17,9 @@ use ipgate_control_plane::{
     },
 };
 use ipgate_shared::{
-    ApiConfig, ApiSlug, Change, Door, Entry, Index, KeyConfig, KeyId, ListRules, Revision,
-    RouteRule, SecretHash, allowlist::Allowlist, decision::Reason, key::NewKey as GeneratedKey,
-    proto::sync::v1 as wire, time, usage::UsageEvent,
+    ApiConfig, ApiSlug, Change, ClientIpSource, Door, Entry, Index, KeyConfig, KeyId, ListRules,
+    Revision, RouteRule, SecretHash, allowlist::Allowlist, decision::Reason,
+    key::NewKey as GeneratedKey, proto::sync::v1 as wire, time, usage::UsageEvent,
 };
 
 use crate::{common::Db, on_both_backends};
@@ -327,6 +327,7 @@ fn event(api: &str, key: Option<KeyId>, method: &str, status: u16, at_ms: i64) -
         },
         matched_label: String::new(),
         door: Some(Door::Proxy),
+        client_ip_source: Some(ClientIpSource::Peer),
     }
 }
 
@@ -544,6 +545,97 @@ async fn usage_events_keep_their_door_and_filter_by_it(db: Db) {
     assert_eq!(got, ["req-2"]);
 }
 
+/// Each event keeps where its client address came from, every source by
+/// its own name; one whose enforcer did not say is stored as `unknown`,
+/// never as `unknown-hop` (a hop that hid its client). Each is a filter,
+/// and it narrows the others.
+async fn usage_events_keep_their_client_ip_source_and_filter_by_it(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let t0 = time::to_millis(SystemTime::now());
+    // Every source once, then one not said, then two more proxy-door ones.
+    let mut sources: Vec<Option<ClientIpSource>> =
+        ClientIpSource::ALL.into_iter().map(Some).collect();
+    sources.extend([
+        None,
+        Some(ClientIpSource::Malformed),
+        Some(ClientIpSource::Peer),
+    ]);
+    let events = sources
+        .iter()
+        .zip(0..)
+        .map(|(source, i)| UsageEvent {
+            request_id: format!("req-{i}"),
+            client_ip_source: *source,
+            ..event("orders", None, "GET", 200, t0 + i)
+        })
+        .collect();
+    store.store_usage(T, batch(events)).await.unwrap();
+
+    let rows = |filter: UsageFilter| {
+        let store = &store;
+        async move {
+            store
+                .query_usage(T, &filter, None, 1000)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.request_id, r.client_ip_source))
+                .collect::<Vec<_>>()
+        }
+    };
+    let by_source = |name: &str| UsageFilter {
+        client_ip_source: Some(name.to_owned()),
+        ..Default::default()
+    };
+    let pair = |i: usize, source: &str| (format!("req-{i}"), source.to_owned());
+
+    // Each source comes back by its own name, oldest last.
+    let all = rows(UsageFilter::default()).await;
+    let mut expected: Vec<_> = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| pair(i, ClientIpSource::name(*s)))
+        .collect();
+    expected.reverse();
+    assert_eq!(all, expected);
+    assert_eq!(all[2], pair(10, "unknown"), "not said: {all:?}");
+
+    for source in ClientIpSource::ALL {
+        let found = rows(by_source(source.as_str())).await;
+        assert!(
+            !found.is_empty() && found.iter().all(|(_, s)| s == source.as_str()),
+            "{source}: {found:?}"
+        );
+    }
+    assert_eq!(
+        rows(by_source("malformed")).await,
+        [pair(11, "malformed"), pair(6, "malformed")]
+    );
+    assert_eq!(rows(by_source("unknown")).await, [pair(10, "unknown")]);
+    assert_eq!(
+        rows(by_source("unknown-hop")).await,
+        [pair(5, "unknown-hop")]
+    );
+
+    // The source narrows the other filters, not replaces them.
+    let combined = UsageFilter {
+        client_ip_source: Some("peer".into()),
+        start_ms: Some(t0 + 1),
+        ..Default::default()
+    };
+    assert_eq!(rows(combined).await, [pair(12, "peer")]);
+    let with_door = UsageFilter {
+        client_ip_source: Some("named".into()),
+        door: Some("check".into()),
+        ..Default::default()
+    };
+    assert!(
+        rows(with_door).await.is_empty(),
+        "every event here came through the proxy door"
+    );
+}
+
 async fn a_compacted_change_log_asks_for_a_snapshot(db: Db) {
     let store = open(&db).await;
     new_api(&store, "orders").await;
@@ -706,6 +798,7 @@ on_both_backends!(
     a_usage_batch_is_stored_once,
     usage_queries_filter_and_page,
     usage_events_keep_their_door_and_filter_by_it,
+    usage_events_keep_their_client_ip_source_and_filter_by_it,
     a_compacted_change_log_asks_for_a_snapshot,
     reopening_keeps_data_and_revision,
 );

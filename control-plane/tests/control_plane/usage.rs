@@ -9,7 +9,7 @@ use ipgate_shared::{
             CreateApiKeyRequest, CreateApiRequest, ExportUsageLogsRequest, QueryUsageLogsRequest,
             UsageLogEntry,
         },
-        sync::v1::{Door, ReportEventsRequest, UsageEvent},
+        sync::v1::{ClientIpSource, Door, ReportEventsRequest, UsageEvent},
     },
     time,
 };
@@ -39,6 +39,7 @@ fn event(i: u32, key: &str, method: &str, status: u32, at: SystemTime) -> UsageE
         .into(),
         matched_label: String::new(),
         door: Door::Proxy.into(),
+        client_ip_source: ClientIpSource::Peer.into(),
     }
 }
 
@@ -309,7 +310,7 @@ async fn doors_are_stored_returned_filtered_and_exported(db: Db) {
     }
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let header = reader.headers().unwrap().clone();
-    assert_eq!(header.iter().next_back(), Some("door"), "{header:?}");
+    assert_eq!(header.get(11), Some("door"), "{header:?}");
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), 1, "{csv_text}");
     assert_eq!((&rows[0][1], &rows[0][11]), ("req-1", "check"));
@@ -348,8 +349,151 @@ async fn doors_are_stored_returned_filtered_and_exported(db: Db) {
     server.shutdown().await.unwrap();
 }
 
+/// Where each event's client address came from comes back in the log
+/// (`client_ip_source`), a query or an export filters by it (any case, `_`
+/// for `-`), the CSV has it as its last column, and a bad one is a field
+/// violation. An event whose enforcer did not say (or named a source this
+/// build lacks) is kept, as `unknown`.
+async fn client_ip_sources_are_stored_returned_filtered_and_exported(db: Db) {
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    let mut sync = sync_with(server.addr, Some(crate::common::ENFORCER)).await;
+    admin
+        .create_api(CreateApiRequest {
+            slug: "orders".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let t0 = SystemTime::now() - Duration::from_secs(60);
+    let sent = [
+        (Door::Proxy, ClientIpSource::Peer as i32),
+        (Door::Proxy, ClientIpSource::XForwardedFor as i32),
+        (Door::Proxy, ClientIpSource::Malformed as i32),
+        (Door::Check, ClientIpSource::Named as i32),
+        (Door::Proxy, ClientIpSource::UnknownHop as i32),
+        (Door::Proxy, ClientIpSource::Unspecified as i32),
+        (Door::Proxy, 99),
+    ];
+    let events = sent
+        .iter()
+        .zip(0..)
+        .map(|((door, source), i)| UsageEvent {
+            door: *door as i32,
+            client_ip_source: *source,
+            ..event(i, "", "GET", 200, t0 + Duration::from_secs(u64::from(i)))
+        })
+        .collect();
+    sync.report_events(batch(events))
+        .await
+        .expect("events without a known source are stored too");
+
+    let (all, _) = query(&mut admin, QueryUsageLogsRequest::default()).await;
+    let got: Vec<(&str, &str)> = all
+        .iter()
+        .map(|e| (e.request_id.as_str(), e.client_ip_source.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("req-6", "unknown"),
+            ("req-5", "unknown"),
+            ("req-4", "unknown-hop"),
+            ("req-3", "named"),
+            ("req-2", "malformed"),
+            ("req-1", "x-forwarded-for"),
+            ("req-0", "peer"),
+        ]
+    );
+    let by_source = |source: &str| {
+        let mut admin = admin.clone();
+        let req = QueryUsageLogsRequest {
+            client_ip_source: source.into(),
+            ..Default::default()
+        };
+        async move {
+            let (entries, _) = query(&mut admin, req).await;
+            entries
+                .into_iter()
+                .map(|e| e.request_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(by_source("malformed").await, ["req-2"]);
+    assert_eq!(
+        by_source("X_FORWARDED_FOR").await,
+        ["req-1"],
+        "as the enum names it"
+    );
+    assert_eq!(by_source("Named").await, ["req-3"], "any case, like doors");
+    assert_eq!(by_source("unknown").await, ["req-6", "req-5"]);
+    assert_eq!(by_source("unknown-hop").await, ["req-4"]);
+    assert!(by_source("too-few-hops").await.is_empty());
+
+    let mut stream = admin
+        .export_usage_logs(ExportUsageLogsRequest {
+            client_ip_source: "malformed".into(),
+            door: "proxy".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut csv_text = String::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        csv_text.push_str(&chunk.csv);
+    }
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let header = reader.headers().unwrap().clone();
+    // Appended last, so scripts that read columns by position keep working.
+    assert_eq!(header.len(), 13, "{header:?}");
+    assert_eq!(header.get(12), Some("client_ip_source"), "{header:?}");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(rows.len(), 1, "{csv_text}");
+    assert_eq!(
+        (&rows[0][1], &rows[0][11], &rows[0][12]),
+        ("req-2", "proxy", "malformed")
+    );
+
+    // A bad source names the field and the sources there are, on both calls.
+    let violation = |status: tonic::Status| {
+        assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+        let bad = status.get_details_bad_request().expect("field violations");
+        assert_eq!(bad.field_violations.len(), 1, "{bad:?}");
+        let v = &bad.field_violations[0];
+        assert_eq!(v.field, "client_ip_source");
+        assert!(
+            v.description
+                .contains("\"X-Real-IP\" is not a client-address source")
+                && v.description.contains("peer, x-forwarded-for")
+                && v.description.contains("too-few-hops, or unknown"),
+            "{v:?}"
+        );
+    };
+    violation(
+        admin
+            .query_usage_logs(QueryUsageLogsRequest {
+                client_ip_source: "X-Real-IP".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err(),
+    );
+    violation(
+        admin
+            .export_usage_logs(ExportUsageLogsRequest {
+                client_ip_source: "X-Real-IP".into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("a bad source is refused before the export starts"),
+    );
+    server.shutdown().await.unwrap();
+}
+
 on_both_backends!(
     reports_are_stored_once_and_queried_by_filter_and_page,
     a_bad_event_refuses_the_whole_batch,
     doors_are_stored_returned_filtered_and_exported,
+    client_ip_sources_are_stored_returned_filtered_and_exported,
 );

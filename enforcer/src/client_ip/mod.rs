@@ -20,7 +20,7 @@ mod tests;
 
 use std::{fmt, net::IpAddr};
 
-use ipgate_shared::normalize_ip;
+use ipgate_shared::{ClientIpSource, normalize_ip};
 
 pub use policy::{Connection, Policy, PolicyError};
 pub use trusted::{InvalidTrustedNet, TrustedNet};
@@ -77,31 +77,33 @@ pub enum Source {
 }
 
 impl Source {
-    /// A stable name, as logs (and usage events) show it.
+    /// A stable name, as logs and usage events show it: the usage log's
+    /// name for the source, so the two always agree.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Peer => "peer",
-            Source::XForwardedFor => "x-forwarded-for",
-            Source::Forwarded => "forwarded",
-            Source::ClientIpHeader => "client-ip-header",
-            Source::Unknown => "unknown",
-            Source::Malformed => "malformed",
-            Source::Conflicting => "conflicting",
-            Source::TooManyHops => "too-many-hops",
-            Source::TooFewHops => "too-few-hops",
-        }
+        ClientIpSource::from(self).as_str()
     }
 
     /// True when the walk stopped before it reached a client.
     pub fn is_fallback(self) -> bool {
-        matches!(
-            self,
-            Source::Unknown
-                | Source::Malformed
-                | Source::Conflicting
-                | Source::TooManyHops
-                | Source::TooFewHops
-        )
+        ClientIpSource::from(self).is_fallback()
+    }
+}
+
+/// What the usage event says: one wire value for each source, so the log
+/// tells every fallback apart, as the enforcer's own logs do.
+impl From<Source> for ClientIpSource {
+    fn from(source: Source) -> Self {
+        match source {
+            Source::Peer => ClientIpSource::Peer,
+            Source::XForwardedFor => ClientIpSource::XForwardedFor,
+            Source::Forwarded => ClientIpSource::Forwarded,
+            Source::ClientIpHeader => ClientIpSource::ClientIpHeader,
+            Source::Unknown => ClientIpSource::UnknownHop,
+            Source::Malformed => ClientIpSource::Malformed,
+            Source::Conflicting => ClientIpSource::Conflicting,
+            Source::TooManyHops => ClientIpSource::TooManyHops,
+            Source::TooFewHops => ClientIpSource::TooFewHops,
+        }
     }
 }
 

@@ -870,3 +870,34 @@ proptest! {
         }
     }
 }
+
+/// Each source reaches the usage log under a name of its own, never the
+/// check door's `named` nor the `unknown` of an event that did not say, and
+/// the log counts as fallbacks exactly the walks that stopped short.
+#[test]
+fn every_source_has_its_own_name_in_the_usage_log() {
+    let all = [
+        (Source::Peer, "peer"),
+        (Source::XForwardedFor, "x-forwarded-for"),
+        (Source::Forwarded, "forwarded"),
+        (Source::ClientIpHeader, "client-ip-header"),
+        (Source::Unknown, "unknown-hop"),
+        (Source::Malformed, "malformed"),
+        (Source::Conflicting, "conflicting"),
+        (Source::TooManyHops, "too-many-hops"),
+        (Source::TooFewHops, "too-few-hops"),
+    ];
+    let mut seen = std::collections::HashSet::new();
+    for (source, name) in all {
+        let logged = ClientIpSource::from(source);
+        assert_eq!(logged.as_str(), name, "{source:?}");
+        assert_eq!(source.to_string(), name, "the enforcer's logs say the same");
+        assert!(seen.insert(logged), "{source:?} shares {logged}");
+        assert_ne!(logged, ClientIpSource::Named);
+        let fallback = !matches!(
+            source,
+            Source::Peer | Source::XForwardedFor | Source::Forwarded | Source::ClientIpHeader
+        );
+        assert_eq!(logged.is_fallback(), fallback, "{source:?}");
+    }
+}

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use ipgate_shared::{
-    Door, PresentedKey,
+    ClientIpSource, Door, PresentedKey,
     proto::check::v1::{
         CheckRequest, CheckResponse,
         check_service_server::{CheckService, CheckServiceServer},
@@ -139,6 +139,9 @@ impl CheckService for CheckDoor {
             api: &api,
             key,
             client_ip: ip,
+            // The caller named the address; the door cannot know where the
+            // caller found it.
+            client_ip_source: ClientIpSource::Named,
             method: &method,
             path: &path,
             request_id: Some(&request_id),

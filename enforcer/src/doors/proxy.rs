@@ -140,9 +140,10 @@ impl ProxyDoor {
             debug!(%peer, ?exceeded, "request head over the proxy door's limits");
             return too_large(exceeded, request.version());
         }
-        // The result's `source` says whether a walk fell back; it is logged
-        // there, and the usage event has no field for it yet.
-        let client_ip = self.client_ip.resolve(peer, request.headers()).ip;
+        let client_ip::ClientIp {
+            ip: client_ip,
+            source,
+        } = self.client_ip.resolve(peer, request.headers());
         let raw_path = request.uri().path();
         let normal = path::normalize(raw_path);
         let (outcome, mut event) = self.enforcer.decide_pending(DecisionInput {
@@ -150,6 +151,9 @@ impl ProxyDoor {
             api: self.api.as_str(),
             key: presented_key(request.headers()),
             client_ip,
+            // Where the address came from, fallbacks included, so the usage
+            // log can tell a real client from a header that was not followed.
+            client_ip_source: source.into(),
             method: request.method().as_str(),
             // The decision normalises again (a no-op on a normal path); a
             // refused path is logged as it was sent.

@@ -137,6 +137,7 @@ mod tests {
             "GET",
             "/",
             "203.0.113.5".parse().unwrap(),
+            ipgate_shared::ClientIpSource::Peer,
         )
     }
 

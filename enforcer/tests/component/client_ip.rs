@@ -351,3 +351,96 @@ async fn flags_that_cannot_work_together_stop_the_start() {
         assert!(error.to_string().contains(expected), "{flags:?}: {error}");
     }
 }
+
+/// Each usage event says where its address came from. From the trusted
+/// peer, a header that names a client says `x-forwarded-for`; one whose
+/// right-most element is not an address is decided on the trusted peer and
+/// says `malformed`, so the log tells it from a real client. The same spoof
+/// from a peer that is not trusted is decided on that peer and says `peer`;
+/// a check-door call, whose caller names the address, says `named`.
+#[tokio::test]
+async fn usage_events_say_where_the_client_address_came_from() {
+    use ipgate_shared::proto::sync::v1::ClientIpSource;
+
+    let mut fake = FakeControlPlane::start().await;
+    let world = World::new();
+    let (upstream_addr, _seen) = upstream().await;
+    let trust = format!("{TRUSTED_PEER}/32");
+    let (running, _session, proxy) = proxy_with(
+        &mut fake,
+        &world,
+        upstream_addr,
+        &["--trusted-proxies", &trust],
+    )
+    .await;
+    let request_id = |headers: &HeaderMap| {
+        headers["x-request-id"]
+            .to_str()
+            .expect("a request id")
+            .to_owned()
+    };
+
+    let (status, headers) = office_get(
+        TRUSTED_PEER,
+        proxy,
+        &world,
+        &[("x-forwarded-for", "198.51.100.1, 203.0.113.7")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let forwarded = request_id(&headers);
+
+    let (status, headers) = office_get(
+        TRUSTED_PEER,
+        proxy,
+        &world,
+        &[("x-forwarded-for", "203.0.113.7, 203.0.113.8:+80")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(client_ip_of(&headers), TRUSTED_PEER);
+    let malformed = request_id(&headers);
+
+    let (status, headers) = office_get(
+        UNTRUSTED_PEER,
+        proxy,
+        &world,
+        &[("x-forwarded-for", "203.0.113.7")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(client_ip_of(&headers), UNTRUSTED_PEER);
+    let spoofed = request_id(&headers);
+
+    check_with(&running, &world.office.secret, "203.0.113.7", "via-check").await;
+
+    eventually("the four events at the control plane", || async {
+        fake.events().len() >= 4
+    })
+    .await;
+    let logged = |id: &str| {
+        let event = fake
+            .events()
+            .into_iter()
+            .find(|e| e.request_id == id)
+            .unwrap_or_else(|| panic!("no event {id}"));
+        (event.client_ip.clone(), event.client_ip_source())
+    };
+    assert_eq!(
+        logged(&forwarded),
+        ("203.0.113.7".into(), ClientIpSource::XForwardedFor)
+    );
+    assert_eq!(
+        logged(&malformed),
+        (TRUSTED_PEER.into(), ClientIpSource::Malformed)
+    );
+    assert_eq!(
+        logged(&spoofed),
+        (UNTRUSTED_PEER.into(), ClientIpSource::Peer)
+    );
+    assert_eq!(
+        logged("via-check"),
+        ("203.0.113.7".into(), ClientIpSource::Named)
+    );
+    running.shutdown().await.unwrap();
+}

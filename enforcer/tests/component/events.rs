@@ -121,6 +121,7 @@ async fn shutdown_flushes_queued_events() {
 fn decide(running: &ipgate_enforcer::Running, ip: &str, request_id: &str) {
     running.enforcer().decide(ipgate_enforcer::DecisionInput {
         door: ipgate_shared::Door::Check,
+        client_ip_source: ipgate_shared::ClientIpSource::Named,
         api: "orders",
         key: ipgate_shared::PresentedKey::Missing,
         client_ip: ip.parse().unwrap(),
@@ -177,6 +178,7 @@ async fn an_overflow_drops_allowed_events_first_and_counts_every_drop() {
     for i in 0..20 {
         running.enforcer().decide(ipgate_enforcer::DecisionInput {
             door: ipgate_shared::Door::Check,
+            client_ip_source: ipgate_shared::ClientIpSource::Named,
             api: "orders",
             key: ipgate_shared::PresentedKey::One(&world.office.secret),
             client_ip: "203.0.113.7".parse().unwrap(),
