@@ -49,7 +49,8 @@ async fn call(through: &Peer, from: &str, key: &str, spoof: &str) -> http::Respo
 /// What every chain must show: the allowed caller passes, the other is
 /// refused with the exact body and named, a spoofed left-most address
 /// changes nothing, and the usage log keeps the callers' addresses.
-async fn decides_on_the_caller(w: &World, through: &Peer) {
+/// `source` is where the log says the address came from.
+async fn decides_on_the_caller(w: &World, through: &Peer, source: &str) {
     let (allowed, _) = ipgate_tests::eventually(PROPAGATION, "127.0.0.2 to pass", || async {
         let res = call(through, "127.0.0.2", &w.key, "").await;
         (res.status == 200).then_some(res)
@@ -77,6 +78,7 @@ async fn decides_on_the_caller(w: &World, through: &Peer) {
         assert_eq!(entry.client_ip, client_ip, "{entry:?}");
         assert_eq!(entry.status_code, status, "{entry:?}");
         assert_eq!(entry.door, "proxy", "{entry:?}");
+        assert_eq!(entry.client_ip_source, source, "{entry:?}");
     }
 }
 
@@ -100,7 +102,8 @@ async fn behind_nginx_the_caller_is_decided_on() {
          \x20     proxy_set_header Host $host;\n    }}\n  }}",
         enforcer.proxy_addr
     ));
-    decides_on_the_caller(&w, &nginx).await;
+    // nginx appends its peer, the caller, to X-Forwarded-For.
+    decides_on_the_caller(&w, &nginx, "x-forwarded-for").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,5 +114,6 @@ async fn behind_haproxy_with_proxy_protocol_the_caller_is_decided_on() {
     let w = world().await;
     let enforcer = Enforcer::start_with(&w.cp, API, w.upstream, &["--proxy-protocol"], &[]);
     let haproxy = Peer::haproxy_send_proxy_v2(enforcer.proxy_addr);
-    decides_on_the_caller(&w, &haproxy).await;
+    // The PROXY header's source is the peer.
+    decides_on_the_caller(&w, &haproxy, "peer").await;
 }
