@@ -35,12 +35,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// hyper refuses an HTTP/1 read buffer limit below this.
 const HYPER_MIN_BUF_SIZE: usize = 8192;
 
-/// Limits on the proxy door (`ipgate enforcer --help`).
+/// Limits on the HTTP doors, the proxy and the auth endpoint alike
+/// (`ipgate enforcer --help`).
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
-#[command(next_help_heading = "HTTP proxy limits")]
+#[command(next_help_heading = "HTTP limits (proxy and auth endpoint)")]
 pub struct ProxyLimits {
-    /// Largest request line and headers, in bytes, that the HTTP proxy
-    /// accepts; larger requests get 431 HEADERS_TOO_LARGE.
+    /// Largest request line and headers, in bytes, that the HTTP proxy and
+    /// the auth endpoint accept; larger requests get 431 HEADERS_TOO_LARGE.
     #[arg(
         long,
         env = "IPGATE_MAX_HEADER_BYTES",
@@ -49,8 +50,8 @@ pub struct ProxyLimits {
     )]
     pub max_header_bytes: u32,
 
-    /// Most header fields a request to the HTTP proxy may carry; more get
-    /// 431 TOO_MANY_HEADERS.
+    /// Most header fields a request to the HTTP proxy or the auth endpoint
+    /// may carry; more get 431 TOO_MANY_HEADERS.
     #[arg(
         long,
         env = "IPGATE_MAX_HEADERS",
@@ -59,9 +60,10 @@ pub struct ProxyLimits {
     )]
     pub max_headers: u32,
 
-    /// How long a client of the HTTP proxy may take to send a request's line
-    /// and headers (`500ms`, `10s`, or plain seconds); then the connection
-    /// is closed. An idle keep-alive connection is closed after as long.
+    /// How long a client of the HTTP proxy or the auth endpoint may take to
+    /// send a request's line and headers (`500ms`, `10s`, or plain seconds);
+    /// then the connection is closed. An idle keep-alive connection is
+    /// closed after as long.
     #[arg(
         long,
         env = "IPGATE_HEADER_READ_TIMEOUT",
