@@ -19,8 +19,11 @@ use ipgate_control_plane::{
     config::{DEFAULT_LISTEN, RuleArgs, TimingArgs},
     tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token},
 };
-use ipgate_enforcer::config::{
-    CheckToken, DEFAULT_AUTH_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN,
+use ipgate_enforcer::{
+    client_ip::TrustedNet,
+    config::{
+        CheckToken, ClientIpConfig, DEFAULT_AUTH_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN,
+    },
 };
 use ipgate_shared::proto::admin::v1::{CreateApiRequest, admin_service_client::AdminServiceClient};
 use tonic::{Code, metadata::MetadataValue, transport::Channel};
@@ -59,6 +62,14 @@ pub struct DevArgs {
     /// Demo upstream address (what the proxy forwards allowed requests to); port 0 picks a free port.
     #[arg(long, env = "IPGATE_DEMO_UPSTREAM_LISTEN", default_value_t = DEFAULT_UPSTREAM_LISTEN)]
     upstream_listen: SocketAddr,
+    /// Proxies whose X-Forwarded-For and Forwarded the enforcer believes, comma-separated (e.g. 127.0.0.1 for an nginx or Traefik on this machine asking the auth endpoint); none by default, so every request is decided on its peer.
+    #[arg(
+        long,
+        env = "IPGATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    trusted_proxies: Vec<TrustedNet>,
     /// Slug of the API the proxy serves.
     #[arg(long, env = "IPGATE_API", default_value = "demo")]
     api: String,
@@ -173,7 +184,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         reconnect_min_ms: 100,
         reconnect_max_ms: 2_000,
         event_queue_capacity: 50_000,
-        client_ip: Default::default(),
+        client_ip: ClientIpConfig {
+            trusted_proxies: args.trusted_proxies.clone(),
+            ..Default::default()
+        },
         proxy_limits: Default::default(),
     })
     .await

@@ -161,7 +161,10 @@ impl AuthDoor {
         if let Some(exceeded) = self.limits.exceeded(request) {
             // Not a decision: nothing of the request was looked at.
             debug!(%peer, ?exceeded, "request head over the auth endpoint's limits");
-            return limits::too_large(exceeded, request.version());
+            let mut response = limits::too_large(exceeded, request.version());
+            let status = response.status();
+            for_nginx(response.headers_mut(), status, exceeded.body());
+            return response;
         }
         match self.decide(request, peer) {
             Ok((outcome, api)) if outcome.allowed() => allowed(&outcome, api),
@@ -304,10 +307,15 @@ fn door_answer(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> 
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    for_nginx(headers, status, body);
+    response
+}
+
+/// The status and body again, in `x-ipgate-status` and `x-ipgate-error`.
+fn for_nginx(headers: &mut HeaderMap, status: StatusCode, body: &str) {
     headers.insert(X_IPGATE_STATUS, HeaderValue::from(status.as_u16()));
     // Every body is ASCII without control characters: a valid header value.
     set(headers, X_IPGATE_ERROR, body);
-    response
 }
 
 /// Sets a header from text the door made itself (ids, addresses, bodies)

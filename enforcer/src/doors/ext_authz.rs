@@ -142,9 +142,7 @@ impl Authorization for ExtAuthzDoor {
             target_path(&http.path),
             &headers,
         );
-        // Envoy's own request id, so its access log, ipgate's usage log and
-        // the upstream share one; a fresh one when Envoy sent none.
-        let request_id = Some(http.id.as_str()).filter(|id| !id.is_empty());
+        let request_id = request_id(&headers, &http.id);
         let outcome = self
             .enforcer
             .decide(read.input(Door::ExtAuthz, api, request_id));
@@ -155,6 +153,19 @@ impl Authorization for ExtAuthzDoor {
         };
         Ok(Response::new(response))
     }
+}
+
+/// The request's id as Envoy knows it, so that Envoy's access log, ipgate's
+/// usage log and the upstream share one: the `x-request-id` Envoy passes
+/// (which it makes for every request from outside), else the id of
+/// Envoy's stream; `None` (a fresh id) when neither is there.
+fn request_id<'a>(headers: &'a HeaderMap, envoy_id: &'a str) -> Option<&'a str> {
+    headers
+        .get(X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .or(Some(envoy_id).filter(|id| !id.is_empty()))
 }
 
 /// Why Envoy's request cannot be decided.

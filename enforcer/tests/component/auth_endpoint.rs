@@ -366,5 +366,7 @@ async fn heads_over_the_limits_get_431_before_any_decision() {
         answer.body,
         r#"{"error":{"code":"TOO_MANY_HEADERS","message":"The request has more header fields than this server accepts"}}"#
     );
+    assert_eq!(answer.value("x-ipgate-error"), Some(answer.body.as_str()));
+    assert_eq!(answer.header("x-ipgate-status"), Some("431"));
     running.shutdown().await.unwrap();
 }

@@ -210,23 +210,35 @@ async fn allowed_requests_go_upstream_with_ipgate_headers() {
         "nothing hidden without the flag: {remove:?}"
     );
 
-    let event = event(&fake, "envoy-req-1").await;
-    assert_eq!(door(&event), wire::Door::ExtAuthz);
+    let allowed = event(&fake, "envoy-req-1").await;
+    assert_eq!(door(&allowed), wire::Door::ExtAuthz);
     assert_eq!(
         (
-            event.api.as_str(),
-            event.method.as_str(),
-            event.path.as_str()
+            allowed.api.as_str(),
+            allowed.method.as_str(),
+            allowed.path.as_str()
         ),
         ("orders", "GET", "/orders/7"),
         "the path without its query string"
     );
     assert_eq!(
-        (event.client_ip.as_str(), event.reason.as_str()),
+        (allowed.client_ip.as_str(), allowed.reason.as_str()),
         (OFFICE_IP, "ALLOWED")
     );
-    assert_eq!(event.matched_label, "office");
-    assert_eq!(event.api_key_id, doors.office.id.to_string());
+    assert_eq!(allowed.matched_label, "office");
+    assert_eq!(allowed.api_key_id, doors.office.id.to_string());
+
+    // The x-request-id Envoy made wins over its stream's id.
+    let mut with_header = Ask::new(OFFICE_IP, &doors.office.secret, "envoy-stream-7");
+    with_header
+        .headers
+        .push(("x-request-id", "envoy-made-this-id"));
+    let (_, verdict) = ask(&running, &with_header).await;
+    let Verdict::Ok { headers, .. } = verdict else {
+        panic!("expected OK, got {verdict:?}");
+    };
+    assert_eq!(headers["x-request-id"], "envoy-made-this-id");
+    event(&fake, "envoy-made-this-id").await;
 
     // Bearer works as well, and a request without an id gets a fresh one.
     let bearer = format!("Bearer {}", doors.office.secret);
