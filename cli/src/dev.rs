@@ -526,6 +526,37 @@ mod tests {
     }
 
     #[test]
+    fn the_banner_names_every_door() {
+        let dev = parse(&[]);
+        let tokens = DevTokens {
+            admin: "ipg_admin_x".into(),
+            enforcer: "ipg_enf_x".into(),
+        };
+        let addrs = Addresses {
+            control_plane: "127.0.0.1:1001".parse().unwrap(),
+            check: "127.0.0.1:1002".parse().unwrap(),
+            proxy: "127.0.0.1:1003".parse().unwrap(),
+            auth: "127.0.0.1:1004".parse().unwrap(),
+            upstream: "127.0.0.1:1005".parse().unwrap(),
+        };
+        let text = banner(&dev, &tokens, &addrs);
+        for shown in [
+            "control plane (admin API, sync)  127.0.0.1:1001",
+            "enforcer check door (gRPC)       127.0.0.1:1002",
+            "enforcer ext_authz (Envoy, gRPC) 127.0.0.1:1002  envoy.service.auth.v3.Authorization",
+            "http://127.0.0.1:1003  ->  demo upstream http://127.0.0.1:1005",
+            "enforcer auth endpoint           http://127.0.0.1:1004/v1/check/demo",
+            "nginx auth_request, Traefik ForwardAuth",
+        ] {
+            assert!(text.contains(shown), "{shown:?} missing from {text}");
+        }
+        assert!(
+            !text.contains("ipg_enf_x"),
+            "the enforcer token is not shown"
+        );
+    }
+
+    #[test]
     fn a_second_dev_names_the_first() {
         let text = already_running(
             Path::new(".ipgate"),
