@@ -399,6 +399,36 @@ mod tests {
     }
 
     #[test]
+    fn door_flags_default_off_and_parse() {
+        let c = parse(&["--token", "t"]).unwrap();
+        assert_eq!(c.auth_listen, None);
+        assert!(!c.auth_proxy_protocol && !c.hide_credentials);
+        assert!(c.api_for_host.is_empty());
+        assert_eq!(DEFAULT_AUTH_LISTEN, "127.0.0.1:7190");
+
+        let c = parse(&[
+            "--token",
+            "t",
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--auth-proxy-protocol",
+            "--hide-credentials",
+            "--api-for-host",
+            "a.example=orders,b.example:8443=payments",
+            "--api-for-host",
+            "c.example=orders",
+        ])
+        .unwrap();
+        assert!(c.auth_listen.is_some() && c.auth_proxy_protocol && c.hide_credentials);
+        let hosts: Vec<&str> = c.api_for_host.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["a.example", "b.example:8443", "c.example"]);
+
+        // The PROXY protocol on the auth endpoint needs the endpoint.
+        assert!(parse(&["--token", "t", "--auth-proxy-protocol"]).is_err());
+        assert!(parse(&["--token", "t", "--api-for-host", "no-equals"]).is_err());
+    }
+
+    #[test]
     fn check_tokens_are_long_printable_and_never_shown() {
         assert_eq!(parse(&["--token", "t"]).unwrap().check_token, None);
         let long = "door-token-0123456789";
