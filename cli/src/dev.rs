@@ -1,7 +1,9 @@
 //! `ipgate dev`: everything on one machine, like `vault server -dev`.
 //!
 //! A control plane on SQLite under `./.ipgate/`, a demo upstream, and one
-//! enforcer whose proxy serves the `demo` API in front of it. The dev tokens
+//! enforcer with every door open: its proxy serves the `demo` API in front
+//! of the upstream; Check and Envoy's ext_authz share its gRPC port; the
+//! auth endpoint for nginx and Traefik has a port of its own. The dev tokens
 //! are kept in `./.ipgate/` too, so every run prints the same ones and the
 //! walkthrough's commands keep working across restarts.
 
@@ -17,7 +19,12 @@ use ipgate_control_plane::{
     config::{DEFAULT_LISTEN, RuleArgs, TimingArgs},
     tokens::{ADMIN_TOKEN_PREFIX, ENFORCER_TOKEN_PREFIX, generate_token},
 };
-use ipgate_enforcer::config::{CheckToken, DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN};
+use ipgate_enforcer::{
+    client_ip::TrustedNet,
+    config::{
+        CheckToken, ClientIpConfig, DEFAULT_AUTH_LISTEN, DEFAULT_GRPC_LISTEN, DEFAULT_PROXY_LISTEN,
+    },
+};
 use ipgate_shared::proto::admin::v1::{CreateApiRequest, admin_service_client::AdminServiceClient};
 use tonic::{Code, metadata::MetadataValue, transport::Channel};
 
@@ -40,18 +47,29 @@ pub struct DevArgs {
     /// Control plane gRPC address (admin API, sync); port 0 picks a free port.
     #[arg(long, env = "IPGATE_LISTEN", default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
-    /// Enforcer gRPC address (check door); port 0 picks a free port.
+    /// Enforcer gRPC address (check door and Envoy's ext_authz); port 0 picks a free port.
     #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
     grpc_listen: SocketAddr,
-    /// Door token Check callers must send as `authorization: Bearer <token>`; needed when --grpc-listen is beyond loopback.
+    /// Door token Check and ext_authz callers must send as `authorization: Bearer <token>`; needed when --grpc-listen is beyond loopback.
     #[arg(long, env = "IPGATE_CHECK_TOKEN", hide_env_values = true)]
     check_token: Option<CheckToken>,
     /// Enforcer HTTP proxy address; port 0 picks a free port.
     #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
     proxy_listen: SocketAddr,
+    /// Enforcer HTTP auth endpoint address (nginx auth_request, Traefik ForwardAuth); port 0 picks a free port.
+    #[arg(long, env = "IPGATE_AUTH_LISTEN", default_value = DEFAULT_AUTH_LISTEN)]
+    auth_listen: SocketAddr,
     /// Demo upstream address (what the proxy forwards allowed requests to); port 0 picks a free port.
     #[arg(long, env = "IPGATE_DEMO_UPSTREAM_LISTEN", default_value_t = DEFAULT_UPSTREAM_LISTEN)]
     upstream_listen: SocketAddr,
+    /// Proxies whose X-Forwarded-For and Forwarded the enforcer believes, comma-separated (e.g. 127.0.0.1 for an nginx or Traefik on this machine asking the auth endpoint); none by default, so every request is decided on its peer.
+    #[arg(
+        long,
+        env = "IPGATE_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    trusted_proxies: Vec<TrustedNet>,
     /// Slug of the API the proxy serves.
     #[arg(long, env = "IPGATE_API", default_value = "demo")]
     api: String,
@@ -158,32 +176,44 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         proxy_listen: args.proxy_listen,
         upstream: Some(format!("http://{upstream}").parse()?),
         api: Some(args.api.parse()?),
+        api_for_host: vec![],
+        hide_credentials: false,
+        auth_listen: Some(args.auth_listen),
+        auth_proxy_protocol: false,
         fail_open_until_synced: false,
         reconnect_min_ms: 100,
         reconnect_max_ms: 2_000,
         event_queue_capacity: 50_000,
-        client_ip: Default::default(),
+        client_ip: ClientIpConfig {
+            trusted_proxies: args.trusted_proxies.clone(),
+            ..Default::default()
+        },
         proxy_limits: Default::default(),
     })
     .await
     .map_err(|e| match e {
         // Only a listener's error is about the addresses.
         ipgate_enforcer::Error::Bind { .. } => anyhow::Error::new(e).context(format!(
-            "cannot start the enforcer on {} (--grpc-listen) and {} (--proxy-listen); \
-             if another program holds one, choose other addresses (port 0 picks a free one)",
-            args.grpc_listen, args.proxy_listen
+            "cannot start the enforcer on {} (--grpc-listen), {} (--proxy-listen) and {} \
+             (--auth-listen); if another program holds one, choose other addresses (port 0 \
+             picks a free one)",
+            args.grpc_listen, args.proxy_listen, args.auth_listen
         )),
         other => anyhow::Error::new(other).context("cannot start the enforcer"),
     })?;
     let proxy = enforcer
         .proxy_addr
         .context("the dev enforcer has no proxy")?;
+    let auth = enforcer
+        .auth_addr
+        .context("the dev enforcer has no auth endpoint")?;
     create_demo_api(control_plane.addr, &tokens.admin, &args.api).await?;
 
     let addrs = Addresses {
         control_plane: control_plane.addr,
         check: enforcer.grpc_addr,
         proxy,
+        auth,
         upstream,
     };
     // Only a hint for a second `ipgate dev`: the lock itself is what counts.
@@ -210,8 +240,10 @@ fn busy_hint(what: &str, flag: &str, addr: SocketAddr) -> String {
 /// Where this `ipgate dev` listens.
 struct Addresses {
     control_plane: SocketAddr,
+    /// The gRPC port: the check door and ext_authz.
     check: SocketAddr,
     proxy: SocketAddr,
+    auth: SocketAddr,
     upstream: SocketAddr,
 }
 
@@ -256,8 +288,8 @@ impl StateLock {
         let mut text = format!("pid={}\n", std::process::id());
         if let Some(a) = addrs {
             text.push_str(&format!(
-                "control_plane={}\ncheck={}\nproxy={}\nupstream={}\n",
-                a.control_plane, a.check, a.proxy, a.upstream
+                "control_plane={}\ncheck={}\nproxy={}\nauth={}\nupstream={}\n",
+                a.control_plane, a.check, a.proxy, a.auth, a.upstream
             ));
         }
         self.file.set_len(0)?;
@@ -290,10 +322,21 @@ fn already_running(dir: &Path, recorded: &str) -> String {
         field("proxy"),
         field("upstream"),
     ) {
-        (Some(cp), Some(check), Some(proxy), Some(upstream)) => text.push_str(&format!(
-            ".\n  control plane (admin API, sync)  {cp}\n  enforcer check door (gRPC)       {check}\n  \
-             enforcer proxy                   http://{proxy}\n  demo upstream                    http://{upstream}\n"
-        )),
+        (Some(cp), Some(check), Some(proxy), Some(upstream)) => {
+            text.push_str(&format!(
+                ".\n  control plane (admin API, sync)  {cp}\n  enforcer check door (gRPC)       {check}\n  \
+                 enforcer proxy                   http://{proxy}\n"
+            ));
+            // Not recorded by a dev from before the auth endpoint.
+            if let Some(auth) = field("auth") {
+                text.push_str(&format!(
+                    "  enforcer auth endpoint           http://{auth}\n"
+                ));
+            }
+            text.push_str(&format!(
+                "  demo upstream                    http://{upstream}\n"
+            ));
+        }
         _ => text.push_str(", still starting.\n"),
     }
     let stop = match pid {
@@ -343,6 +386,7 @@ fn banner(args: &DevArgs, tokens: &DevTokens, addrs: &Addresses) -> String {
         control_plane,
         check,
         proxy,
+        auth,
         upstream,
     } = addrs;
     format!(
@@ -351,7 +395,9 @@ ipgate dev is running. State and tokens are in {dir}/.
 
   control plane (admin API, sync)  {control_plane}
   enforcer check door (gRPC)       {check}{check_note}
+  enforcer ext_authz (Envoy, gRPC) {check}  envoy.service.auth.v3.Authorization{check_note}
   enforcer proxy for API "{api}"    http://{proxy}  ->  demo upstream http://{upstream}
+  enforcer auth endpoint           http://{auth}/v1/check/{api}  (nginx auth_request, Traefik ForwardAuth)
 
   admin token: {admin}
 
@@ -362,6 +408,8 @@ Try it (README.md walks through more):
   grpcurl -plaintext -H "authorization: Bearer $IPGATE_TOKEN" -d '{{"api":"{api}","name":"my first key"}}' \
     {control_plane} ipgate.admin.v1.AdminService/CreateApiKey
   curl -i -H "X-API-Key: <the secret from above>" http://{proxy}/hello
+  curl -i -H "X-API-Key: <the secret from above>" -H "X-Original-Method: GET" -H "X-Original-URI: /hello" \
+    http://{auth}/v1/check/{api}
 
 Or with the ipgate CLI (README.md, "The ipgate CLI", puts it on your PATH):
 {addr_export}
@@ -427,6 +475,7 @@ mod tests {
             dev.listen,
             dev.grpc_listen,
             dev.proxy_listen,
+            dev.auth_listen,
             dev.upstream_listen,
         ] {
             assert!(addr.port() < 32768, "{addr}");
@@ -436,6 +485,7 @@ mod tests {
         assert_eq!(dev.grpc_listen.to_string(), "127.0.0.1:7161");
         assert_eq!(dev.proxy_listen.to_string(), "127.0.0.1:7180");
         assert_eq!(dev.upstream_listen.to_string(), "127.0.0.1:7181");
+        assert_eq!(dev.auth_listen.to_string(), "127.0.0.1:7190");
         // The CLI and the enforcer look for the control plane where it listens.
         let listen = format!("http://{DEFAULT_LISTEN}");
         assert_eq!(crate::admin::DEFAULT_ADDR, listen);
@@ -476,10 +526,41 @@ mod tests {
     }
 
     #[test]
+    fn the_banner_names_every_door() {
+        let dev = parse(&[]);
+        let tokens = DevTokens {
+            admin: "ipg_admin_x".into(),
+            enforcer: "ipg_enf_x".into(),
+        };
+        let addrs = Addresses {
+            control_plane: "127.0.0.1:1001".parse().unwrap(),
+            check: "127.0.0.1:1002".parse().unwrap(),
+            proxy: "127.0.0.1:1003".parse().unwrap(),
+            auth: "127.0.0.1:1004".parse().unwrap(),
+            upstream: "127.0.0.1:1005".parse().unwrap(),
+        };
+        let text = banner(&dev, &tokens, &addrs);
+        for shown in [
+            "control plane (admin API, sync)  127.0.0.1:1001",
+            "enforcer check door (gRPC)       127.0.0.1:1002",
+            "enforcer ext_authz (Envoy, gRPC) 127.0.0.1:1002  envoy.service.auth.v3.Authorization",
+            "http://127.0.0.1:1003  ->  demo upstream http://127.0.0.1:1005",
+            "enforcer auth endpoint           http://127.0.0.1:1004/v1/check/demo",
+            "nginx auth_request, Traefik ForwardAuth",
+        ] {
+            assert!(text.contains(shown), "{shown:?} missing from {text}");
+        }
+        assert!(
+            !text.contains("ipg_enf_x"),
+            "the enforcer token is not shown"
+        );
+    }
+
+    #[test]
     fn a_second_dev_names_the_first() {
         let text = already_running(
             Path::new(".ipgate"),
-            "pid=42\ncontrol_plane=127.0.0.1:7151\ncheck=127.0.0.1:7161\nproxy=127.0.0.1:7180\nupstream=127.0.0.1:7181\n",
+            "pid=42\ncontrol_plane=127.0.0.1:7151\ncheck=127.0.0.1:7161\nproxy=127.0.0.1:7180\nauth=127.0.0.1:7190\nupstream=127.0.0.1:7181\n",
         );
         for shown in [
             "already",
@@ -488,6 +569,7 @@ mod tests {
             "127.0.0.1:7151",
             "127.0.0.1:7161",
             "http://127.0.0.1:7180",
+            "http://127.0.0.1:7190",
             "kill 42",
             "--dir",
         ] {

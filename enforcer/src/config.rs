@@ -7,7 +7,7 @@ use ipgate_shared::{ApiSlug, EnforcerId};
 
 use crate::{
     client_ip::{MAX_HOPS, TrustedNet},
-    doors::limits::ProxyLimits,
+    doors::{limits::ProxyLimits, request::HostApi},
 };
 
 // Default ports sit below 32768, out of Linux's range for outgoing
@@ -20,6 +20,9 @@ pub const DEFAULT_CONTROL_PLANE: &str = "http://127.0.0.1:7151";
 pub const DEFAULT_GRPC_LISTEN: &str = "127.0.0.1:7161";
 /// Default `--proxy-listen`.
 pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7180";
+/// Where `ipgate dev` puts the auth endpoint (`ipgate enforcer` starts it
+/// only when given `--auth-listen`).
+pub const DEFAULT_AUTH_LISTEN: &str = "127.0.0.1:7190";
 
 /// How an enforcer is started (`ipgate enforcer --help`).
 #[derive(clap::Args, Clone, Debug)]
@@ -42,15 +45,17 @@ pub struct Config {
     #[arg(long, env = "IPGATE_ENFORCER_ID", default_value_t = default_enforcer_id())]
     pub id: EnforcerId,
 
-    /// Address of the gRPC door (Check, reflection, health).
+    /// Address of the gRPC doors: ipgate's Check and Envoy's ext_authz
+    /// (envoy.service.auth.v3.Authorization), with reflection and health.
     #[arg(long, env = "IPGATE_GRPC_LISTEN", default_value = DEFAULT_GRPC_LISTEN)]
     pub grpc_listen: SocketAddr,
 
-    /// Door token of the gRPC check door: callers of Check must send
+    /// Door token of the gRPC doors: callers of Check and of ext_authz
+    /// (Envoy, through grpc_service.initial_metadata) must send
     /// `authorization: Bearer <token>`. Required when --grpc-listen is
-    /// beyond loopback, since a Check caller names the client address
-    /// itself; when set, required on loopback too. Health and reflection
-    /// stay open. 16-256 printable ASCII characters, no spaces.
+    /// beyond loopback, since their callers name the client address; when
+    /// set, required on loopback too. Health and reflection stay open.
+    /// 16-256 printable ASCII characters, no spaces.
     #[arg(long, env = "IPGATE_CHECK_TOKEN", hide_env_values = true)]
     pub check_token: Option<CheckToken>,
 
@@ -65,6 +70,44 @@ pub struct Config {
     /// Slug of the API the reverse proxy serves; required with --upstream.
     #[arg(long, env = "IPGATE_API")]
     pub api: Option<ApiSlug>,
+
+    /// For ext_authz requests whose route names no API (no `ipgate_api`
+    /// context extension): the API by the host they were sent to,
+    /// `HOST=SLUG` (`api.example.com=orders`; `HOST:PORT=SLUG` for one
+    /// port only). Repeat the flag, or separate with commas.
+    #[arg(
+        long,
+        env = "IPGATE_API_FOR_HOST",
+        value_delimiter = ',',
+        value_name = "HOST=SLUG"
+    )]
+    pub api_for_host: Vec<HostApi>,
+
+    /// Keep presented API keys from the service behind ipgate: an allowed
+    /// ext_authz request goes upstream without its X-API-Key header, nor
+    /// its Authorization header when that carried a bearer key.
+    #[arg(long, env = "IPGATE_HIDE_CREDENTIALS", default_value_t = false)]
+    pub hide_credentials: bool,
+
+    /// Address of the HTTP auth endpoint for nginx `auth_request` and
+    /// Traefik ForwardAuth (`/v1/check/{api}`); off unless given
+    /// (`ipgate dev` listens on 127.0.0.1:7190). Its callers are proxies:
+    /// list them in --trusted-proxies so that the client's address is read
+    /// from their X-Forwarded-For.
+    #[arg(long, env = "IPGATE_AUTH_LISTEN", value_name = "ADDR")]
+    pub auth_listen: Option<SocketAddr>,
+
+    /// Expect a PROXY protocol header (v1 or v2) at the start of every
+    /// connection to the auth endpoint, as an L4 balancer in front of it
+    /// sends; its source address counts as the peer. Connections without
+    /// one are closed.
+    #[arg(
+        long,
+        env = "IPGATE_AUTH_PROXY_PROTOCOL",
+        default_value_t = false,
+        requires = "auth_listen"
+    )]
+    pub auth_proxy_protocol: bool,
 
     /// Allow every request until the first snapshot arrives, instead of
     /// answering 503 ENFORCER_NOT_READY.
@@ -85,20 +128,23 @@ pub struct Config {
     #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 50_000)]
     pub event_queue_capacity: usize,
 
-    /// Which address each HTTP proxy request is decided on.
+    /// Which address each HTTP request is decided on (the proxy, ext_authz
+    /// and the auth endpoint).
     #[command(flatten)]
     pub client_ip: ClientIpConfig,
 
-    /// How much of a request's head the HTTP proxy reads, and for how long.
+    /// How much of a request's head the HTTP proxy and the auth endpoint
+    /// read, and for how long.
     #[command(flatten)]
     pub proxy_limits: ProxyLimits,
 }
 
-/// Which address the HTTP proxy door decides a request on, behind other
-/// proxies or an L4 balancer (docs/client-ip.md). Without these flags it is
-/// the TCP peer, and forwarding headers are ignored.
+/// Which address the HTTP doors decide a request on, behind other proxies
+/// or an L4 balancer (docs/client-ip.md). Without these flags it is the
+/// peer — the TCP peer, or for ext_authz the source address Envoy reports —
+/// and forwarding headers are ignored.
 #[derive(clap::Args, Clone, Debug, Default)]
-#[command(next_help_heading = "Client address (HTTP proxy door)")]
+#[command(next_help_heading = "Client address (HTTP doors)")]
 pub struct ClientIpConfig {
     /// Proxies whose forwarding headers are believed: comma-separated
     /// addresses or networks (`10.0.0.0/8,2001:db8::7`). A request from one
@@ -350,6 +396,36 @@ mod tests {
         ])
         .unwrap();
         assert!(c.client_ip.proxy_protocol);
+    }
+
+    #[test]
+    fn door_flags_default_off_and_parse() {
+        let c = parse(&["--token", "t"]).unwrap();
+        assert_eq!(c.auth_listen, None);
+        assert!(!c.auth_proxy_protocol && !c.hide_credentials);
+        assert!(c.api_for_host.is_empty());
+        assert_eq!(DEFAULT_AUTH_LISTEN, "127.0.0.1:7190");
+
+        let c = parse(&[
+            "--token",
+            "t",
+            "--auth-listen",
+            "127.0.0.1:0",
+            "--auth-proxy-protocol",
+            "--hide-credentials",
+            "--api-for-host",
+            "a.example=orders,b.example:8443=payments",
+            "--api-for-host",
+            "c.example=orders",
+        ])
+        .unwrap();
+        assert!(c.auth_listen.is_some() && c.auth_proxy_protocol && c.hide_credentials);
+        let hosts: Vec<&str> = c.api_for_host.iter().map(|h| h.host.as_str()).collect();
+        assert_eq!(hosts, ["a.example", "b.example:8443", "c.example"]);
+
+        // The PROXY protocol on the auth endpoint needs the endpoint.
+        assert!(parse(&["--token", "t", "--auth-proxy-protocol"]).is_err());
+        assert!(parse(&["--token", "t", "--api-for-host", "no-equals"]).is_err());
     }
 
     #[test]

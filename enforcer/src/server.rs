@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use ipgate_shared::{Revision, proto::ENFORCER_DESCRIPTOR_SET};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -22,8 +23,11 @@ use crate::{
     config::{CheckToken, Config},
     control_plane::ControlPlane,
     doors::{
+        auth::{self, AuthDoor},
         check::CheckDoor,
+        ext_authz::ExtAuthzDoor,
         proxy::{self, ProxyDoor},
+        request::HostApis,
     },
     error::Error,
     events::{self, Reporter},
@@ -45,8 +49,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let (sink, source) = events::queue(config.event_queue_capacity);
     let enforcer = Arc::new(Enforcer::new(config.fail_open_until_synced, sink));
 
-    let client_ip =
-        client_ip::Policy::new(&config.client_ip).map_err(|e| Error::Config(e.to_string()))?;
+    // Each door has a policy of its own (with its own rate-limited
+    // warnings), all from the same flags.
+    let policy =
+        || client_ip::Policy::new(&config.client_ip).map_err(|e| Error::Config(e.to_string()));
+    let client_ip = policy()?;
+    let hosts = HostApis::new(&config.api_for_host).map_err(|e| Error::Config(e.to_string()))?;
     let proxy_door = match (&config.upstream, &config.api) {
         (Some(upstream), Some(api)) => Some(ProxyDoor::new(
             enforcer.clone(),
@@ -58,7 +66,23 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         (Some(_), None) => return Err(Error::Config("--upstream needs --api SLUG".into())),
         (None, _) => None,
     };
-    let router = grpc_router(enforcer.clone(), config.check_token.as_ref()).await?;
+    let ext_authz = ExtAuthzDoor::server(
+        enforcer.clone(),
+        config.check_token.as_ref(),
+        // Envoy speaks gRPC here; no PROXY header precedes it.
+        policy()?.with_proxy_protocol(false),
+        hosts,
+        config.hide_credentials,
+    );
+    let auth_door = match config.auth_listen {
+        Some(_) => Some(AuthDoor::new(
+            enforcer.clone(),
+            policy()?.with_proxy_protocol(config.auth_proxy_protocol),
+            config.proxy_limits.clone(),
+        )),
+        None => None,
+    };
+    let router = grpc_router(enforcer.clone(), config.check_token.as_ref(), ext_authz).await?;
 
     let grpc_listener = bind(config.grpc_listen).await?;
     let grpc_addr = local_addr(&grpc_listener, config.grpc_listen)?;
@@ -69,6 +93,14 @@ pub async fn start(config: Config) -> Result<Running, Error> {
             Some((listener, addr, Arc::new(door)))
         }
         None => None,
+    };
+    let auth_listener = match (auth_door, config.auth_listen) {
+        (Some(door), Some(listen)) => {
+            let listener = bind(listen).await?;
+            let addr = local_addr(&listener, listen)?;
+            Some((listener, addr, Arc::new(door)))
+        }
+        _ => None,
     };
 
     let (stop_doors, doors_stopped) = watch::channel(false);
@@ -86,8 +118,16 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 
     let (proxy, proxy_addr) = match proxy_listener {
         Some((listener, addr, door)) => {
-            let task = tokio::spawn(proxy::serve(listener, door, doors_stopped));
+            let task = tokio::spawn(proxy::serve(listener, door, doors_stopped.clone()));
             println!("ipgate enforcer serving HTTP proxy on {addr}");
+            (Some(task), Some(addr))
+        }
+        None => (None, None),
+    };
+    let (auth, auth_addr) = match auth_listener {
+        Some((listener, addr, door)) => {
+            let task = tokio::spawn(auth::serve(listener, door, doors_stopped));
+            println!("ipgate enforcer serving HTTP auth endpoint on {addr}");
             (Some(task), Some(addr))
         }
         None => (None, None),
@@ -114,23 +154,26 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     Ok(Running {
         grpc_addr,
         proxy_addr,
+        auth_addr,
         enforcer,
         stop_doors,
         stop_reporter,
         tasks: Tasks {
             grpc: Some(grpc),
             proxy,
+            auth,
             sync: Some(tokio::spawn(sync.run())),
             reporter: Some(tokio::spawn(reporter.run())),
         },
     })
 }
 
-/// A Check caller names the client address itself, so an open check door
+/// A Check caller names the client address itself, and so does Envoy
+/// calling ext_authz (the source address it reports), so open gRPC doors
 /// beyond loopback would let anyone who reaches the port have any address
 /// decided on, and fill the usage log. Refused at start rather than served
-/// with Check switched off: an operator who binds beyond loopback means the
-/// door to be reached, and learns now, not at the first call.
+/// with those doors switched off: an operator who binds beyond loopback
+/// means them to be reached, and learns now, not at the first call.
 fn check_door_is_guarded(config: &Config) -> Result<(), Error> {
     let addr = config.grpc_listen;
     if config.check_token.is_some() || ipgate_shared::normalize_ip(addr.ip()).is_loopback() {
@@ -138,32 +181,38 @@ fn check_door_is_guarded(config: &Config) -> Result<(), Error> {
     }
     Err(Error::Config(format!(
         "--grpc-listen {addr} is beyond loopback, where anyone who reaches the port could \
-         call Check and name any client address: give the check door a token with \
-         --check-token (or IPGATE_CHECK_TOKEN), which callers then send as \
-         `authorization: Bearer <token>`, or listen on loopback (127.0.0.1)"
+         call Check or Envoy's ext_authz and name any client address: give the gRPC doors a \
+         token with --check-token (or IPGATE_CHECK_TOKEN), which callers then send as \
+         `authorization: Bearer <token>` (Envoy: in grpc_service.initial_metadata), or \
+         listen on loopback (127.0.0.1)"
     )))
 }
 
-/// Check, reflection (v1 and v1alpha) and health on one server; only Check
-/// asks for the door token.
+/// Check, ext_authz, reflection (v1 and v1alpha) and health on one server;
+/// only Check and ext_authz ask for the door token.
 async fn grpc_router(
     enforcer: Arc<Enforcer>,
     check_token: Option<&CheckToken>,
+    ext_authz: AuthorizationServer<ExtAuthzDoor>,
 ) -> Result<Router, Error> {
     let (health, health_service) = tonic_health::server::health_reporter();
-    // The server ("") is SERVING as soon as it listens (liveness). The check
-    // service turns SERVING with the first snapshot (readiness), or at once
-    // with --fail-open-until-synced; until then its door answers 503.
-    type Door =
+    // The server ("") is SERVING as soon as it listens (liveness). The
+    // deciding services turn SERVING with the first snapshot (readiness), or
+    // at once with --fail-open-until-synced; until then they answer 503.
+    type Check =
         ipgate_shared::proto::check::v1::check_service_server::CheckServiceServer<CheckDoor>;
+    type ExtAuthz = AuthorizationServer<ExtAuthzDoor>;
     if enforcer.fails_open_until_synced() {
-        health.set_serving::<Door>().await;
+        health.set_serving::<Check>().await;
+        health.set_serving::<ExtAuthz>().await;
     } else {
-        health.set_not_serving::<Door>().await;
+        health.set_not_serving::<Check>().await;
+        health.set_not_serving::<ExtAuthz>().await;
         let synced = enforcer.clone();
         tokio::spawn(async move {
             synced.synced().await;
-            health.set_serving::<Door>().await;
+            health.set_serving::<Check>().await;
+            health.set_serving::<ExtAuthz>().await;
         });
     }
     let reflection = || {
@@ -178,6 +227,7 @@ async fn grpc_router(
             )
             // List what this port serves, not every ipgate service.
             .with_service_name("ipgate.check.v1.CheckService")
+            .with_service_name(<ExtAuthz as tonic::server::NamedService>::NAME)
             .with_service_name("grpc.health.v1.Health")
             .with_service_name("grpc.reflection.v1.ServerReflection")
             .with_service_name("grpc.reflection.v1alpha.ServerReflection")
@@ -186,7 +236,8 @@ async fn grpc_router(
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(CheckDoor::server(enforcer, check_token)))
+        .add_service(CheckDoor::server(enforcer, check_token))
+        .add_service(ext_authz))
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
@@ -207,6 +258,8 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     /// Where the HTTP proxy listens, when started with --upstream.
     pub proxy_addr: Option<SocketAddr>,
+    /// Where the HTTP auth endpoint listens, when started with --auth-listen.
+    pub auth_addr: Option<SocketAddr>,
     enforcer: Arc<Enforcer>,
     stop_doors: watch::Sender<bool>,
     stop_reporter: watch::Sender<bool>,
@@ -217,6 +270,7 @@ pub struct Running {
 struct Tasks {
     grpc: Option<JoinHandle<Result<(), Error>>>,
     proxy: Option<JoinHandle<()>>,
+    auth: Option<JoinHandle<()>>,
     sync: Option<JoinHandle<()>>,
     reporter: Option<JoinHandle<()>>,
 }
@@ -261,6 +315,10 @@ impl Running {
         };
         if let Some(task) = self.tasks.proxy.take() {
             let drained = bounded("HTTP proxy", task, proxy::DRAIN_TIMEOUT + GRACE).await;
+            result = result.and(drained.map(drop));
+        }
+        if let Some(task) = self.tasks.auth.take() {
+            let drained = bounded("auth endpoint", task, auth::DRAIN_TIMEOUT + GRACE).await;
             result = result.and(drained.map(drop));
         }
         if let Some(task) = self.tasks.sync.take() {
@@ -319,6 +377,7 @@ async fn first_ended(tasks: &mut Tasks) -> Error {
         }
         let others = [
             ("HTTP proxy", &mut tasks.proxy),
+            ("auth endpoint", &mut tasks.auth),
             ("sync client", &mut tasks.sync),
             ("reporter", &mut tasks.reporter),
         ];

@@ -34,7 +34,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub const CONTROL_PLANE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/control_plane_descriptor.bin"));
 
-/// Encoded `FileDescriptorSet` of what the enforcer serves (check), for its
-/// gRPC reflection.
+/// Encoded `FileDescriptorSet` of what the enforcer serves (check, and
+/// Envoy's `envoy.service.auth.v3.Authorization` with every file it imports,
+/// compiled from `proto/vendor/`), for its gRPC reflection.
 pub const ENFORCER_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/enforcer_descriptor.bin"));

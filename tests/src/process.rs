@@ -352,6 +352,8 @@ pub struct Enforcer {
     pub id: String,
     pub grpc_addr: SocketAddr,
     pub proxy_addr: SocketAddr,
+    /// The HTTP auth endpoint, when started with `--auth-listen`.
+    pub auth_addr: Option<SocketAddr>,
 }
 
 impl Enforcer {
@@ -454,17 +456,19 @@ impl Enforcer {
             ("IPGATE_ENFORCER_ID", id.as_str()),
         ];
         envs.extend_from_slice(extra_envs);
-        let (proc, addrs) = Proc::start(
-            "enforcer",
-            &args,
-            &envs,
-            &["serving gRPC on", "serving HTTP proxy on"],
-        );
+        let mut ready = vec!["serving gRPC on", "serving HTTP proxy on"];
+        let auth = extra_args.contains(&"--auth-listen")
+            || extra_envs.iter().any(|(k, _)| *k == "IPGATE_AUTH_LISTEN");
+        if auth {
+            ready.push("serving HTTP auth endpoint on");
+        }
+        let (proc, addrs) = Proc::start("enforcer", &args, &envs, &ready);
         Enforcer {
             proc,
             id,
             grpc_addr: addrs[0],
             proxy_addr: addrs[1],
+            auth_addr: addrs.get(2).copied(),
         }
     }
 
@@ -485,13 +489,16 @@ pub struct DevMode {
     pub check: SocketAddr,
     /// The enforcer's HTTP proxy address.
     pub proxy: SocketAddr,
+    /// The enforcer's HTTP auth endpoint.
+    pub auth: SocketAddr,
 }
 
 /// The listeners of `ipgate dev`, each bound to a free port unless given.
-const DEV_LISTENERS: [&str; 4] = [
+const DEV_LISTENERS: [&str; 5] = [
     "--listen",
     "--grpc-listen",
     "--proxy-listen",
+    "--auth-listen",
     "--upstream-listen",
 ];
 
@@ -517,6 +524,7 @@ impl DevMode {
                 "control-plane serving gRPC on",
                 "enforcer serving gRPC on",
                 "enforcer serving HTTP proxy on",
+                "enforcer serving HTTP auth endpoint on",
             ],
             Some("ipgate dev is running."),
         );
@@ -526,6 +534,7 @@ impl DevMode {
             control_plane: addrs[0],
             check: addrs[1],
             proxy: addrs[2],
+            auth: addrs[3],
         }
     }
 

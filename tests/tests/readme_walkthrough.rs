@@ -4,9 +4,9 @@
 //! `docs/admin-api.md`, top to bottom, against the same `ipgate dev`: the
 //! README sends readers on to it, so the two must not clash.
 //!
-//! `ipgate dev` runs on free ports: the lines that set `CP`, `CHECK` and
-//! `PROXY` to its default addresses are pointed at the ones it bound, and
-//! no other line may name a default address.
+//! `ipgate dev` runs on free ports: the lines that set `CP`, `CHECK`,
+//! `PROXY` and `ENDPOINT` to its default addresses are pointed at the ones
+//! it bound, and no other line may name a default address.
 
 use std::process::Command;
 
@@ -14,10 +14,11 @@ use ipgate_tests::{docs, process::DevMode, tools};
 
 /// The walkthrough's variables, the `ipgate dev` flag each stands for, and
 /// the address the README gives them.
-const VARIABLES: [(&str, &str, &str); 3] = [
+const VARIABLES: [(&str, &str, &str); 4] = [
     ("CP", "--listen", "127.0.0.1:7151"),
     ("CHECK", "--grpc-listen", "127.0.0.1:7161"),
     ("PROXY", "--proxy-listen", "127.0.0.1:7180"),
+    ("ENDPOINT", "--auth-listen", "127.0.0.1:7190"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,6 +43,7 @@ async fn the_walkthrough_then_the_admin_guide_work_as_written() {
         let bound = match var {
             "CP" => dev.control_plane,
             "CHECK" => dev.check,
+            "ENDPOINT" => dev.auth,
             _ => dev.proxy,
         };
         script = docs::replace_once(
@@ -84,6 +86,11 @@ async fn the_walkthrough_then_the_admin_guide_work_as_written() {
         "IP_NOT_ALLOWED_KEY",
         "\"door\": \"proxy\"",
         "\"clientIpSource\": \"peer\"",
+        // The auth endpoint and ext_authz refuse alike, and say so.
+        "x-ipgate-error: {\"error\":{\"code\":\"IP_NOT_ALLOWED\"",
+        "\"deniedResponse\"",
+        "\"door\": \"auth_request\"",
+        "\"door\": \"ext_authz\"",
         "\"clientIp\": \"127.0.0.2\"",
         "IP_NOT_ALLOWED_API",
     ] {

@@ -1,7 +1,7 @@
 //! grpcurl, with no `.proto` files at hand, lists the services of both
 //! processes through server reflection (grpcurl 1.8 speaks only v1alpha) —
-//! each exactly the services it answers — and gets SERVING from
-//! `grpc.health.v1.Health/Check` on each.
+//! each exactly the services it answers, Envoy's ext_authz among the
+//! enforcer's — and gets SERVING from `grpc.health.v1.Health/Check` on each.
 
 use std::process::Command;
 
@@ -84,6 +84,7 @@ async fn grpcurl_lists_services_and_health_says_serving() {
         listed(&enforcer_addr).unwrap_or_default(),
         sorted(&[
             "ipgate.check.v1.CheckService",
+            "envoy.service.auth.v3.Authorization",
             "grpc.health.v1.Health",
             v1,
             v1alpha
@@ -134,6 +135,17 @@ async fn grpcurl_lists_services_and_health_says_serving() {
     ])
     .unwrap_or_default();
     assert!(described.contains("rpc Check"), "{described}");
+    let described = grpcurl(&[
+        "-plaintext",
+        &enforcer_addr,
+        "describe",
+        "envoy.service.auth.v3.Authorization",
+    ])
+    .unwrap_or_default();
+    assert!(
+        described.contains("rpc Check ( .envoy.service.auth.v3.CheckRequest )"),
+        "{described}"
+    );
 
     for addr in [&cp_addr, &enforcer_addr] {
         let health =

@@ -114,6 +114,20 @@ impl Policy {
         Ok(Policy::with_rules(rules, config.proxy_protocol))
     }
 
+    /// This policy for a listener that does (or does not) expect a PROXY
+    /// header: each HTTP listener has its own flag for it.
+    pub fn with_proxy_protocol(mut self, proxy_protocol: bool) -> Self {
+        self.proxy_protocol = proxy_protocol;
+        self
+    }
+
+    /// True when some peer's forwarding headers are believed
+    /// (`--trusted-proxies` or `--trusted-hops`); false when every request
+    /// is decided on its peer.
+    pub fn follows_headers(&self) -> bool {
+        !matches!(self.rules, Rules::Peer)
+    }
+
     fn with_rules(rules: Rules, proxy_protocol: bool) -> Self {
         Policy {
             rules,

@@ -1,5 +1,6 @@
-//! How much of a request's head the proxy door reads, and for how long
-//! (docs/decisions.md, "Limits on the proxy door").
+//! How much of a request's head the HTTP doors — the reverse proxy and the
+//! auth endpoint — read, and for how long (docs/decisions.md, "Limits on
+//! the HTTP doors").
 //!
 //! The door checks the size and count of a request's headers itself, so
 //! that a client over a limit gets `431` with a JSON body like every other
@@ -10,13 +11,19 @@
 //! or a `431` and a reset stream (HTTP/2), because reading an unbounded head
 //! just to answer it politely is what the limit is there to prevent.
 
-use std::time::Duration;
+use std::{future::Future, pin::pin, time::Duration};
 
-use http::Request;
+use bytes::Bytes;
+use http::{
+    HeaderValue, Request, Response, StatusCode, Version,
+    header::{CONNECTION, CONTENT_TYPE},
+};
+use http_body_util::Full;
 use hyper_util::{
     rt::{TokioExecutor, TokioTimer},
     server::conn::auto,
 };
+use tokio::sync::Notify;
 
 /// Default `--max-header-bytes`: 64 KiB.
 pub const DEFAULT_MAX_HEADER_BYTES: u32 = 64 * 1024;
@@ -28,12 +35,13 @@ pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// hyper refuses an HTTP/1 read buffer limit below this.
 const HYPER_MIN_BUF_SIZE: usize = 8192;
 
-/// Limits on the proxy door (`ipgate enforcer --help`).
+/// Limits on the HTTP doors, the proxy and the auth endpoint alike
+/// (`ipgate enforcer --help`).
 #[derive(clap::Args, Clone, Debug, PartialEq, Eq)]
-#[command(next_help_heading = "HTTP proxy limits")]
+#[command(next_help_heading = "HTTP limits (proxy and auth endpoint)")]
 pub struct ProxyLimits {
-    /// Largest request line and headers, in bytes, that the HTTP proxy
-    /// accepts; larger requests get 431 HEADERS_TOO_LARGE.
+    /// Largest request line and headers, in bytes, that the HTTP proxy and
+    /// the auth endpoint accept; larger requests get 431 HEADERS_TOO_LARGE.
     #[arg(
         long,
         env = "IPGATE_MAX_HEADER_BYTES",
@@ -42,8 +50,8 @@ pub struct ProxyLimits {
     )]
     pub max_header_bytes: u32,
 
-    /// Most header fields a request to the HTTP proxy may carry; more get
-    /// 431 TOO_MANY_HEADERS.
+    /// Most header fields a request to the HTTP proxy or the auth endpoint
+    /// may carry; more get 431 TOO_MANY_HEADERS.
     #[arg(
         long,
         env = "IPGATE_MAX_HEADERS",
@@ -52,9 +60,10 @@ pub struct ProxyLimits {
     )]
     pub max_headers: u32,
 
-    /// How long a client of the HTTP proxy may take to send a request's line
-    /// and headers (`500ms`, `10s`, or plain seconds); then the connection
-    /// is closed. An idle keep-alive connection is closed after as long.
+    /// How long a client of the HTTP proxy or the auth endpoint may take to
+    /// send a request's line and headers (`500ms`, `10s`, or plain seconds);
+    /// then the connection is closed. An idle keep-alive connection is
+    /// closed after as long.
     #[arg(
         long,
         env = "IPGATE_HEADER_READ_TIMEOUT",
@@ -143,6 +152,46 @@ fn head_size<B>(request: &Request<B>) -> usize {
         .map(|(name, value)| name.as_str().len() + ": \r\n".len() + value.len())
         .sum();
     request.method().as_str().len() + VERSION_AND_SPACES + target + fields + "\r\n".len()
+}
+
+/// Drives `connection` to its end, unless no request head has arrived
+/// within `limit` of its start: then it is dropped, which closes it, and
+/// `None` comes back. hyper times out HTTP/1 heads itself, but only once it
+/// knows the connection is HTTP/1: a client that sends the first bytes of
+/// the HTTP/2 preface and stalls, or never finishes an HTTP/2 request's
+/// head, is caught only here.
+pub(crate) async fn first_head_within<C: Future>(
+    limit: Duration,
+    head_seen: &Notify,
+    connection: C,
+) -> Option<C::Output> {
+    let mut connection = pin!(connection);
+    let first = tokio::time::timeout(limit, async {
+        tokio::select! {
+            ended = connection.as_mut() => Some(ended),
+            () = head_seen.notified() => None,
+        }
+    })
+    .await;
+    match first {
+        Err(_) => None,
+        Ok(Some(ended)) => Some(ended),
+        Ok(None) => Some(connection.await),
+    }
+}
+
+/// The door's `431` for a head over a limit, before any decision (so
+/// without diagnosis headers). An HTTP/1 connection is closed after it: the
+/// rest of the request, body included, is not worth reading.
+pub fn too_large(exceeded: Exceeded, version: Version) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(exceeded.body().as_bytes())));
+    *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if version < Version::HTTP_2 {
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 /// Parses a positive duration: `500ms`, `10s`, `1m` or plain seconds (`10`).

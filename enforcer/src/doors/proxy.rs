@@ -1,25 +1,23 @@
 //! The reverse-proxy door: an HTTP/1.1 and h2c server in front of one
 //! upstream service, for the API named by `--api`.
 //!
-//! The client IP is what [`client_ip::Policy`] makes of the connection's peer
-//! and the request's forwarding headers; the key comes from
-//! `Authorization: Bearer` and `X-API-Key` (never the query string). The
-//! path is decided on, logged and forwarded in its normal form
+//! The key, method, path and client IP are read as every HTTP door reads
+//! them ([`super::request`]): the client IP is what [`client_ip::Policy`]
+//! makes of the connection's peer and the request's forwarding headers; the
+//! key comes from `Authorization: Bearer` and `X-API-Key` (never the query
+//! string). The path is decided on, logged and forwarded in its normal form
 //! ([`ipgate_shared::path`]), so the upstream answers for the route that was
 //! checked. Denials get the exact body plus `x-ipgate-client-ip` and
 //! `x-request-id`; allowed requests go upstream with `x-request-id` and the
 //! address decided on appended to `x-forwarded-for`. Heads over the door's
 //! [limits](super::limits) get `431` before any decision.
 
-use std::{
-    convert::Infallible, future::Future, net::IpAddr, net::SocketAddr, pin::pin, sync::Arc,
-    time::Duration,
-};
+use std::{convert::Infallible, net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{
     HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
-    header::{AUTHORIZATION, CONNECTION, CONTENT_TYPE, HOST},
+    header::{CONNECTION, CONTENT_TYPE, HOST},
     uri::{Authority, PathAndQuery, Scheme},
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -29,18 +27,21 @@ use hyper_util::{
     rt::{TokioExecutor, TokioIo},
     server::graceful::GracefulShutdown,
 };
-use ipgate_shared::{ApiSlug, Door, PresentedKey, Reason, path, redact};
+use ipgate_shared::{ApiSlug, Door, Reason, redact};
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
 };
 use tracing::{Instrument, debug, debug_span, warn};
 
-use super::limits::{Exceeded, ProxyLimits};
+use super::{
+    limits::{self, Exceeded, ProxyLimits},
+    request::ReadRequest,
+};
 use crate::{
     client_ip,
     error::Error,
-    state::{DecisionInput, Enforcer, Outcome},
+    state::{Enforcer, Outcome},
 };
 
 /// Body of every response the door sends.
@@ -52,11 +53,6 @@ const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answer when the upstream cannot be reached.
 const UPSTREAM_UNAVAILABLE_BODY: &str = r#"{"error":{"code":"UPSTREAM_UNAVAILABLE","message":"The service behind ipgate did not answer; retry shortly"}}"#;
-/// Stands in for a key header that is not readable text: it never parses as
-/// a key, so such a request is refused rather than treated as keyless.
-const UNREADABLE_KEY: &str = "<unreadable key header>";
-
-const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_IPGATE_CLIENT_IP: HeaderName = HeaderName::from_static("x-ipgate-client-ip");
@@ -140,33 +136,24 @@ impl ProxyDoor {
             debug!(%peer, ?exceeded, "request head over the proxy door's limits");
             return too_large(exceeded, request.version());
         }
-        let client_ip::ClientIp {
-            ip: client_ip,
-            source,
-        } = self.client_ip.resolve(peer, request.headers());
-        let raw_path = request.uri().path();
-        let normal = path::normalize(raw_path);
-        let (outcome, mut event) = self.enforcer.decide_pending(DecisionInput {
-            door: Door::Proxy,
-            api: self.api.as_str(),
-            key: presented_key(request.headers()),
-            client_ip,
-            // Where the address came from, fallbacks included, so the usage
-            // log can tell a real client from a header that was not followed.
-            client_ip_source: source.into(),
-            method: request.method().as_str(),
-            // The decision normalises again (a no-op on a normal path); a
-            // refused path is logged as it was sent.
-            path: normal.as_deref().unwrap_or(raw_path),
-            request_id: None,
-        });
+        let read = ReadRequest::read(
+            &self.client_ip,
+            peer,
+            request.method().as_str(),
+            request.uri().path(),
+            request.headers(),
+        );
+        let client_ip = read.client.ip;
+        let (outcome, mut event) =
+            self.enforcer
+                .decide_pending(read.input(Door::Proxy, self.api.as_str(), None));
         if !outcome.allowed() {
             return denial(&outcome);
         }
         // The decision refuses a path without a normal form; this keeps one
         // from ever being forwarded, whatever state the enforcer is in.
-        let target = match normal {
-            Ok(path) => upstream_target(&path, request.uri().query()).ok_or(BAD_TARGET_BODY),
+        let target = match &read.normal_path {
+            Ok(path) => upstream_target(path, request.uri().query()).ok_or(BAD_TARGET_BODY),
             Err(_) => Err(Reason::BadPath.body().unwrap_or(BAD_TARGET_BODY)),
         };
         let target = match target {
@@ -242,47 +229,15 @@ fn upstream_target(path: &str, query: Option<&str>) -> Option<PathAndQuery> {
     PathAndQuery::try_from(target).ok()
 }
 
-/// Every key the request presents: bearer tokens and `X-API-Key` values.
-fn presented_key(headers: &HeaderMap) -> PresentedKey<'_> {
-    let bearer = headers
-        .get_all(AUTHORIZATION)
-        .iter()
-        .filter_map(|v| match v.to_str() {
-            // Other schemes (Basic, ...) may be meant for the upstream.
-            Ok(text) => PresentedKey::bearer(text),
-            Err(_) => Some(UNREADABLE_KEY),
-        });
-    let api_key = headers
-        .get_all(X_API_KEY)
-        .iter()
-        .filter_map(|v| match v.to_str() {
-            Ok(text) => Some(text.trim()).filter(|t| !t.is_empty()),
-            Err(_) => Some(UNREADABLE_KEY),
-        });
-    PresentedKey::from_candidates(bearer.chain(api_key))
-}
-
 fn denial(outcome: &Outcome) -> Response<ProxyBody> {
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::FORBIDDEN);
     json(status, outcome, outcome.body.unwrap_or_default())
 }
 
-/// The door's `431`, before any decision (so without diagnosis headers).
-/// An HTTP/1 connection is closed after it: the rest of the request, body
-/// included, is not worth reading.
+/// The door's `431`, before any decision (see [`limits::too_large`]).
 fn too_large(exceeded: Exceeded, version: Version) -> Response<ProxyBody> {
-    let mut response = Response::new(
-        Full::new(Bytes::from_static(exceeded.body().as_bytes()))
-            .map_err(|never: Infallible| match never {})
-            .boxed(),
-    );
-    *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if version < Version::HTTP_2 {
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    limits::too_large(exceeded, version)
+        .map(|body| body.map_err(|never: Infallible| match never {}).boxed())
 }
 
 /// A JSON answer from the door itself, with the diagnosis headers.
@@ -384,7 +339,7 @@ pub(crate) async fn serve(
                         .serve_connection(TokioIo::new(stream), service)
                         .into_owned(),
                 );
-                match first_head_within(head_timeout, &head_seen, connection).await {
+                match limits::first_head_within(head_timeout, &head_seen, connection).await {
                     Some(Err(e)) => debug!(error = %e, "proxy connection ended with an error"),
                     Some(Ok(())) => {}
                     None => debug!("no request head within {head_timeout:?}; connection closed"),
@@ -402,55 +357,9 @@ pub(crate) async fn serve(
     }
 }
 
-/// Drives `connection` to its end, unless no request head has arrived
-/// within `limit` of its start: then it is dropped, which closes it, and
-/// `None` comes back. hyper times out HTTP/1 heads itself, but only once it
-/// knows the connection is HTTP/1: a client that sends the first bytes of
-/// the HTTP/2 preface and stalls, or never finishes an HTTP/2 request's
-/// head, is caught only here.
-async fn first_head_within<C: Future>(
-    limit: Duration,
-    head_seen: &Notify,
-    connection: C,
-) -> Option<C::Output> {
-    let mut connection = pin!(connection);
-    let first = tokio::time::timeout(limit, async {
-        tokio::select! {
-            ended = connection.as_mut() => Some(ended),
-            () = head_seen.notified() => None,
-        }
-    })
-    .await;
-    match first {
-        Err(_) => None,
-        Ok(Some(ended)) => Some(ended),
-        Ok(None) => Some(connection.await),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn keys_come_from_both_headers_and_conflicts_are_seen() {
-        let mut h = HeaderMap::new();
-        assert_eq!(presented_key(&h), PresentedKey::Missing);
-        h.append(
-            AUTHORIZATION,
-            HeaderValue::from_static("Basic dXNlcjpwdw=="),
-        );
-        assert_eq!(presented_key(&h), PresentedKey::Missing);
-        h.append(AUTHORIZATION, HeaderValue::from_static("Bearer k1"));
-        h.append(X_API_KEY, HeaderValue::from_static("k1"));
-        assert_eq!(presented_key(&h), PresentedKey::One("k1"));
-        h.append(X_API_KEY, HeaderValue::from_static("k2"));
-        assert_eq!(presented_key(&h), PresentedKey::Conflicting);
-
-        let mut h = HeaderMap::new();
-        h.append(X_API_KEY, HeaderValue::from_bytes(b"k\xff").unwrap());
-        assert_eq!(presented_key(&h), PresentedKey::One(UNREADABLE_KEY));
-    }
 
     #[test]
     fn hop_by_hop_headers_are_dropped_and_forwarded_for_appended() {

@@ -16,10 +16,20 @@ pub struct Answer {
     pub status: u16,
     /// The head, lowercased, for looking headers up.
     pub head: String,
+    /// The head as it came, for values whose case matters.
+    pub original_head: String,
     pub body: String,
 }
 
 impl Answer {
+    /// The value of header `name` as sent (its case kept), if present.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.original_head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
     /// The value of header `name` (lowercase), if present.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|line| {
@@ -32,15 +42,31 @@ impl Answer {
 /// Sends `head` (request line and headers, without the closing blank line;
 /// `Connection: close` is added) and reads the answer to its end.
 pub async fn send(proxy: SocketAddr, head: &str) -> Answer {
-    let mut stream = TcpStream::connect(proxy)
+    let stream = TcpStream::connect(proxy)
         .await
         .expect("connect to the proxy");
-    let request = format!("{head}\r\nConnection: close\r\n\r\n");
+    send_on(stream, b"", head).await
+}
+
+/// A connection to `target` from loopback address `source`.
+pub async fn connect_from(source: &str, target: SocketAddr) -> TcpStream {
+    let source: std::net::IpAddr = source.parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(source, 0)).unwrap();
+    within("the connection", socket.connect(target))
+        .await
+        .unwrap_or_else(|e| panic!("connect {source} -> {target}: {e}"))
+}
+
+/// Like [`send`], on `stream`, after writing `preface` (a PROXY header).
+pub async fn send_on(mut stream: TcpStream, preface: &[u8], head: &str) -> Answer {
+    let mut request = preface.to_vec();
+    request.extend_from_slice(format!("{head}\r\nConnection: close\r\n\r\n").as_bytes());
     // The door may answer and close before it has read everything.
-    let _ = stream.write_all(request.as_bytes()).await;
+    let _ = stream.write_all(&request).await;
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
-    within("the proxy to answer and close", async {
+    within("the door to answer and close", async {
         loop {
             match stream.read(&mut chunk).await {
                 Ok(0) | Err(_) => break,
@@ -59,6 +85,7 @@ pub async fn send(proxy: SocketAddr, head: &str) -> Answer {
     Answer {
         status,
         head: head.to_ascii_lowercase(),
+        original_head: head.to_owned(),
         body: body.to_owned(),
     }
 }
