@@ -162,8 +162,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         reconnect_min_ms: 100,
         reconnect_max_ms: 2_000,
         event_queue_capacity: 50_000,
+        hide_credentials: true,
+        drain_timeout: ipgate_enforcer::config::DEFAULT_DRAIN_TIMEOUT,
         client_ip: Default::default(),
         proxy_limits: Default::default(),
+        upstream_options: Default::default(),
     })
     .await
     .map_err(|e| match e {
