@@ -414,15 +414,30 @@ mod tests {
     fn forwarding_flags() {
         use crate::doors::upstream::UpstreamProtocol;
 
-        let proxy = ["--token", "t", "--upstream", "http://127.0.0.1:9", "--api", "orders"];
+        let proxy = [
+            "--token",
+            "t",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--api",
+            "orders",
+        ];
         let with = |extra: &[&str]| {
             let mut args = proxy.to_vec();
             args.extend_from_slice(extra);
             parse(&args)
         };
         assert!(with(&["--hide-credentials"]).unwrap().hide_credentials);
-        assert!(!with(&["--hide-credentials=false"]).unwrap().hide_credentials);
-        assert!(!with(&["--hide-credentials", "false"]).unwrap().hide_credentials);
+        assert!(
+            !with(&["--hide-credentials=false"])
+                .unwrap()
+                .hide_credentials
+        );
+        assert!(
+            !with(&["--hide-credentials", "false"])
+                .unwrap()
+                .hide_credentials
+        );
 
         for (value, protocol) in [
             ("auto", UpstreamProtocol::Auto),
@@ -448,7 +463,10 @@ mod tests {
             c.upstream_options.upstream_connect_timeout,
             Duration::from_millis(250)
         );
-        assert_eq!(c.upstream_options.upstream_timeout, Duration::from_secs(120));
+        assert_eq!(
+            c.upstream_options.upstream_timeout,
+            Duration::from_secs(120)
+        );
         assert_eq!(c.drain_timeout, Duration::from_secs(30));
         assert!(with(&["--upstream-timeout", "0"]).is_err());
 

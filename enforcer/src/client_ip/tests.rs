@@ -875,7 +875,10 @@ proptest! {
 fn only_peers_in_trusted_proxies_are_trusted_proxies() {
     let policy = trusting();
     assert!(policy.is_trusted_proxy(ip(PROXY)));
-    assert!(policy.is_trusted_proxy(ip("::ffff:10.0.0.1")), "IPv4-mapped");
+    assert!(
+        policy.is_trusted_proxy(ip("::ffff:10.0.0.1")),
+        "IPv4-mapped"
+    );
     assert!(policy.is_trusted_proxy(ip("2001:db8:ffff::7")));
     assert!(!policy.is_trusted_proxy(ip("203.0.113.7")));
     // Without the list, or counting hops, no peer is known to be a proxy.

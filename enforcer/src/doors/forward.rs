@@ -257,7 +257,10 @@ mod tests {
 
     #[test]
     fn only_a_websocket_upgrade_passes_and_only_over_http_1_1() {
-        let ws = [("connection", "keep-alive, Upgrade"), ("upgrade", "WebSocket")];
+        let ws = [
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "WebSocket"),
+        ];
         let mut h = headers(&ws);
         assert!(upstream(&mut h, Version::HTTP_11, false));
         assert_eq!(h["connection"], "upgrade");
@@ -288,17 +291,32 @@ mod tests {
     fn answers_keep_an_upgrade_only_on_the_101_the_client_asked_for() {
         let fields = [("connection", "Upgrade"), ("upgrade", "websocket")];
         let mut h = headers(&fields);
-        assert!(to_client(&mut h, StatusCode::SWITCHING_PROTOCOLS, "r", true));
+        assert!(to_client(
+            &mut h,
+            StatusCode::SWITCHING_PROTOCOLS,
+            "r",
+            true
+        ));
         assert_eq!(h["upgrade"], "websocket");
         assert_eq!(h["x-request-id"], "r");
 
         let mut h = headers(&fields);
-        assert!(!to_client(&mut h, StatusCode::SWITCHING_PROTOCOLS, "r", false));
+        assert!(!to_client(
+            &mut h,
+            StatusCode::SWITCHING_PROTOCOLS,
+            "r",
+            false
+        ));
         let mut h = headers(&fields);
         assert!(!to_client(&mut h, StatusCode::OK, "r", true));
         assert!(h.get("upgrade").is_none());
         let mut h = headers(&[("connection", "upgrade"), ("upgrade", "h2c")]);
-        assert!(!to_client(&mut h, StatusCode::SWITCHING_PROTOCOLS, "r", true));
+        assert!(!to_client(
+            &mut h,
+            StatusCode::SWITCHING_PROTOCOLS,
+            "r",
+            true
+        ));
     }
 
     #[test]
@@ -322,7 +340,10 @@ mod tests {
         assert_eq!(h.get_all("authorization").iter().count(), 2);
 
         let mut h = HeaderMap::new();
-        h.append(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer k\xff").unwrap());
+        h.append(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer k\xff").unwrap(),
+        );
         upstream(&mut h, Version::HTTP_11, true);
         assert!(h.get("authorization").is_none(), "an unreadable key too");
     }

@@ -76,7 +76,11 @@ mod tests {
         assert_eq!(trusted(&h, true), None);
         h.append(X_REQUEST_ID, HeaderValue::from_static("lb-42"));
         assert_eq!(trusted(&h, true), Some("lb-42"));
-        assert_eq!(trusted(&h, false), None, "untrusted peers' ids are replaced");
+        assert_eq!(
+            trusted(&h, false),
+            None,
+            "untrusted peers' ids are replaced"
+        );
         h.append(X_REQUEST_ID, HeaderValue::from_static("lb-43"));
         assert_eq!(trusted(&h, true), None, "two ids are none");
 

@@ -131,7 +131,9 @@ pub enum UpstreamError {
     #[error("--upstream {0}: the address has no host")]
     NoHost(String),
     /// A path or query.
-    #[error("--upstream {0}: give scheme, host and port only; paths are passed through as requested")]
+    #[error(
+        "--upstream {0}: give scheme, host and port only; paths are passed through as requested"
+    )]
     Path(String),
     /// `--upstream-ca` with an `http://` upstream.
     #[error("--upstream-ca is for https:// upstreams; --upstream {0} is not one")]
@@ -248,7 +250,11 @@ impl Upstream {
         request: Request<Incoming>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, Failure> {
-        let client = if upgrade { &self.upgrades } else { &self.client };
+        let client = if upgrade {
+            &self.upgrades
+        } else {
+            &self.client
+        };
         match tokio::time::timeout(self.timeout, client.request(request)).await {
             Err(_) => Err(Failure::ResponseTimeout),
             Ok(Ok(response)) => Ok(response),
@@ -275,7 +281,8 @@ fn connect_timed_out(error: &hyper_util::client::legacy::Error) -> bool {
 fn tls_config(ca: Option<&Path>) -> Result<ClientConfig, UpstreamError> {
     // Named explicitly, so no process-wide default provider is needed.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
+    let builder =
+        ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions()?;
     let builder = match ca {
         None => builder.with_webpki_roots(),
         Some(path) => builder.with_root_certificates(roots_from(path)?),
@@ -416,8 +423,15 @@ mod tests {
 
     #[test]
     fn upstreams_are_scheme_host_and_port() {
-        for good in ["http://127.0.0.1:9", "https://api.internal:8443", "http://h/"] {
-            assert!(Upstream::new(&good.parse().unwrap(), &options()).is_ok(), "{good}");
+        for good in [
+            "http://127.0.0.1:9",
+            "https://api.internal:8443",
+            "http://h/",
+        ] {
+            assert!(
+                Upstream::new(&good.parse().unwrap(), &options()).is_ok(),
+                "{good}"
+            );
         }
         let bad = |uri: &str| {
             Upstream::new(&uri.parse().unwrap(), &options())
