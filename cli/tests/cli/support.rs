@@ -116,8 +116,11 @@ impl Env {
                 reconnect_min_ms: 50,
                 reconnect_max_ms: 500,
                 event_queue_capacity: 10_000,
+                hide_credentials: true,
+                drain_timeout: ipgate_enforcer::config::DEFAULT_DRAIN_TIMEOUT,
                 client_ip: Default::default(),
                 proxy_limits: Default::default(),
+                upstream_options: Default::default(),
             }))
             .expect("enforcer starts");
         let check_addr = format!("http://{}", enforcer.grpc_addr);

@@ -156,9 +156,6 @@ impl ProxyDoor {
         client_ip: IpAddr,
         outcome: &Outcome,
     ) -> Response<ProxyBody> {
-        let Some(uri) = self.upstream.uri(target) else {
-            return json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY);
-        };
         // Taken before the request moves on: hyper hands the client's
         // connection over through it once the answer is a 101.
         let client_upgrade = hyper::upgrade::on(&mut request);
@@ -172,6 +169,9 @@ impl ProxyDoor {
         {
             parts.headers.insert(HOST, value);
         }
+        let Some(uri) = self.upstream.uri(target, parts.headers.get(HOST)) else {
+            return json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY);
+        };
         let upgrading = forward::to_upstream(
             &mut parts.headers,
             parts.version,

@@ -6,6 +6,11 @@
 //! Two clients share the upstream's address: one speaks the protocol of
 //! `--upstream-protocol`, the other HTTP/1.1 only, for WebSocket upgrades,
 //! which HTTP/2 cannot carry without extended CONNECT (RFC 8441).
+//!
+//! Requests name the host the client called in their URI, so an HTTP/2
+//! upstream gets it as `:authority` as an HTTP/1.1 one gets it as `Host`;
+//! the connector dials the upstream whatever the URI names, and verifies
+//! its certificate against the `--upstream` host.
 
 use std::{
     error::Error as StdError,
@@ -19,7 +24,7 @@ use std::{
 };
 
 use http::{
-    Request, Response, Uri,
+    HeaderValue, Request, Response, Uri,
     uri::{Authority, PathAndQuery, Scheme},
 };
 use hyper::body::Incoming;
@@ -214,9 +219,17 @@ impl Upstream {
             (ca, true) => tls_config(ca.as_deref())?,
             (None, false) => unused_tls()?,
         };
-        let connect_timeout = options.upstream_connect_timeout;
-        let client = client(tls.clone(), options.upstream_protocol, connect_timeout);
-        let upgrades = client_for_upgrades(tls, connect_timeout);
+        let dial = Dial {
+            upstream: Uri::builder()
+                .scheme(scheme.clone())
+                .authority(authority.clone())
+                .path_and_query("/")
+                .build()
+                .map_err(|_| UpstreamError::NoHost(shown.clone()))?,
+            timeout: options.upstream_connect_timeout,
+        };
+        let client = client(tls.clone(), options.upstream_protocol, dial.clone());
+        let upgrades = client_for_upgrades(tls, dial);
         Ok(Upstream {
             scheme,
             authority,
@@ -232,11 +245,20 @@ impl Upstream {
         &self.shown
     }
 
-    /// The upstream URI for `target`; `None` if it makes none.
-    pub fn uri(&self, target: PathAndQuery) -> Option<Uri> {
+    /// The URI of a request for `target` that named `host` (its `Host`):
+    /// the upstream's scheme, the host the client called — or the
+    /// upstream's when it named none that is a plain `host[:port]` — and
+    /// `target`; `None` if it makes none. Only the connection's pool and an
+    /// HTTP/2 request's `:authority` read the host: the connection always
+    /// goes to the upstream.
+    pub fn uri(&self, target: PathAndQuery, host: Option<&HeaderValue>) -> Option<Uri> {
+        let authority = host
+            .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+            .filter(|a| !a.as_str().contains('@'))
+            .unwrap_or_else(|| self.authority.clone());
         Uri::builder()
             .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
+            .authority(authority)
             .path_and_query(target)
             .build()
             .ok()
@@ -319,7 +341,7 @@ fn roots_from(path: &Path) -> Result<RootCertStore, UpstreamError> {
 fn client(
     tls: ClientConfig,
     protocol: UpstreamProtocol,
-    connect_timeout: Duration,
+    dial: Dial,
 ) -> Client<Connector, Incoming> {
     let builder = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
@@ -333,14 +355,11 @@ fn client(
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .http2_only(protocol == UpstreamProtocol::Http2)
-        .build(Connector::new(https, connect_timeout))
+        .build(Connector { inner: https, dial })
 }
 
 /// The client for upgrades: HTTP/1.1 whatever the upstream offers.
-fn client_for_upgrades(
-    tls: ClientConfig,
-    connect_timeout: Duration,
-) -> Client<Connector, Incoming> {
+fn client_for_upgrades(tls: ClientConfig, dial: Dial) -> Client<Connector, Incoming> {
     let https = HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http()
@@ -348,7 +367,7 @@ fn client_for_upgrades(
         .wrap_connector(tcp());
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
-        .build(Connector::new(https, connect_timeout))
+        .build(Connector { inner: https, dial })
 }
 
 /// A TLS configuration for an `http://` upstream, which never uses it: the
@@ -377,19 +396,23 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 #[error("no connection to the upstream within {0:?}")]
 struct ConnectTimedOut(Duration);
 
-/// Connects as hyper-rustls does, within a deadline that covers the TCP
-/// connect and the TLS handshake alike: an upstream that accepts but never
-/// finishes its handshake is as unreachable as one that never accepts.
+/// Where and for how long a [`Connector`] dials.
 #[derive(Clone)]
-pub struct Connector {
-    inner: HttpsConnector<HttpConnector>,
+struct Dial {
+    /// `scheme://host:port/` of `--upstream`.
+    upstream: Uri,
     timeout: Duration,
 }
 
-impl Connector {
-    fn new(inner: HttpsConnector<HttpConnector>, timeout: Duration) -> Self {
-        Connector { inner, timeout }
-    }
+/// Connects to the upstream as hyper-rustls does — whatever host the
+/// request's URI names, which is the client's — within a deadline that
+/// covers the TCP connect and the TLS handshake alike: an upstream that
+/// accepts but never finishes its handshake is as unreachable as one that
+/// never accepts.
+#[derive(Clone)]
+pub struct Connector {
+    inner: HttpsConnector<HttpConnector>,
+    dial: Dial,
 }
 
 impl Service<Uri> for Connector {
@@ -401,9 +424,10 @@ impl Service<Uri> for Connector {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, uri: Uri) -> Self::Future {
-        let connecting = self.inner.call(uri);
-        let limit = self.timeout;
+    fn call(&mut self, _client_named: Uri) -> Self::Future {
+        // The TLS layer takes the name to verify from this URI too.
+        let connecting = self.inner.call(self.dial.upstream.clone());
+        let limit = self.dial.timeout;
         Box::pin(async move {
             match tokio::time::timeout(limit, connecting).await {
                 Ok(connected) => connected,

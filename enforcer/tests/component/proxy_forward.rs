@@ -310,10 +310,10 @@ async fn the_ipgate_key_stays_behind_unless_told_otherwise() {
         let (status, _, _) = read(send_to(&running, &client(false), request).await).await;
         assert_eq!(status, StatusCode::OK);
     }
+    running.shutdown().await.unwrap();
     let seen = seen.lock().unwrap();
     assert_eq!(seen[2]["x-api-key"], world.local.secret.as_str());
     assert_eq!(seen[3].get_all("authorization").iter().count(), 2);
-    running.shutdown().await.unwrap();
 }
 
 /// A web app hosted behind the door: its pages and assets are paths of the

@@ -188,3 +188,55 @@ async fn a_bad_upstream_or_ca_stops_the_start() {
         assert!(error.to_string().contains(expected), "{flags:?}: {error}");
     }
 }
+
+/// The upstream hears the host the client called, whatever the protocol:
+/// `Host` over HTTP/1.1, `:authority` (and the same `Host`) over HTTP/2 —
+/// while the connection goes to `--upstream`, whose certificate is what is
+/// verified.
+#[tokio::test]
+async fn the_upstream_hears_the_host_the_client_called() {
+    let handler = |request: Request<Incoming>| {
+        let heard = format!(
+            "{:?} authority={} host={}",
+            request.version(),
+            request.uri().authority().map_or("-", |a| a.as_str()),
+            request
+                .headers()
+                .get("host")
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("-"),
+        );
+        async move { Response::new(full(heard)) }
+    };
+    let plain = format!("http://{}", start(handler).await);
+    let certs = Certs::new();
+    let tls = format!("https://{}", start_tls(handler, &certs).await);
+    let ca = certs.ca_path().to_str().unwrap().to_owned();
+
+    let cases: [(&str, &[&str], &str); 3] = [
+        (&plain, &[], "HTTP/1.1 authority=- host=orders.example"),
+        (
+            &plain,
+            &["--upstream-protocol", "h2c"],
+            "HTTP/2.0 authority=orders.example host=orders.example",
+        ),
+        (
+            &tls,
+            &["--upstream-ca", &ca],
+            "HTTP/2.0 authority=orders.example host=orders.example",
+        ),
+    ];
+    for (upstream, flags, expected) in cases {
+        let mut fake = FakeControlPlane::start().await;
+        let world = World::new();
+        let (running, _session) = door(&mut fake, &world, upstream, flags).await;
+        let request = get(&world, "/orders/host")
+            .header("host", "orders.example")
+            .body(full(""))
+            .unwrap();
+        let (status, _, body) = read(send_to(&running, &client(false), request).await).await;
+        assert_eq!(status, StatusCode::OK, "{upstream} {flags:?}");
+        assert_eq!(body, expected, "{upstream} {flags:?}");
+        running.shutdown().await.unwrap();
+    }
+}
