@@ -177,7 +177,6 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         upstream: Some(format!("http://{upstream}").parse()?),
         api: Some(args.api.parse()?),
         api_for_host: vec![],
-        hide_credentials: false,
         auth_listen: Some(args.auth_listen),
         auth_proxy_protocol: false,
         fail_open_until_synced: false,
@@ -188,7 +187,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             trusted_proxies: args.trusted_proxies.clone(),
             ..Default::default()
         },
+        hide_credentials: true,
+        drain_timeout: ipgate_enforcer::config::DEFAULT_DRAIN_TIMEOUT,
         proxy_limits: Default::default(),
+        upstream_options: Default::default(),
     })
     .await
     .map_err(|e| match e {

@@ -34,7 +34,8 @@ enum Command {
     /// Run the control plane: admin API, sync server, usage log.
     ControlPlane(ipgate_control_plane::config::ControlPlaneArgs),
     /// Run an enforcer: sync client and front doors.
-    Enforcer(ipgate_enforcer::Config),
+    // Boxed: its flags make it much larger than every other command.
+    Enforcer(Box<ipgate_enforcer::Config>),
 
     /// Manage tenants (owners of the default tenant).
     Tenants(admin::Group<admin::cmd::Tenants>),
@@ -120,7 +121,7 @@ async fn serve(log: logging::LogArgs, command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Enforcer(config) => {
-            let running = ipgate_enforcer::start(config).await?;
+            let running = ipgate_enforcer::start(*config).await?;
             shutdown_signal().await?;
             running.shutdown().await?;
             Ok(())

@@ -7,7 +7,11 @@ use ipgate_shared::{ApiSlug, EnforcerId};
 
 use crate::{
     client_ip::{MAX_HOPS, TrustedNet},
-    doors::{limits::ProxyLimits, request::HostApi},
+    doors::{
+        limits::{ProxyLimits, parse_timeout},
+        request::HostApi,
+        upstream::UpstreamOptions,
+    },
 };
 
 // Default ports sit below 32768, out of Linux's range for outgoing
@@ -23,6 +27,8 @@ pub const DEFAULT_PROXY_LISTEN: &str = "127.0.0.1:7180";
 /// Where `ipgate dev` puts the auth endpoint (`ipgate enforcer` starts it
 /// only when given `--auth-listen`).
 pub const DEFAULT_AUTH_LISTEN: &str = "127.0.0.1:7190";
+/// Default `--drain-timeout`.
+pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How an enforcer is started (`ipgate enforcer --help`).
 #[derive(clap::Args, Clone, Debug)]
@@ -63,7 +69,8 @@ pub struct Config {
     #[arg(long, env = "IPGATE_PROXY_LISTEN", default_value = DEFAULT_PROXY_LISTEN)]
     pub proxy_listen: SocketAddr,
 
-    /// Service behind the reverse proxy (`http://host:port`); turns the proxy on.
+    /// Service behind the reverse proxy (`http://host:port` or
+    /// `https://host:port`); turns the proxy on.
     #[arg(long, env = "IPGATE_UPSTREAM", requires = "api")]
     pub upstream: Option<Uri>,
 
@@ -83,10 +90,19 @@ pub struct Config {
     )]
     pub api_for_host: Vec<HostApi>,
 
-    /// Keep presented API keys from the service behind ipgate: an allowed
-    /// ext_authz request goes upstream without its X-API-Key header, nor
-    /// its Authorization header when that carried a bearer key.
-    #[arg(long, env = "IPGATE_HIDE_CREDENTIALS", default_value_t = false)]
+    /// Keep the ipgate key from the upstream, at the proxy door and through
+    /// ext_authz: the X-API-Key headers and the `Authorization: Bearer`
+    /// headers it was read from are not forwarded (other Authorization
+    /// schemes are). `--hide-credentials=false` passes them on, for an
+    /// upstream that reads the key itself.
+    #[arg(
+        long,
+        env = "IPGATE_HIDE_CREDENTIALS",
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set
+    )]
     pub hide_credentials: bool,
 
     /// Address of the HTTP auth endpoint for nginx `auth_request` and
@@ -108,6 +124,17 @@ pub struct Config {
         requires = "auth_listen"
     )]
     pub auth_proxy_protocol: bool,
+
+    /// How long shutdown (SIGTERM, Ctrl-C) waits for requests in flight at
+    /// each door after it stops accepting (`500ms`, `10s`, or plain
+    /// seconds); whatever is still running then is cut off.
+    #[arg(
+        long,
+        env = "IPGATE_DRAIN_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_timeout
+    )]
+    pub drain_timeout: Duration,
 
     /// Allow every request until the first snapshot arrives, instead of
     /// answering 503 ENFORCER_NOT_READY.
@@ -137,6 +164,10 @@ pub struct Config {
     /// read, and for how long.
     #[command(flatten)]
     pub proxy_limits: ProxyLimits,
+
+    /// How the HTTP proxy talks to its upstream.
+    #[command(flatten)]
+    pub upstream_options: UpstreamOptions,
 }
 
 /// Which address the HTTP doors decide a request on, behind other proxies
@@ -317,6 +348,14 @@ mod tests {
         assert_eq!(c.proxy_limits.max_header_bytes, 65_536);
         assert_eq!(c.proxy_limits.max_headers, 100);
         assert_eq!(c.proxy_limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.upstream_options, UpstreamOptions::default());
+        assert_eq!(
+            c.upstream_options.upstream_connect_timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(c.upstream_options.upstream_timeout, Duration::from_secs(60));
+        assert!(c.hide_credentials);
+        assert_eq!(c.drain_timeout, DEFAULT_DRAIN_TIMEOUT);
         assert_eq!(
             c.reconnect_bounds(),
             (Duration::from_millis(100), Duration::from_secs(5))
@@ -441,5 +480,69 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn forwarding_flags() {
+        use crate::doors::upstream::UpstreamProtocol;
+
+        let proxy = [
+            "--token",
+            "t",
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--api",
+            "orders",
+        ];
+        let with = |extra: &[&str]| {
+            let mut args = proxy.to_vec();
+            args.extend_from_slice(extra);
+            parse(&args)
+        };
+        assert!(with(&["--hide-credentials"]).unwrap().hide_credentials);
+        assert!(
+            !with(&["--hide-credentials=false"])
+                .unwrap()
+                .hide_credentials
+        );
+        assert!(
+            !with(&["--hide-credentials", "false"])
+                .unwrap()
+                .hide_credentials
+        );
+
+        for (value, protocol) in [
+            ("auto", UpstreamProtocol::Auto),
+            ("http1", UpstreamProtocol::Http1),
+            ("http2", UpstreamProtocol::Http2),
+            ("h2c", UpstreamProtocol::Http2),
+        ] {
+            let c = with(&["--upstream-protocol", value]).unwrap();
+            assert_eq!(c.upstream_options.upstream_protocol, protocol, "{value}");
+        }
+        assert!(with(&["--upstream-protocol", "http3"]).is_err());
+
+        let c = with(&[
+            "--upstream-connect-timeout",
+            "250ms",
+            "--upstream-timeout",
+            "2m",
+            "--drain-timeout",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.upstream_options.upstream_connect_timeout,
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            c.upstream_options.upstream_timeout,
+            Duration::from_secs(120)
+        );
+        assert_eq!(c.drain_timeout, Duration::from_secs(30));
+        assert!(with(&["--upstream-timeout", "0"]).is_err());
+
+        // A CA means nothing without an upstream.
+        assert!(parse(&["--token", "t", "--upstream-ca", "/tmp/ca.pem"]).is_err());
     }
 }

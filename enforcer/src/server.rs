@@ -28,6 +28,7 @@ use crate::{
         ext_authz::ExtAuthzDoor,
         proxy::{self, ProxyDoor},
         request::HostApis,
+        upstream::Upstream,
     },
     error::Error,
     events::{self, Reporter},
@@ -37,8 +38,6 @@ use crate::{
 
 /// Extra time, beyond a task's own deadline, before it is aborted.
 const GRACE: Duration = Duration::from_secs(1);
-/// How long the gRPC door may take to finish calls in flight.
-const GRPC_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds every door, starts syncing and reporting, and returns once the
 /// doors listen; it does not wait for the first snapshot.
@@ -59,10 +58,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         (Some(upstream), Some(api)) => Some(ProxyDoor::new(
             enforcer.clone(),
             api.clone(),
-            upstream,
+            Upstream::new(upstream, &config.upstream_options)
+                .map_err(|e| Error::Config(e.to_string()))?,
             client_ip,
             config.proxy_limits.clone(),
-        )?),
+            config.hide_credentials,
+        )),
         (Some(_), None) => return Err(Error::Config("--upstream needs --api SLUG".into())),
         (None, _) => None,
     };
@@ -118,7 +119,12 @@ pub async fn start(config: Config) -> Result<Running, Error> {
 
     let (proxy, proxy_addr) = match proxy_listener {
         Some((listener, addr, door)) => {
-            let task = tokio::spawn(proxy::serve(listener, door, doors_stopped.clone()));
+            let task = tokio::spawn(proxy::serve(
+                listener,
+                door,
+                doors_stopped.clone(),
+                config.drain_timeout,
+            ));
             println!("ipgate enforcer serving HTTP proxy on {addr}");
             (Some(task), Some(addr))
         }
@@ -156,6 +162,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         proxy_addr,
         auth_addr,
         enforcer,
+        drain_timeout: config.drain_timeout,
         stop_doors,
         stop_reporter,
         tasks: Tasks {
@@ -261,6 +268,8 @@ pub struct Running {
     /// Where the HTTP auth endpoint listens, when started with --auth-listen.
     pub auth_addr: Option<SocketAddr>,
     enforcer: Arc<Enforcer>,
+    /// `--drain-timeout`: how long each door may finish requests in flight.
+    drain_timeout: Duration,
     stop_doors: watch::Sender<bool>,
     stop_reporter: watch::Sender<bool>,
     tasks: Tasks,
@@ -306,7 +315,7 @@ impl Running {
     pub async fn shutdown(mut self) -> Result<(), Error> {
         let _ = self.stop_doors.send(true);
         let mut result = match self.tasks.grpc.take() {
-            Some(task) => match bounded("gRPC door", task, GRPC_DRAIN_TIMEOUT + GRACE).await {
+            Some(task) => match bounded("gRPC door", task, self.drain_timeout + GRACE).await {
                 Ok(Some(served)) => served,
                 Ok(None) => Ok(()),
                 Err(e) => Err(e),
@@ -314,7 +323,7 @@ impl Running {
             None => Ok(()),
         };
         if let Some(task) = self.tasks.proxy.take() {
-            let drained = bounded("HTTP proxy", task, proxy::DRAIN_TIMEOUT + GRACE).await;
+            let drained = bounded("HTTP proxy", task, self.drain_timeout + GRACE).await;
             result = result.and(drained.map(drop));
         }
         if let Some(task) = self.tasks.auth.take() {

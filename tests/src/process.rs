@@ -6,7 +6,7 @@ use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -169,6 +169,16 @@ impl Proc {
 
     fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGTERM: the signal to shut down gracefully.
+    fn terminate(&self) {
+        // The shell's `kill` builtin: no extra crate for one signal.
+        let sent = Command::new("sh")
+            .args(["-c", &format!("kill -TERM {}", self.pid())])
+            .status()
+            .expect("run sh");
+        assert!(sent.success(), "cannot send SIGTERM to {}", self.name);
     }
 
     /// SIGKILL: no graceful shutdown, like a crash.
@@ -475,6 +485,32 @@ impl Enforcer {
     /// Everything it logged (stderr) so far.
     pub fn log(&self) -> String {
         self.proc.log_text()
+    }
+
+    /// Sends SIGTERM, as an orchestrator stopping it does.
+    pub fn terminate(&self) {
+        self.proc.terminate();
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.proc.child.try_wait().expect("wait for the enforcer")
+    }
+
+    /// Waits at most `timeout` for it to exit, failing the test after.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.exited() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the enforcer still ran {timeout:?} after it was told to stop; its log:\n{}",
+                self.proc.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 

@@ -115,7 +115,6 @@ impl Env {
                 upstream: Some(format!("http://{nowhere}").parse().expect("uri")),
                 api: Some("orders".parse().expect("slug")),
                 api_for_host: vec![],
-                hide_credentials: false,
                 auth_listen: None,
                 auth_proxy_protocol: false,
                 fail_open_until_synced: false,
@@ -126,7 +125,10 @@ impl Env {
                     trusted_proxies: vec!["127.0.0.1/32".parse().expect("a network")],
                     ..Default::default()
                 },
+                hide_credentials: true,
+                drain_timeout: ipgate_enforcer::config::DEFAULT_DRAIN_TIMEOUT,
                 proxy_limits: Default::default(),
+                upstream_options: Default::default(),
             }))
             .expect("enforcer starts");
         let check_addr = format!("http://{}", enforcer.grpc_addr);

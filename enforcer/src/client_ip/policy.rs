@@ -170,6 +170,13 @@ impl Policy {
         }
     }
 
+    /// True when `peer` is in `--trusted-proxies`: a proxy whose headers
+    /// are believed. `--trusted-hops` names no address, so no peer is one
+    /// under it.
+    pub fn is_trusted_proxy(&self, peer: IpAddr) -> bool {
+        matches!(&self.rules, Rules::Proxies { trusted, .. } if trusted.contains(peer))
+    }
+
     /// The address a request from `peer` with `headers` is decided on; a
     /// fallback is logged (each at debug, a warning a minute at most).
     pub fn resolve(&self, peer: SocketAddr, headers: &HeaderMap) -> ClientIp {

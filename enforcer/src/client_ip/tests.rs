@@ -901,3 +901,19 @@ fn every_source_has_its_own_name_in_the_usage_log() {
         assert_eq!(logged.is_fallback(), fallback, "{source:?}");
     }
 }
+
+#[test]
+fn only_peers_in_trusted_proxies_are_trusted_proxies() {
+    let policy = trusting();
+    assert!(policy.is_trusted_proxy(ip(PROXY)));
+    assert!(
+        policy.is_trusted_proxy(ip("::ffff:10.0.0.1")),
+        "IPv4-mapped"
+    );
+    assert!(policy.is_trusted_proxy(ip("2001:db8:ffff::7")));
+    assert!(!policy.is_trusted_proxy(ip("203.0.113.7")));
+    // Without the list, or counting hops, no peer is known to be a proxy.
+    assert!(!Policy::default().is_trusted_proxy(ip(PROXY)));
+    assert!(!hops(1).is_trusted_proxy(ip(PROXY)));
+    assert!(with_header("x-real-ip").is_trusted_proxy(ip(PROXY)));
+}

@@ -195,7 +195,7 @@ pub fn too_large(exceeded: Exceeded, version: Version) -> Response<Full<Bytes>> 
 }
 
 /// Parses a positive duration: `500ms`, `10s`, `1m` or plain seconds (`10`).
-fn parse_timeout(input: &str) -> Result<Duration, String> {
+pub(crate) fn parse_timeout(input: &str) -> Result<Duration, String> {
     let s = input.trim();
     let duration = match s.parse::<u64>() {
         Ok(seconds) => Duration::from_secs(seconds),

@@ -6,7 +6,11 @@
 pub mod auth;
 pub mod check;
 pub mod ext_authz;
+mod forward;
 pub mod limits;
 pub mod proxy;
 pub mod request;
+pub mod request_id;
 pub mod token;
+pub mod upstream;
+mod websocket;

@@ -1,5 +1,5 @@
 //! The reverse-proxy door: an HTTP/1.1 and h2c server in front of one
-//! upstream service, for the API named by `--api`.
+//! upstream service, for the API named by `--api` (docs/door-proxy.md).
 //!
 //! The key, method, path and client IP are read as every HTTP door reads
 //! them ([`super::request`]): the client IP is what [`client_ip::Policy`]
@@ -8,120 +8,85 @@
 //! string). The path is decided on, logged and forwarded in its normal form
 //! ([`ipgate_shared::path`]), so the upstream answers for the route that was
 //! checked. Denials get the exact body plus `x-ipgate-client-ip` and
-//! `x-request-id`; allowed requests go upstream with `x-request-id` and the
-//! address decided on appended to `x-forwarded-for`. Heads over the door's
-//! [limits](super::limits) get `431` before any decision.
+//! `x-request-id`; allowed requests go to the [upstream](super::upstream)
+//! with their headers [readied](super::forward) and bodies streamed both
+//! ways, WebSockets [joined](super::websocket). Heads over the door's
+//! [limits](super::limits) get `431` before any decision. At shutdown the
+//! door stops accepting and lets requests in flight finish.
 
 use std::{convert::Infallible, net::IpAddr, net::SocketAddr, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{
-    HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
-    header::{CONNECTION, CONTENT_TYPE, HOST},
-    uri::{Authority, PathAndQuery, Scheme},
+    HeaderName, HeaderValue, Request, Response, StatusCode, Version,
+    header::{CONTENT_TYPE, HOST},
+    uri::PathAndQuery,
 };
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::{body::Incoming, service::service_fn};
-use hyper_util::{
-    client::legacy::{Client, connect::HttpConnector},
-    rt::{TokioExecutor, TokioIo},
-    server::graceful::GracefulShutdown,
-};
-use ipgate_shared::{ApiSlug, Door, Reason, redact};
+use hyper_util::{rt::TokioIo, server::graceful::GracefulShutdown};
+use ipgate_shared::{ApiSlug, Door, Reason};
 use tokio::{
     net::TcpListener,
     sync::{Notify, watch},
 };
-use tracing::{Instrument, debug, debug_span, warn};
+use tracing::{Instrument, debug, debug_span, info, warn};
 
 use super::{
+    forward::{self, X_REQUEST_ID, set},
     limits::{self, Exceeded, ProxyLimits},
     request::ReadRequest,
+    request_id,
+    upstream::{Failure, Upstream},
+    websocket::Tunnels,
 };
 use crate::{
     client_ip,
-    error::Error,
     state::{Enforcer, Outcome},
 };
 
 /// Body of every response the door sends.
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
-/// How long a connection to the upstream may take to open.
-const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long shutdown waits for requests in flight.
-pub(crate) const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Answer when the upstream cannot be reached.
 const UPSTREAM_UNAVAILABLE_BODY: &str = r#"{"error":{"code":"UPSTREAM_UNAVAILABLE","message":"The service behind ipgate did not answer; retry shortly"}}"#;
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// Answer when the upstream took longer than its timeouts allow.
+const UPSTREAM_TIMEOUT_BODY: &str = r#"{"error":{"code":"UPSTREAM_TIMEOUT","message":"The service behind ipgate did not answer in time; retry shortly"}}"#;
 const X_IPGATE_CLIENT_IP: HeaderName = HeaderName::from_static("x-ipgate-client-ip");
-/// Headers that describe one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Decides each request and forwards the allowed ones to the upstream.
 pub struct ProxyDoor {
     enforcer: Arc<Enforcer>,
     api: ApiSlug,
-    scheme: Scheme,
-    authority: Authority,
-    /// The upstream as logs show it, without its secrets.
-    shown_upstream: String,
-    client: Client<HttpConnector, Incoming>,
+    upstream: Upstream,
     client_ip: client_ip::Policy,
     limits: ProxyLimits,
+    /// `--hide-credentials`: the ipgate key stays behind.
+    hide_credentials: bool,
+    tunnels: Tunnels,
 }
 
 impl ProxyDoor {
-    /// A door for `api` in front of `upstream` (`http://host:port`), finding
-    /// client addresses by `client_ip`.
+    /// A door for `api` in front of `upstream`, finding client addresses by
+    /// `client_ip`; with `hide_credentials` the headers that carried the
+    /// ipgate key are not forwarded.
     pub fn new(
         enforcer: Arc<Enforcer>,
         api: ApiSlug,
-        upstream: &Uri,
+        upstream: Upstream,
         client_ip: client_ip::Policy,
         limits: ProxyLimits,
-    ) -> Result<Self, Error> {
-        let shown_upstream = redact::url(&upstream.to_string());
-        let bad = |why: &str| Error::Config(format!("--upstream {shown_upstream}: {why}"));
-        if upstream.scheme() != Some(&Scheme::HTTP) {
-            return Err(bad(
-                "expected http://host:port (TLS to the upstream is not supported)",
-            ));
-        }
-        let authority = upstream
-            .authority()
-            .cloned()
-            .ok_or_else(|| bad("the address has no host"))?;
-        if !matches!(upstream.path(), "" | "/") || upstream.query().is_some() {
-            return Err(bad(
-                "give scheme, host and port only; paths are passed through as requested",
-            ));
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(UPSTREAM_CONNECT_TIMEOUT));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new()).build(connector);
-        Ok(ProxyDoor {
+        hide_credentials: bool,
+    ) -> Self {
+        ProxyDoor {
             enforcer,
             api,
-            scheme: Scheme::HTTP,
-            authority,
-            shown_upstream,
-            client,
+            upstream,
             client_ip,
             limits,
-        })
+            hide_credentials,
+            tunnels: Tunnels::new(),
+        }
     }
 
     /// Answers one request from `peer` (the PROXY header's source, with
@@ -144,9 +109,13 @@ impl ProxyDoor {
             request.headers(),
         );
         let client_ip = read.client.ip;
+        // A trusted proxy's id ties the usage log to its logs; anyone
+        // else's could pass their requests off as another's.
+        let trusted = self.client_ip.is_trusted_proxy(peer.ip());
+        let request_id = request_id::trusted(request.headers(), trusted);
         let (outcome, mut event) =
             self.enforcer
-                .decide_pending(read.input(Door::Proxy, self.api.as_str(), None));
+                .decide_pending(read.input(Door::Proxy, self.api.as_str(), request_id));
         if !outcome.allowed() {
             return denial(&outcome);
         }
@@ -171,20 +140,15 @@ impl ProxyDoor {
 
     async fn forward(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         target: PathAndQuery,
         client_ip: IpAddr,
         outcome: &Outcome,
     ) -> Response<ProxyBody> {
+        // Taken before the request moves on: hyper hands the client's
+        // connection over through it once the answer is a 101.
+        let client_upgrade = hyper::upgrade::on(&mut request);
         let (mut parts, body) = request.into_parts();
-        let uri = Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(target)
-            .build();
-        let Ok(uri) = uri else {
-            return json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY);
-        };
         // HTTP/2 clients name the host in the URI, not in a header.
         if !parts.headers.contains_key(HOST)
             && let Some(value) = parts
@@ -194,22 +158,53 @@ impl ProxyDoor {
         {
             parts.headers.insert(HOST, value);
         }
-        strip_hop_by_hop(&mut parts.headers);
-        set(&mut parts.headers, X_REQUEST_ID, &outcome.request_id);
-        append_forwarded_for(&mut parts.headers, client_ip);
+        let Some(uri) = self.upstream.uri(target, parts.headers.get(HOST)) else {
+            return json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY);
+        };
+        let upgrading = forward::to_upstream(
+            &mut parts.headers,
+            parts.version,
+            &outcome.request_id,
+            client_ip,
+            self.hide_credentials,
+        );
         parts.uri = uri;
-        // The upstream is spoken to in HTTP/1.1 whatever the client used.
+        // The upstream client picks the protocol (--upstream-protocol).
         parts.version = Version::HTTP_11;
 
-        match self.client.request(Request::from_parts(parts, body)).await {
-            Ok(response) => {
+        let failure = match self
+            .upstream
+            .send(Request::from_parts(parts, body), upgrading)
+            .await
+        {
+            Ok(mut response) => {
+                let upstream_upgrade = hyper::upgrade::on(&mut response);
                 let (mut parts, body) = response.into_parts();
-                strip_hop_by_hop(&mut parts.headers);
-                set(&mut parts.headers, X_REQUEST_ID, &outcome.request_id);
-                Response::from_parts(parts, body.boxed())
+                let switched = forward::to_client(
+                    &mut parts.headers,
+                    parts.status,
+                    &outcome.request_id,
+                    upgrading,
+                );
+                if switched {
+                    self.tunnels
+                        .join(client_upgrade, upstream_upgrade, &outcome.request_id);
+                } else if parts.status == StatusCode::SWITCHING_PROTOCOLS {
+                    // A switch the client did not ask for (or to another
+                    // protocol) cannot be passed on as an answer.
+                    warn!(upstream = %self.upstream.shown(), "upstream switched protocols unasked");
+                    return json(StatusCode::BAD_GATEWAY, outcome, UPSTREAM_UNAVAILABLE_BODY);
+                }
+                return Response::from_parts(parts, body.boxed());
             }
-            Err(e) => {
-                warn!(upstream = %self.shown_upstream, error = %e, "upstream did not answer");
+            Err(failure) => failure,
+        };
+        warn!(upstream = %self.upstream.shown(), error = %failure, "upstream did not answer");
+        match failure {
+            Failure::ConnectTimeout | Failure::ResponseTimeout => {
+                json(StatusCode::GATEWAY_TIMEOUT, outcome, UPSTREAM_TIMEOUT_BODY)
+            }
+            Failure::Unavailable(_) => {
                 json(StatusCode::BAD_GATEWAY, outcome, UPSTREAM_UNAVAILABLE_BODY)
             }
         }
@@ -255,50 +250,15 @@ fn json(status: StatusCode, outcome: &Outcome, body: &'static str) -> Response<P
     response
 }
 
-/// Sets a header from text the door made itself (ids, addresses).
-fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        headers.insert(name, value);
-    }
-}
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
-    }
-    for name in HOP_BY_HOP {
-        headers.remove(name);
-    }
-}
-
-fn append_forwarded_for(headers: &mut HeaderMap, client_ip: IpAddr) {
-    let prior: Vec<&str> = headers
-        .get_all(X_FORWARDED_FOR)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    let value = if prior.is_empty() {
-        client_ip.to_string()
-    } else {
-        format!("{}, {client_ip}", prior.join(", "))
-    };
-    set(headers, X_FORWARDED_FOR, &value);
-}
-
-/// Accepts connections until `stop`, then lets requests in flight finish
-/// (for at most [`DRAIN_TIMEOUT`]). Each connection is served within the
-/// door's [`ProxyLimits`].
+/// Accepts connections until `stop`, then closes the listener, so new
+/// connections are refused, and lets requests in flight finish (for at most
+/// `drain_timeout`); WebSockets are closed after them. Each connection is
+/// served within the door's [`ProxyLimits`].
 pub(crate) async fn serve(
     listener: TcpListener,
     door: Arc<ProxyDoor>,
     mut stop: watch::Receiver<bool>,
+    drain_timeout: Duration,
 ) {
     let server = door.limits.builder();
     let head_timeout = door.limits.header_read_timeout;
@@ -336,7 +296,7 @@ pub(crate) async fn serve(
                 });
                 let connection = watcher.watch(
                     server
-                        .serve_connection(TokioIo::new(stream), service)
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned(),
                 );
                 match limits::first_head_within(head_timeout, &head_seen, connection).await {
@@ -349,34 +309,15 @@ pub(crate) async fn serve(
         );
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown())
+    let in_flight = graceful.count();
+    if in_flight > 0 {
+        info!(connections = in_flight, "proxy door draining");
+    }
+    if tokio::time::timeout(drain_timeout, graceful.shutdown())
         .await
         .is_err()
     {
-        warn!("proxy door stopped with requests still in flight");
+        warn!("proxy door stopped with requests still in flight after {drain_timeout:?}");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hop_by_hop_headers_are_dropped_and_forwarded_for_appended() {
-        let mut h = HeaderMap::new();
-        h.insert(
-            CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret-hop"),
-        );
-        h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert("upgrade", HeaderValue::from_static("websocket"));
-        h.insert("x-kept", HeaderValue::from_static("1"));
-        h.append(X_FORWARDED_FOR, HeaderValue::from_static("198.51.100.1"));
-        strip_hop_by_hop(&mut h);
-        append_forwarded_for(&mut h, "203.0.113.5".parse().unwrap());
-        assert!(h.get("x-secret-hop").is_none() && h.get("upgrade").is_none());
-        assert!(h.get(CONNECTION).is_none());
-        assert_eq!(h["x-kept"], "1");
-        assert_eq!(h[X_FORWARDED_FOR], "198.51.100.1, 203.0.113.5");
-    }
+    door.tunnels.close_all();
 }
