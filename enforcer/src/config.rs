@@ -441,7 +441,14 @@ mod tests {
     fn door_flags_default_off_and_parse() {
         let c = parse(&["--token", "t"]).unwrap();
         assert_eq!(c.auth_listen, None);
-        assert!(!c.auth_proxy_protocol && !c.hide_credentials);
+        assert!(!c.auth_proxy_protocol);
+        // Keys stay behind unless asked (docs/door-proxy.md).
+        assert!(c.hide_credentials);
+        assert!(
+            !parse(&["--token", "t", "--hide-credentials=false"])
+                .unwrap()
+                .hide_credentials
+        );
         assert!(c.api_for_host.is_empty());
         assert_eq!(DEFAULT_AUTH_LISTEN, "127.0.0.1:7190");
 

@@ -190,7 +190,8 @@ fn door(event: &wire::UsageEvent) -> wire::Door {
 #[tokio::test]
 async fn allowed_requests_go_upstream_with_ipgate_headers() {
     let mut fake = FakeControlPlane::start().await;
-    let (running, _session, doors) = synced_doors(&mut fake, &[]).await;
+    // Credentials are hidden by default; that has a test of its own.
+    let (running, _session, doors) = synced_doors(&mut fake, &["--hide-credentials=false"]).await;
 
     let (code, verdict) = ask(
         &running,
@@ -207,7 +208,7 @@ async fn allowed_requests_go_upstream_with_ipgate_headers() {
     assert_eq!(headers["x-request-id"], "envoy-req-1");
     assert!(
         remove.is_empty(),
-        "nothing hidden without the flag: {remove:?}"
+        "nothing hidden with --hide-credentials=false: {remove:?}"
     );
 
     let allowed = event(&fake, "envoy-req-1").await;
@@ -507,7 +508,8 @@ async fn the_client_is_the_source_address_or_whom_a_trusted_proxy_names() {
 #[tokio::test]
 async fn hidden_credentials_are_removed_before_the_upstream() {
     let mut fake = FakeControlPlane::start().await;
-    let (running, _session, doors) = synced_doors(&mut fake, &["--hide-credentials"]).await;
+    // The default: no flag needed.
+    let (running, _session, doors) = synced_doors(&mut fake, &[]).await;
 
     let bearer = format!("Bearer {}", doors.office.secret);
     let mut both = Ask::new(OFFICE_IP, &doors.office.secret, "");
@@ -535,7 +537,8 @@ async fn hidden_credentials_are_removed_before_the_upstream() {
 #[tokio::test]
 async fn failing_open_identifies_no_key_so_a_clients_key_id_header_is_removed() {
     let mut fake = FakeControlPlane::start().await;
-    let running = ipgate_enforcer::start(config(fake.addr, &["--fail-open-until-synced"]))
+    let args = ["--fail-open-until-synced", "--hide-credentials=false"];
+    let running = ipgate_enforcer::start(config(fake.addr, &args))
         .await
         .unwrap();
     let _session = fake.next_session().await;
