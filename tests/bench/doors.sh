@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# The doors against the peers users would otherwise pick, side by side in
+# one run on loopback, with wrk (BENCHMARKS.md keeps the figures):
+#
+#   A  Envoy, its inline RBAC filter allowing the list's networks
+#   B  Envoy asking ipgate (ext_authz, gRPC) with the same list on a key
+#   C  nginx `allow`/`deny` with the same networks
+#   D  nginx asking ipgate (auth_request, HTTP auth endpoint)
+#
+# Every one forwards allowed requests to the same upstream (an nginx that
+# answers 200 "ok" itself). The key's list has 20 entries, the caller's
+# 127.0.0.1 among them. Each round runs A, B, C, D in turn; the figures are
+# the medians of the rounds. Needs envoy, nginx, wrk and the release build
+# of ipgate (built here).
+#
+#   tests/bench/doors.sh              # ROUNDS=3 DURATION=8s CONNECTIONS=32
+#   ROUNDS=5 DURATION=10s tests/bench/doors.sh
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-8s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+export PATH="$PATH:/usr/sbin"
+for tool in envoy nginx wrk; do
+  command -v "$tool" >/dev/null || { echo "doors.sh: $tool is needed (tests/run.sh installs it)" >&2; exit 2; }
+done
+
+cargo build --release -q -p ipgate
+bin="$PWD/target/release/ipgate"
+work="$(mktemp -d "${TMPDIR:-/tmp}/ipgate-bench.XXXXXX")"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "doors.sh: nothing listens on port $1; logs in $work" >&2
+  exit 1
+}
+
+cp_port=$(free_port); grpc_port=$(free_port); auth_port=$(free_port)
+up_port=$(free_port); a_port=$(free_port); b_port=$(free_port)
+c_port=$(free_port); d_port=$(free_port)
+
+owner=ipg_admin_benchOwnerToken000000000000000000000000000000
+enf=ipg_enf_benchEnforcerToken00000000000000000000000000000
+# 20 networks: the caller, and 19 the benchmark never comes from.
+networks=(127.0.0.1/32)
+for i in $(seq 1 19); do networks+=("198.51.$((i + 100)).0/24"); done
+
+# --- the upstream: nginx answering by itself ---
+mkdir -p "$work/up"
+cat > "$work/up/nginx.conf" <<EOF
+worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log $work/up/error.log warn;
+events { worker_connections 1024; }
+http { access_log off;
+  client_body_temp_path $work/up/b; proxy_temp_path $work/up/p; fastcgi_temp_path $work/up/f;
+  uwsgi_temp_path $work/up/u; scgi_temp_path $work/up/s;
+  server { listen 127.0.0.1:$up_port; keepalive_requests 100000;
+    location / { return 200 "ok\n"; } } }
+EOF
+nginx -p "$work/up" -e "$work/up/error.log" -c "$work/up/nginx.conf" & pids+=($!)
+
+# --- ipgate: a control plane, API "bench", a key with the 20 networks ---
+IPGATE_BOOTSTRAP_TOKEN=$owner IPGATE_BOOTSTRAP_ENFORCER_TOKEN=$enf IPGATE_LOG=warn \
+  "$bin" control-plane --listen "127.0.0.1:$cp_port" --database "sqlite://$work/ipgate.db" \
+  > "$work/cp.log" 2>&1 & pids+=($!)
+wait_port "$cp_port"
+export IPGATE_ADDR="http://127.0.0.1:$cp_port" IPGATE_TOKEN=$owner
+"$bin" apis create bench --name "Bench API" >/dev/null
+created="$("$bin" keys create --api bench --name bench --json)"
+key="$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+key_id="$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["id"])')"
+"$bin" keys allowlist set "$key_id" "${networks[@]}" >/dev/null
+IPGATE_ENFORCER_TOKEN=$enf IPGATE_LOG=warn "$bin" enforcer \
+  --control-plane "http://127.0.0.1:$cp_port" --grpc-listen "127.0.0.1:$grpc_port" \
+  --auth-listen "127.0.0.1:$auth_port" --trusted-proxies 127.0.0.1/32 \
+  > "$work/enforcer.log" 2>&1 & pids+=($!)
+wait_port "$grpc_port"; wait_port "$auth_port"
+
+# --- A and B: Envoy, with RBAC or with ext_authz ---
+rbac_ranges=""
+for n in "${networks[@]}"; do
+  rbac_ranges+="                        - remote_ip: { address_prefix: ${n%/*}, prefix_len: ${n#*/} }"$'\n'
+done
+envoy_config() { # $1 port, $2 the filter before the router
+  cat <<EOF
+static_resources:
+  listeners:
+    - address: { socket_address: { address: 127.0.0.1, port_value: $1 } }
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: in
+                use_remote_address: true
+                route_config:
+                  virtual_hosts:
+                    - name: bench
+                      domains: ["*"]
+                      routes:
+                        - match: { prefix: "/" }
+                          route: { cluster: service }
+                          typed_per_filter_config:
+                            envoy.filters.http.ext_authz:
+                              "@type": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute
+                              check_settings: { context_extensions: { ipgate_api: bench } }
+                http_filters:
+$2
+                  - name: envoy.filters.http.router
+                    typed_config: { "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router }
+  clusters:
+    - name: service
+      type: STATIC
+      load_assignment:
+        cluster_name: service
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $up_port } } } }] }]
+    - name: ipgate
+      type: STATIC
+      typed_extension_protocol_options:
+        envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+          "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+          explicit_http_config: { http2_protocol_options: {} }
+      load_assignment:
+        cluster_name: ipgate
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: $grpc_port } } } }] }]
+EOF
+}
+rbac_filter="                  - name: envoy.filters.http.rbac
+                    typed_config:
+                      \"@type\": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+                      rules:
+                        action: ALLOW
+                        policies:
+                          allowlist:
+                            permissions: [{ any: true }]
+                            principals:
+$(printf '%s' "$rbac_ranges" | sed 's/^                        /                              /')
+"
+# The filter above disables the ext_authz route setting, which Envoy
+# ignores without an ext_authz filter.
+authz_filter="                  - name: envoy.filters.http.ext_authz
+                    typed_config:
+                      \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+                      transport_api_version: V3
+                      failure_mode_allow: false
+                      grpc_service: { envoy_grpc: { cluster_name: ipgate }, timeout: 1s }"
+envoy_config "$a_port" "$rbac_filter" > "$work/envoy-rbac.yaml"
+envoy_config "$b_port" "$authz_filter" > "$work/envoy-authz.yaml"
+envoy -c "$work/envoy-rbac.yaml" --base-id 41 --concurrency 2 --log-level error > "$work/envoy-rbac.log" 2>&1 & pids+=($!)
+envoy -c "$work/envoy-authz.yaml" --base-id 42 --concurrency 2 --log-level error > "$work/envoy-authz.log" 2>&1 & pids+=($!)
+
+# --- C and D: nginx, with allow/deny or with auth_request ---
+allow_lines=""
+for n in "${networks[@]}"; do allow_lines+="allow $n; "; done
+mkdir -p "$work/ngx"
+cat > "$work/ngx/nginx.conf" <<EOF
+worker_processes 2; daemon off; pid $work/ngx/nginx.pid; error_log $work/ngx/error.log warn;
+events { worker_connections 1024; }
+http { access_log off;
+  client_body_temp_path $work/ngx/b; proxy_temp_path $work/ngx/p; fastcgi_temp_path $work/ngx/f;
+  uwsgi_temp_path $work/ngx/u; scgi_temp_path $work/ngx/s;
+  upstream service { server 127.0.0.1:$up_port; keepalive 64; }
+  upstream ipgate_auth { server 127.0.0.1:$auth_port; keepalive 64; }
+  server { listen 127.0.0.1:$c_port; keepalive_requests 100000;
+    location / { $allow_lines deny all;
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://service; } }
+  server { listen 127.0.0.1:$d_port; keepalive_requests 100000;
+    location / { auth_request /_ipgate;
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://service; }
+    location = /_ipgate { internal;
+      proxy_pass http://ipgate_auth/v1/check/bench;
+      proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_pass_request_body off; proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method \$request_method;
+      proxy_set_header X-Original-URI \$request_uri;
+      proxy_set_header X-Forwarded-For \$remote_addr; } } }
+EOF
+nginx -p "$work/ngx" -e "$work/ngx/error.log" -c "$work/ngx/nginx.conf" & pids+=($!)
+for p in "$up_port" "$a_port" "$b_port" "$c_port" "$d_port"; do wait_port "$p"; done
+
+# Each door must answer 200 to the benchmark's request before it is timed.
+for p in "$a_port" "$b_port" "$c_port" "$d_port"; do
+  for _ in $(seq 1 100); do
+    code="$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "http://127.0.0.1:$p/hello" || true)"
+    [ "$code" = 200 ] && break
+    sleep 0.1
+  done
+  [ "$code" = 200 ] || { echo "doors.sh: port $p answers $code, not 200; logs in $work" >&2; exit 1; }
+done
+
+declare -A rps p50
+names=(A B C D); ports=("$a_port" "$b_port" "$c_port" "$d_port")
+for round in $(seq 1 "$ROUNDS"); do
+  for i in 0 1 2 3; do
+    out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "X-API-Key: $key" "http://127.0.0.1:${ports[$i]}/hello")"
+    r="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
+    l="$(echo "$out" | awk '$1 == "50%" {print $2}')"
+    non2xx="$(echo "$out" | awk '/Non-2xx/ {print $5}')"
+    [ -z "$non2xx" ] || { echo "doors.sh: ${names[$i]} answered $non2xx non-2xx responses" >&2; exit 1; }
+    rps[${names[$i]}]+="$r "; p50[${names[$i]}]+="$l "
+    echo "round $round ${names[$i]}: $r requests/s, p50 $l" >&2
+  done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# wrk prints latencies as 512.00us or 1.20ms: in milliseconds.
+to_ms() { tr ' ' '\n' | grep -v '^$' | awk '/us$/ {sub("us",""); print $1/1000; next} /ms$/ {sub("ms",""); print $1; next} /s$/ {sub("s",""); print $1*1000}'; }
+declare -A R L
+for n in A B C D; do
+  R[$n]="$(echo "${rps[$n]}" | median)"
+  L[$n]="$(echo "${p50[$n]}" | to_ms | tr '\n' ' ' | median)"
+done
+echo
+echo "| door | peer | requests/s (median of $ROUNDS) | p50 latency, ms (median) |"
+echo "|---|---|---|---|"
+echo "| A | Envoy + inline RBAC | ${R[A]} | ${L[A]} |"
+echo "| B | Envoy + ext_authz (ipgate) | ${R[B]} | ${L[B]} |"
+echo "| C | nginx allow/deny | ${R[C]} | ${L[C]} |"
+echo "| D | nginx + auth_request (ipgate) | ${R[D]} | ${L[D]} |"
+echo
+awk -v a="${R[A]}" -v b="${R[B]}" 'BEGIN {printf "ext_authz / inline RBAC: %.2fx (target >= 0.6x)\n", b/a}'
+awk -v c="${L[C]}" -v d="${L[D]}" 'BEGIN {printf "auth_request adds %.3f ms to nginx p50 (target <= 0.2 ms)\n", d-c}'
+echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds; $(nproc) cores; $(date -u +%Y-%m-%d)"
