@@ -22,8 +22,11 @@ ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8s}"
 CONNECTIONS="${CONNECTIONS:-32}"
 export PATH="$PATH:/usr/sbin"
-for tool in envoy nginx wrk; do
-  command -v "$tool" >/dev/null || { echo "doors.sh: $tool is needed (tests/run.sh installs it)" >&2; exit 2; }
+for tool in envoy nginx wrk curl; do
+  command -v "$tool" >/dev/null || {
+    echo "doors.sh: $tool is needed: tests/run.sh installs envoy and nginx; apt-get install wrk curl" >&2
+    exit 2
+  }
 done
 
 cargo build --release -q -p ipgate
