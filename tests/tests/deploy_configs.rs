@@ -287,8 +287,13 @@ async fn traefik_files_agree_with_the_auth_endpoint() {
             ("x-forwarded-for", "203.0.113.7"),
             (name, value),
         ];
-        let answer = http::get(ip("127.0.0.1"), dev.auth, path, &headers).await;
-        assert_eq!(answer.status, 200, "key in {name}: {answer:?}");
+        // The new key reaches the enforcer asynchronously.
+        let what = format!("the key in {name} to let the request in");
+        let (answer, _) = eventually(PROPAGATION, &what, || async {
+            let answer = http::get(ip("127.0.0.1"), dev.auth, path, &headers).await;
+            (answer.status == 200).then_some(answer)
+        })
+        .await;
         for header in &response_headers {
             assert!(
                 !answer.header(header).is_empty(),

@@ -352,8 +352,9 @@ async fn envoy_with_the_shipped_configuration_asks_ext_authz() {
     if !tools::available(&["envoy"]) {
         return;
     }
-    // At the edge Envoy reports the caller's own address: no forwarding
-    // trust (docs/client-ip.md, "Envoy's ext_authz").
+    // At the edge Envoy reports the caller's own address, so the enforcer
+    // gets no forwarding trust; see
+    // docs/client-ip.md, "Envoy's ext_authz: the source address Envoy reports".
     let stage = stage(&[]).await;
     let w = &stage.w;
     let config = read("deploy/envoy/ipgate-ext-authz.yaml");
