@@ -33,9 +33,6 @@ use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
-/// The API `ipgate dev` makes, which the shipped gateway files name.
-const DEV_API: &str = "demo";
-
 /// The YAML documents of a file of the repository, as JSON values.
 fn yaml_documents(relative: &str) -> Vec<Value> {
     let text = read(relative);
@@ -268,7 +265,7 @@ async fn traefik_files_agree_with_the_auth_endpoint() {
     let mut admin = dev.admin().await;
     let key = admin
         .create_api_key(CreateApiKeyRequest {
-            api: DEV_API.into(),
+            api: dev_default("--api"),
             name: "traefik".into(),
             ..Default::default()
         })
@@ -303,7 +300,7 @@ async fn traefik_files_agree_with_the_auth_endpoint() {
     }
 }
 
-/// `host:port` of an address variable.
+/// The port of an address variable's value (`host:port`).
 fn listen_port(value: &str) -> u16 {
     value
         .parse::<SocketAddr>()
