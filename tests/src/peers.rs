@@ -1,7 +1,8 @@
 //! Real proxies in front of an enforcer, as users run them: nginx, HAProxy,
 //! Envoy and Traefik, each started from a configuration the test writes
-//! into a temporary folder, listening on a free loopback port, stopped when
-//! dropped. `tests/run.sh` installs them when they are missing.
+//! into a temporary folder (also their working directory), listening on a
+//! free loopback port, stopped when dropped. `tests/run.sh` installs them
+//! when they are missing.
 
 use std::{
     net::{SocketAddr, TcpListener, TcpStream},
@@ -47,7 +48,8 @@ impl Peer {
         Self::start_with_files(name, program, args, &[(file, config)], addr)
     }
 
-    /// Like [`Peer::start`], with several configuration files.
+    /// Like [`Peer::start`], with several configuration files (paths
+    /// relative to the folder, which is also the working directory).
     fn start_with_files(
         name: &'static str,
         program: &str,
@@ -58,7 +60,11 @@ impl Peer {
         let dir = tempfile::tempdir().expect("temporary directory");
         for (file, config) in files {
             let config = config.replace("{dir}", &dir.path().display().to_string());
-            std::fs::write(dir.path().join(file), config).expect("write the configuration");
+            let path = dir.path().join(file);
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("the configuration's folder");
+            }
+            std::fs::write(path, config).expect("write the configuration");
         }
         let log = std::fs::File::create(dir.path().join("output.log")).expect("log file");
         let args: Vec<String> = args
@@ -67,6 +73,7 @@ impl Peer {
             .collect();
         let child = Command::new(program)
             .args(&args)
+            .current_dir(dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
             .stderr(log)
@@ -154,6 +161,32 @@ impl Peer {
         )
     }
 
+    /// nginx with the whole `nginx.conf` given (e.g. a shipped one), which
+    /// may use `{port}` for its listening port and `{dir}` for its folder,
+    /// the prefix (`-p`) that relative paths in it are read against. It runs
+    /// as one process (`-g "master_process off;"`), so that stopping it
+    /// leaves no worker behind.
+    pub fn nginx_conf(config: &str) -> Peer {
+        let port = free_port();
+        Self::start(
+            "nginx",
+            "nginx",
+            &[
+                "-p",
+                "{dir}",
+                "-e",
+                "{dir}/error.log",
+                "-c",
+                "{dir}/nginx.conf",
+                "-g",
+                "master_process off;",
+            ],
+            "nginx.conf",
+            &config.replace("{port}", &port.to_string()),
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
     /// HAProxy in TCP mode in front of `backend`, sending it a PROXY
     /// protocol v2 header on every connection (`send-proxy-v2`).
     pub fn haproxy_send_proxy_v2(backend: SocketAddr) -> Peer {
@@ -211,6 +244,25 @@ impl Peer {
             "traefik",
             &["--configFile={dir}/traefik.yml"],
             &[("traefik.yml", &config), ("dynamic.yml", dynamic)],
+            SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+    }
+
+    /// Traefik from a whole static configuration (`static_config`, which
+    /// may use `{port}` for its entry point) written as `traefik.yml`, and
+    /// the further `files` it names, at their paths relative to its
+    /// working directory (e.g. a shipped pair, as run from the repository's
+    /// root).
+    pub fn traefik_files(static_config: &str, files: &[(&str, &str)]) -> Peer {
+        let port = free_port();
+        let static_config = static_config.replace("{port}", &port.to_string());
+        let mut all = vec![("traefik.yml", static_config.as_str())];
+        all.extend_from_slice(files);
+        Self::start_with_files(
+            "traefik",
+            "traefik",
+            &["--configFile={dir}/traefik.yml"],
+            &all,
             SocketAddr::from(([127, 0, 0, 1], port)),
         )
     }

@@ -1,12 +1,13 @@
-//! Outside tools some tests drive (grpcurl, jq, python3), and what the tests
-//! read about processes from `/proc`.
+//! Outside tools some tests drive (grpcurl, the gateways, kubernetes-validate,
+//! jq, python3), and what the tests read about processes from `/proc`.
 
 use std::process::Command;
 
 /// True when every tool in `tools` runs. When one is missing the test is
 /// skipped (`false`) and says so ([`crate::skip::skip`]), except under
-/// `CI=true`, where it fails: `tests/run.sh` installs grpcurl; jq, curl and
-/// python3 come with the machine.
+/// `CI=true`, where it fails: `tests/run.sh` installs grpcurl, Envoy,
+/// Traefik, nginx, HAProxy and kubernetes-validate; jq, curl and python3
+/// come with the machine.
 pub fn available(tools: &[&str]) -> bool {
     let missing: Vec<&str> = tools
         .iter()
@@ -22,7 +23,8 @@ pub fn available(tools: &[&str]) -> bool {
         return true;
     }
     crate::skip::skip(&format!(
-        "{} not installed (tests/run.sh installs grpcurl; install the others with the system's packages)",
+        "{} not installed (tests/run.sh installs grpcurl, envoy, traefik, nginx, haproxy and \
+         kubernetes-validate; install the others with the system's packages)",
         missing.join(", ")
     ));
     false
