@@ -12,9 +12,13 @@ use super::{
     records::{Named, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
-/// Events per INSERT statement: 16 parameters each stays far below both
-/// databases' limits on bind parameters.
-const ROWS_PER_INSERT: usize = 100;
+/// Events per INSERT statement. sqlx's SQLite driver looks each parameter
+/// up by name, which SQLite does by scanning them all, so a statement
+/// costs time in the square of its parameters (16 an event): at 100 rows
+/// that scan took most of the control plane's time under load
+/// (BENCHMARKS.md). Ten rows keep it small and still save nine round trips
+/// to the database in ten.
+const ROWS_PER_INSERT: usize = 10;
 const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_ms, api, \
      api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label, door, \
      client_ip_source";
