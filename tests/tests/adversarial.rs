@@ -109,7 +109,7 @@ enum Door {
 
 /// What a case sends.
 #[derive(Clone, Copy, Debug)]
-enum Send {
+enum Payload {
     /// A request: method, path (the request target; the original URI for
     /// the auth endpoint; Envoy's `path`; the check door's `path`) and
     /// header lines in order (a name may repeat).
@@ -177,7 +177,7 @@ struct Case {
     /// The source address (the address Envoy reports, for ext_authz; the
     /// address the caller names, for the check door).
     from: &'static str,
-    send: Send,
+    send: Payload,
     expect: Expect,
 }
 
@@ -194,7 +194,7 @@ const fn req(
         name,
         door,
         from,
-        send: Send::Request {
+        send: Payload::Request {
             method,
             path,
             headers,
@@ -226,7 +226,7 @@ const fn bytes(
         name,
         door,
         from,
-        send: Send::Bytes(raw),
+        send: Payload::Bytes(raw),
         expect,
     }
 }
@@ -236,7 +236,7 @@ const fn slowly(name: &'static str, door: Door, raw: &'static [u8]) -> Case {
         name,
         door,
         from: DIRECT,
-        send: Send::Slowly(raw),
+        send: Payload::Slowly(raw),
         expect: Expect::Closed,
     }
 }
@@ -703,7 +703,7 @@ const TLS_CLIENT_HELLO: &[u8] = b"\x16\x03\x01\x00\x5e\x01\x00\x00\x5a\x03\x03\
 \x00\x33\x00\x02\x00\x00";
 
 /// A request head that never ends: 30 bytes of line, then a header value
-/// that would take 10 s at the pace of [`Send::Slowly`].
+/// that would take 10 s at the pace of [`Payload::Slowly`].
 const SLOW_HEAD: &[u8] = b"GET /orders/7 HTTP/1.1\r\nX-Slow: \
 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\
 aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -738,7 +738,7 @@ fn the_table_has_at_least_60_cases_with_distinct_names() {
         for door in [Proxy, ExtAuthz, Nginx, Traefik, Check] {
             assert!(
                 CASES.iter().any(|c| c.door == door
-                    && matches!(c.send, Send::Request { path, .. } if path == spelling)),
+                    && matches!(c.send, Payload::Request { path, .. } if path == spelling)),
                 "{spelling} is not tried at {door:?}"
             );
         }
@@ -1185,7 +1185,7 @@ impl Stage {
         match (case.door, case.send) {
             (
                 ExtAuthz,
-                Send::Request {
+                Payload::Request {
                     method,
                     path,
                     headers,
@@ -1193,7 +1193,7 @@ impl Stage {
             ) => self.ext_authz(&id, case.from, method, path, headers).await,
             (
                 Check,
-                Send::Request {
+                Payload::Request {
                     method,
                     path,
                     headers,
@@ -1201,13 +1201,13 @@ impl Stage {
             ) => self.check(&id, case.from, method, path, headers).await,
             (door, send) => {
                 let (bytes, slowly) = match send {
-                    Send::Request {
+                    Payload::Request {
                         method,
                         path,
                         headers,
                     } => (self.http_bytes(door, method, path, headers), false),
-                    Send::Bytes(raw) => (self.secrets.fill(raw), false),
-                    Send::Slowly(raw) => (self.secrets.fill(raw), true),
+                    Payload::Bytes(raw) => (self.secrets.fill(raw), false),
+                    Payload::Slowly(raw) => (self.secrets.fill(raw), true),
                 };
                 let exchange = exchange(ip(case.from), self.addr(door), &bytes, slowly).await;
                 match exchange.answer() {
@@ -1571,7 +1571,7 @@ async fn every_case_gets_its_outcome_and_every_door_stays_up() {
     let mut wrong = Vec::new();
     let mut to_find: Vec<(&'static str, String, Client)> = Vec::new();
     for (index, case) in CASES.iter().enumerate() {
-        let got = if matches!(case.send, Send::Slowly(_)) {
+        let got = if matches!(case.send, Payload::Slowly(_)) {
             // Others are served while a slow client holds its connection.
             let (got, meanwhile) = tokio::join!(stage.send(index, case), async {
                 tokio::time::sleep(Duration::from_millis(300)).await;
