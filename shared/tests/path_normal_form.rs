@@ -83,6 +83,9 @@ proptest! {
     fn any_text_normalises_or_is_refused_without_panicking(input in any::<String>()) {
         if let Ok(out) = normalize(&input) {
             assert_normal_form(&input, &out)?;
+            // A fixed point, whatever the input was.
+            let again = normalize(&out);
+            prop_assert_eq!(again.as_deref(), Ok(out.as_ref()), "{:?}", input);
         }
     }
 

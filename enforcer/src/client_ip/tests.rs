@@ -828,6 +828,49 @@ proptest! {
         }
     }
 
+    /// Whatever a client writes — any printable text, quotes, commas,
+    /// brackets, backslashes, `for=` — left of what trusted proxies append,
+    /// on the same line or on lines of its own, the walk reads exactly what
+    /// they appended: the client address the first proxy wrote, with its
+    /// source. Nothing the client wrote is ever read.
+    #[test]
+    fn what_a_client_writes_left_of_the_proxies_is_never_read(
+        peer in trusted_address(),
+        client in untrusted_address(),
+        chain in prop::collection::vec(trusted_address(), 0..5),
+        styles in prop::collection::vec(0u8..4, 6),
+        junk in prop::collection::vec("[ -~\t]{0,40}", 1..4),
+        same_line in any::<bool>(),
+        forwarded in any::<bool>(),
+    ) {
+        let (header, text, source): (&str, fn(&Gen) -> String, Source) = if forwarded {
+            (FWD, forwarded_text, Source::Forwarded)
+        } else {
+            (XFF, xff_text, Source::XForwardedFor)
+        };
+        let appended: Vec<String> = std::iter::once(client)
+            .chain(chain)
+            .zip(styles.iter().copied())
+            .map(|(address, style)| text(&Gen::Addr(address, style)))
+            .collect();
+        let mut lines: Vec<String> = Vec::new();
+        if same_line {
+            lines.push(format!("{}, {}", junk.join(", "), appended.join(", ")));
+        } else {
+            lines.extend(junk.iter().cloned());
+            lines.push(appended.join(", "));
+        }
+        let mut map = HeaderMap::new();
+        for line in &lines {
+            map.append(header, HeaderValue::from_str(line).unwrap());
+        }
+        prop_assert_eq!(
+            trusting().decide(peer, &map),
+            ClientIp::new(normalize_ip(client), source),
+            "{}: {:?}", header, lines
+        );
+    }
+
     /// No input panics, and an untrusted peer is always decided on itself.
     #[test]
     fn arbitrary_headers_never_panic(

@@ -139,7 +139,7 @@ impl Authorization for ExtAuthzDoor {
             &self.client_ip,
             peer,
             &http.method,
-            target_path(&http.path),
+            envoy_path(http),
             &headers,
         );
         let request_id = request_id(&headers, &http.id);
@@ -166,6 +166,18 @@ fn request_id<'a>(headers: &'a HeaderMap, envoy_id: &'a str) -> Option<&'a str> 
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .or(Some(envoy_id).filter(|id| !id.is_empty()))
+}
+
+/// Envoy's `path` without its query string. A request without a path (a
+/// `CONNECT`, whose target is an authority) is decided on the `host` it
+/// names, as the proxy door decides it: that has no normal form, so the
+/// request is refused as `BAD_PATH` rather than decided as `/`.
+fn envoy_path(http: &HttpRequest) -> &str {
+    if http.path.is_empty() {
+        &http.host
+    } else {
+        target_path(&http.path)
+    }
 }
 
 /// Why Envoy's request cannot be decided.
@@ -423,6 +435,21 @@ mod tests {
             header_value_option::HeaderAppendAction::OverwriteIfExistsOrAdd as i32
         );
         assert!(h.append.is_none(), "the deprecated field stays unset");
+    }
+
+    #[test]
+    fn a_request_without_a_path_is_decided_on_its_target_as_sent() {
+        let http = |method: &str, path: &str| HttpRequest {
+            method: method.into(),
+            path: path.into(),
+            host: "api.example.com:443".into(),
+            ..Default::default()
+        };
+        assert_eq!(envoy_path(&http("GET", "/orders/7?x=1")), "/orders/7");
+        // CONNECT: no path; its authority is refused, never read as `/`.
+        let connect = http("CONNECT", "");
+        assert_eq!(envoy_path(&connect), "api.example.com:443");
+        assert!(ipgate_shared::path::normalize(envoy_path(&connect)).is_err());
     }
 
     #[test]

@@ -35,7 +35,7 @@ use tracing::{Instrument, debug, debug_span, info, warn};
 use super::{
     forward::{self, X_REQUEST_ID, set},
     limits::{self, Exceeded, ProxyLimits},
-    request::ReadRequest,
+    request::{ReadRequest, uri_path},
     request_id,
     upstream::{Failure, Upstream},
     websocket::Tunnels,
@@ -105,7 +105,7 @@ impl ProxyDoor {
             &self.client_ip,
             peer,
             request.method().as_str(),
-            request.uri().path(),
+            uri_path(request.uri()),
             request.headers(),
         );
         let client_ip = read.client.ip;

@@ -165,6 +165,17 @@ pub fn target_path(target: &str) -> &str {
     }
 }
 
+/// The path of a request target a door read itself: the URI's path, or,
+/// for an authority-form target (`CONNECT host:port`), which names no
+/// path, the authority as sent. That has no normal form, so such a request
+/// is refused as `BAD_PATH`, like `OPTIONS *`, and never decided as `/`.
+pub fn uri_path(uri: &http::Uri) -> &str {
+    match (uri.path(), uri.authority()) {
+        ("", Some(authority)) => authority.as_str(),
+        (path, _) => path,
+    }
+}
+
 /// A header map from the `(name, value)` pairs a proxy reports a request's
 /// headers as. Pseudo-headers (`:path`, `:authority`, ...) and names that
 /// are no header names are left out: doors read the method, path and host
@@ -358,6 +369,22 @@ mod tests {
         ] {
             assert_eq!(target_path(target), path, "{target:?}");
         }
+    }
+
+    #[test]
+    fn a_target_without_a_path_is_not_decided_as_the_root() {
+        for (target, path) in [
+            ("/orders/7?x=1", "/orders/7"),
+            ("*", "*"),
+            ("http://api.example.com", "/"),
+            ("http://api.example.com/a?b", "/a"),
+            // CONNECT's authority-form target: refused, as it is sent.
+            ("api.example.com:443", "api.example.com:443"),
+        ] {
+            let uri: http::Uri = target.parse().unwrap();
+            assert_eq!(uri_path(&uri), path, "{target:?}");
+        }
+        assert!(path::normalize(uri_path(&"h:443".parse().unwrap())).is_err());
     }
 
     #[test]

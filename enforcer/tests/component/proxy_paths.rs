@@ -102,6 +102,8 @@ async fn no_spelling_of_a_scoped_route_reaches_the_upstream_without_the_scope() 
         ("GET", "/x/%252e%252e/admin", 400, BAD_PATH_BODY),
         ("GET", "/hello\\..\\admin", 400, BAD_PATH_BODY),
         ("OPTIONS", "*", 400, BAD_PATH_BODY),
+        // An authority-form target names no path: not read as `/`.
+        ("CONNECT", "api.test:443", 400, BAD_PATH_BODY),
     ];
     let mut wrong = Vec::new();
     for &(method, target, status, body) in cases {
@@ -129,7 +131,7 @@ async fn no_spelling_of_a_scoped_route_reaches_the_upstream_without_the_scope() 
             .into_iter()
             .filter(|e| e.reason == "BAD_PATH")
             .collect();
-        refused.len() == 7
+        refused.len() == 8
             && refused.iter().all(|e| e.status_code == 400)
             && refused.iter().any(|e| e.path == "/admin%2f")
     })
