@@ -9,12 +9,17 @@
 #
 # Every one forwards allowed requests to the same upstream (an nginx that
 # answers 200 "ok" itself). The key's list has 20 entries, the caller's
-# 127.0.0.1 among them. Each round runs A, B, C, D in turn; the figures are
-# the medians of the rounds. Needs envoy, nginx, wrk and the release build
-# of ipgate (built here).
+# 127.0.0.1 among them. Each round runs A, B, C, D in turn, each twice:
+# with CONNECTIONS connections for throughput, then with one connection for
+# the latency a request takes unloaded. It also counts the CPU time each
+# process spent a request (from /proc), to show where the time goes. The
+# figures are the medians of the rounds. Needs envoy, nginx, wrk, curl and
+# the release build of ipgate (built here).
 #
 #   tests/bench/doors.sh              # ROUNDS=3 DURATION=8s CONNECTIONS=32
 #   ROUNDS=5 DURATION=10s tests/bench/doors.sh
+#   ONLY="A B" tests/bench/doors.sh   # some doors only
+#   KEEP=1 tests/bench/doors.sh       # keep the logs and configs
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -217,37 +222,73 @@ for p in "$a_port" "$b_port" "$c_port" "$d_port"; do
   }
 done
 
-declare -A rps p50
+# CPU time (clock ticks, user + system) of every process whose command
+# line matches $1, with their children (nginx's workers).
+ticks() {
+  local p ps=()
+  for p in $(pgrep -f -- "$1"); do ps+=("$p") && ps+=($(pgrep -P "$p")); done
+  for p in "${ps[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
+    awk '{s += $1} END {print s + 0}'
+}
+hz="$(getconf CLK_TCK)"
+# Who spends the CPU: the gateway of each door, the enforcer, the control
+# plane (usage ingest) and the upstream.
+gateway=("envoy-rbac.yaml" "envoy-authz.yaml" "$work/ngx/nginx.conf" "$work/ngx/nginx.conf")
+parts=(enforcer control-plane upstream)
+part_pattern=("ipgate enforcer" "ipgate control-plane" "$work/up/nginx.conf")
+
+declare -A rps p50 p50one cpu
 names=(A B C D); ports=("$a_port" "$b_port" "$c_port" "$d_port")
 for round in $(seq 1 "$ROUNDS"); do
   for i in 0 1 2 3; do
     [[ " ${ONLY:-A B C D} " == *" ${names[$i]} "* ]] || continue
+    before=("$(ticks "${gateway[$i]}")")
+    for pat in "${part_pattern[@]}"; do before+=("$(ticks "$pat")"); done
     out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "X-API-Key: $key" "http://127.0.0.1:${ports[$i]}/hello")"
+    after=("$(ticks "${gateway[$i]}")")
+    for pat in "${part_pattern[@]}"; do after+=("$(ticks "$pat")"); done
+    requests="$(echo "$out" | awk '/requests in/ {print $1}')"
+    # CPU microseconds a request: gateway, enforcer, control plane, upstream.
+    for k in 0 1 2 3; do
+      cpu[${names[$i]},$k]+="$(awk -v a="${before[$k]}" -v b="${after[$k]}" -v n="$requests" -v hz="$hz" \
+        'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / n}') "
+    done
     r="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
     l="$(echo "$out" | awk '$1 == "50%" {print $2}')"
     non2xx="$(echo "$out" | awk '/Non-2xx/ {print $5}')"
+    # Latency unloaded: one connection, one request at a time, so the p50
+    # is the time a request takes rather than time spent queueing.
+    one="$(wrk -t1 -c1 -d"$DURATION" --latency -H "X-API-Key: $key" "http://127.0.0.1:${ports[$i]}/hello")"
+    p50one[${names[$i]}]+="$(echo "$one" | awk '$1 == "50%" {print $2}') "
+    non2xx+="$(echo "$one" | awk '/Non-2xx/ {print $5}')"
     [ -z "$non2xx" ] || { echo "doors.sh: ${names[$i]} answered $non2xx non-2xx responses" >&2; exit 1; }
     rps[${names[$i]}]+="$r "; p50[${names[$i]}]+="$l "
-    echo "round $round ${names[$i]}: $r requests/s, p50 $l" >&2
+    echo "round $round ${names[$i]}: $r requests/s, p50 $l; one connection: p50 $(echo "${p50one[${names[$i]}]}" | awk '{print $NF}')" >&2
   done
 done
 
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # wrk prints latencies as 512.00us or 1.20ms: in milliseconds.
 to_ms() { tr ' ' '\n' | grep -v '^$' | awk '/us$/ {sub("us",""); print $1/1000; next} /ms$/ {sub("ms",""); print $1; next} /s$/ {sub("s",""); print $1*1000}'; }
-declare -A R L
+declare -A R L L1
+peer=([A]="Envoy + inline RBAC" [B]="Envoy + ext_authz (ipgate)" [C]="nginx allow/deny" [D]="nginx + auth_request (ipgate)")
+echo
+echo "| door | peer | requests/s, $CONNECTIONS connections | p50 ms, $CONNECTIONS connections | p50 ms, 1 connection | CPU µs a request: gateway / enforcer / control plane / upstream |"
+echo "|---|---|---|---|---|---|"
 for n in ${ONLY:-A B C D}; do
   R[$n]="$(echo "${rps[$n]}" | median)"
   L[$n]="$(echo "${p50[$n]}" | to_ms | tr '\n' ' ' | median)"
+  L1[$n]="$(echo "${p50one[$n]}" | to_ms | tr '\n' ' ' | median)"
+  c="$(for k in 0 1 2 3; do echo "${cpu[$n,$k]}" | median; done | paste -sd/ | sed 's|/| / |g')"
+  echo "| $n | ${peer[$n]} | ${R[$n]} | ${L[$n]} | ${L1[$n]} | $c |"
 done
 echo
-echo "| door | peer | requests/s (median of $ROUNDS) | p50 latency, ms (median) |"
-echo "|---|---|---|---|"
-echo "| A | Envoy + inline RBAC | ${R[A]} | ${L[A]} |"
-echo "| B | Envoy + ext_authz (ipgate) | ${R[B]} | ${L[B]} |"
-echo "| C | nginx allow/deny | ${R[C]} | ${L[C]} |"
-echo "| D | nginx + auth_request (ipgate) | ${R[D]} | ${L[D]} |"
-echo
-awk -v a="${R[A]}" -v b="${R[B]}" 'BEGIN {printf "ext_authz / inline RBAC: %.2fx (target >= 0.6x)\n", b/a}'
-awk -v c="${L[C]}" -v d="${L[D]}" 'BEGIN {printf "auth_request adds %.3f ms to nginx p50 (target <= 0.2 ms)\n", d-c}'
-echo "wrk -t1 -c$CONNECTIONS -d$DURATION --latency, $ROUNDS rounds; $(nproc) cores; $(date -u +%Y-%m-%d)"
+if [ -n "${R[A]:-}" ] && [ -n "${R[B]:-}" ]; then
+  awk -v a="${R[A]}" -v b="${R[B]}" 'BEGIN {printf "ext_authz / inline RBAC, requests/s: %.2fx (target >= 0.6x)\n", b/a}'
+fi
+if [ -n "${R[C]:-}" ] && [ -n "${R[D]:-}" ]; then
+  awk -v c="${R[C]}" -v d="${R[D]}" 'BEGIN {printf "auth_request / allow-deny, requests/s: %.2fx\n", d/c}'
+  awk -v c="${L1[C]}" -v d="${L1[D]}" 'BEGIN {printf "auth_request adds %.3f ms to nginx p50 on one connection (target <= 0.2 ms)\n", d-c}'
+  awk -v c="${L[C]}" -v d="${L[D]}" -v n="$CONNECTIONS" 'BEGIN {printf "auth_request adds %.3f ms to nginx p50 at %d connections\n", d-c, n}'
+fi
+echo "wrk -t1 -c$CONNECTIONS and -c1, $DURATION each, $ROUNDS rounds, medians; $(nproc) cores; $(date -u +%Y-%m-%d)"
