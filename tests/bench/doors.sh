@@ -6,10 +6,13 @@
 #   B  Envoy asking ipgate (ext_authz, gRPC) with the same list on a key
 #   C  nginx `allow`/`deny` with the same networks
 #   D  nginx asking ipgate (auth_request, HTTP auth endpoint)
+#   E  Envoy asking a no-op authorization server (ext_authz over HTTP to
+#      the upstream nginx, which allows everything): the floor, what
+#      Envoy's ext_authz filter costs with any server behind it
 #
 # Every one forwards allowed requests to the same upstream (an nginx that
 # answers 200 "ok" itself). The key's list has 20 entries, the caller's
-# 127.0.0.1 among them. Each round runs A, B, C, D in turn, each twice:
+# 127.0.0.1 among them. Each round runs A to E in turn, each twice:
 # with CONNECTIONS connections for throughput, then with one connection for
 # the latency a request takes unloaded. It also counts the CPU time each
 # process spent a request (from /proc), to show where the time goes. The
@@ -57,7 +60,7 @@ wait_port() {
 
 cp_port=$(free_port); grpc_port=$(free_port); auth_port=$(free_port)
 up_port=$(free_port); a_port=$(free_port); b_port=$(free_port)
-c_port=$(free_port); d_port=$(free_port)
+c_port=$(free_port); d_port=$(free_port); e_port=$(free_port)
 
 owner=ipg_admin_benchOwnerToken000000000000000000000000000000
 enf=ipg_enf_benchEnforcerToken00000000000000000000000000000
@@ -174,6 +177,18 @@ authz_filter="                  - name: envoy.filters.http.ext_authz
                           - { exact: x-forwarded-for }
                           - { exact: forwarded }
                           - { exact: x-request-id }"
+noop_filter="                  - name: envoy.filters.http.ext_authz
+                    typed_config:
+                      \"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz
+                      transport_api_version: V3
+                      failure_mode_allow: false
+                      http_service:
+                        server_uri: { uri: \"http://127.0.0.1:$up_port\", cluster: service, timeout: 1s }
+                      allowed_headers:
+                        patterns:
+                          - { exact: x-api-key }"
+envoy_config "$e_port" "$noop_filter" > "$work/envoy-noop.yaml"
+envoy -c "$work/envoy-noop.yaml" --base-id 43 --concurrency 2 --log-level error > "$work/envoy-noop.log" 2>&1 & pids+=($!)
 envoy_config "$a_port" "$rbac_filter" > "$work/envoy-rbac.yaml"
 envoy_config "$b_port" "$authz_filter" > "$work/envoy-authz.yaml"
 envoy -c "$work/envoy-rbac.yaml" --base-id 41 --concurrency 2 --log-level error > "$work/envoy-rbac.log" 2>&1 & pids+=($!)
@@ -206,10 +221,10 @@ http { access_log off;
       proxy_set_header X-Forwarded-For \$remote_addr; } } }
 EOF
 nginx -p "$work/ngx" -e "$work/ngx/error.log" -c "$work/ngx/nginx.conf" & pids+=($!)
-for p in "$up_port" "$a_port" "$b_port" "$c_port" "$d_port"; do wait_port "$p"; done
+for p in "$up_port" "$a_port" "$b_port" "$c_port" "$d_port" "$e_port"; do wait_port "$p"; done
 
 # Each door must answer 200 to the benchmark's request before it is timed.
-for p in "$a_port" "$b_port" "$c_port" "$d_port"; do
+for p in "$a_port" "$b_port" "$c_port" "$d_port" "$e_port"; do
   for _ in $(seq 1 100); do
     code="$(curl -s -o /dev/null -w '%{http_code}' -H "X-API-Key: $key" "http://127.0.0.1:$p/hello" || true)"
     [ "$code" = 200 ] && break
@@ -233,15 +248,15 @@ ticks() {
 hz="$(getconf CLK_TCK)"
 # Who spends the CPU: the gateway of each door, the enforcer, the control
 # plane (usage ingest) and the upstream.
-gateway=("envoy-rbac.yaml" "envoy-authz.yaml" "$work/ngx/nginx.conf" "$work/ngx/nginx.conf")
+gateway=("envoy-rbac.yaml" "envoy-authz.yaml" "$work/ngx/nginx.conf" "$work/ngx/nginx.conf" "envoy-noop.yaml")
 parts=(enforcer control-plane upstream)
 part_pattern=("ipgate enforcer" "ipgate control-plane" "$work/up/nginx.conf")
 
 declare -A rps p50 p50one cpu
-names=(A B C D); ports=("$a_port" "$b_port" "$c_port" "$d_port")
+names=(A B C D E); ports=("$a_port" "$b_port" "$c_port" "$d_port" "$e_port")
 for round in $(seq 1 "$ROUNDS"); do
-  for i in 0 1 2 3; do
-    [[ " ${ONLY:-A B C D} " == *" ${names[$i]} "* ]] || continue
+  for i in 0 1 2 3 4; do
+    [[ " ${ONLY:-A B C D E} " == *" ${names[$i]} "* ]] || continue
     before=("$(ticks "${gateway[$i]}")")
     for pat in "${part_pattern[@]}"; do before+=("$(ticks "$pat")"); done
     out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "X-API-Key: $key" "http://127.0.0.1:${ports[$i]}/hello")"
@@ -271,11 +286,11 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[i
 # wrk prints latencies as 512.00us or 1.20ms: in milliseconds.
 to_ms() { tr ' ' '\n' | grep -v '^$' | awk '/us$/ {sub("us",""); print $1/1000; next} /ms$/ {sub("ms",""); print $1; next} /s$/ {sub("s",""); print $1*1000}'; }
 declare -A R L L1
-peer=([A]="Envoy + inline RBAC" [B]="Envoy + ext_authz (ipgate)" [C]="nginx allow/deny" [D]="nginx + auth_request (ipgate)")
+declare -A peer=([A]="Envoy + inline RBAC" [B]="Envoy + ext_authz (ipgate)" [C]="nginx allow/deny" [D]="nginx + auth_request (ipgate)" [E]="Envoy + ext_authz (no-op server)")
 echo
 echo "| door | peer | requests/s, $CONNECTIONS connections | p50 ms, $CONNECTIONS connections | p50 ms, 1 connection | CPU µs a request: gateway / enforcer / control plane / upstream |"
 echo "|---|---|---|---|---|---|"
-for n in ${ONLY:-A B C D}; do
+for n in ${ONLY:-A B C D E}; do
   R[$n]="$(echo "${rps[$n]}" | median)"
   L[$n]="$(echo "${p50[$n]}" | to_ms | tr '\n' ' ' | median)"
   L1[$n]="$(echo "${p50one[$n]}" | to_ms | tr '\n' ' ' | median)"
@@ -285,6 +300,12 @@ done
 echo
 if [ -n "${R[A]:-}" ] && [ -n "${R[B]:-}" ]; then
   awk -v a="${R[A]}" -v b="${R[B]}" 'BEGIN {printf "ext_authz / inline RBAC, requests/s: %.2fx (target >= 0.6x)\n", b/a}'
+fi
+if [ -n "${R[A]:-}" ] && [ -n "${R[E]:-}" ]; then
+  awk -v a="${R[A]}" -v e="${R[E]}" 'BEGIN {printf "ext_authz to a no-op server / inline RBAC, requests/s: %.2fx (the most any server allows)\n", e/a}'
+fi
+if [ -n "${R[B]:-}" ] && [ -n "${R[E]:-}" ]; then
+  awk -v b="${R[B]}" -v e="${R[E]}" 'BEGIN {printf "ext_authz (ipgate) / ext_authz to a no-op server, requests/s: %.2fx\n", b/e}'
 fi
 if [ -n "${R[C]:-}" ] && [ -n "${R[D]:-}" ]; then
   awk -v c="${R[C]}" -v d="${R[D]}" 'BEGIN {printf "auth_request / allow-deny, requests/s: %.2fx\n", d/c}'
