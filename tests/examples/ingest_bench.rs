@@ -55,15 +55,13 @@ fn template(seed: usize, size: usize) -> Vec<UsageEvent> {
         "/v1/accounts/me",
     ];
     const METHODS: [&str; 4] = ["GET", "GET", "POST", "DELETE"];
-    let keys: Vec<String> = (0..8)
-        .map(|k| format!("k7q2m9x4t1b8w{k:03}"))
-        .collect();
+    let keys: Vec<String> = (0..8).map(|k| format!("k7q2m9x4t1b8w{k:03}")).collect();
     let now = SystemTime::now();
     (0..size)
         .map(|i| {
             let n = seed * size + i;
             let blocked = n % 10 == 7;
-            let client_ip = if n % 5 == 0 {
+            let client_ip = if n.is_multiple_of(5) {
                 format!("2001:db8:{:x}::{:x}", n % 97, n % 65_521)
             } else {
                 format!("10.{}.{}.{}", n % 7, (n / 7) % 256, n % 251)
@@ -72,7 +70,7 @@ fn template(seed: usize, size: usize) -> Vec<UsageEvent> {
                 request_id: format!("{:032x}", (seed as u128) << 64 | i as u128),
                 time: Some(timestamp(now - Duration::from_millis((n % 5_000) as u64))),
                 api: APIS[n % APIS.len()].to_owned(),
-                api_key_id: if n % 3 == 0 {
+                api_key_id: if n.is_multiple_of(3) {
                     String::new()
                 } else {
                     keys[n % keys.len()].clone()
@@ -111,8 +109,15 @@ async fn sender(
     let mut next = first;
     let mut failures = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let events = templates[next % templates.len()].clone();
+        let mut events = templates[next % templates.len()].clone();
         next += 1;
+        // Events of the last second, as an enforcer's batch carries.
+        let now = SystemTime::now();
+        for (i, event) in events.iter_mut().enumerate() {
+            event.time = Some(timestamp(
+                now - Duration::from_micros(i as u64 * 997 % 1_000_000),
+            ));
+        }
         let request = ReportEventsRequest {
             batch_id: uuid::Uuid::new_v4().to_string(),
             enforcer_id: "bench-enforcer".to_owned(),

@@ -7,21 +7,27 @@ use sqlx::{Row, any::AnyRow};
 
 use super::{
     args::Args,
-    db::{Store, Tx, db_int},
+    db::{Backend, Store, Tx, db_int},
     error::{StoreError, StoreResult},
     records::{Named, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
-/// Events per INSERT statement. sqlx's SQLite driver looks each parameter
-/// up by name, which SQLite does by scanning them all, so a statement
-/// costs time in the square of its parameters (16 an event): at 100 rows
-/// that scan took most of the control plane's time under load
-/// (BENCHMARKS.md). Ten rows keep it small and still save nine round trips
-/// to the database in ten.
-const ROWS_PER_INSERT: usize = 10;
+/// Events per INSERT statement on SQLite. sqlx's SQLite driver asks SQLite
+/// the name of every parameter it binds, and SQLite finds a name by scanning
+/// the statement's list of named parameters (`$1`, `?1`…), so with named
+/// ones a statement costs time in the square of its parameters (16 an
+/// event; BENCHMARKS.md). Anonymous `?` parameters are not in that list,
+/// so the lookup is immediate and a statement can carry many rows: one
+/// prepared statement, cached by the connection, for every full chunk.
+const SQLITE_ROWS_PER_INSERT: usize = 100;
+/// Events per INSERT statement on PostgreSQL (`$n` parameters, bound by
+/// position by the server).
+const POSTGRES_ROWS_PER_INSERT: usize = 10;
 const EVENT_COLUMNS: &str = "tenant_id, batch_id, enforcer_id, request_id, time_ms, api, \
      api_key_id, method, path, status_code, client_ip, client_ip_key, reason, matched_label, door, \
      client_ip_source";
+/// Parameters an event binds: one a column of [`EVENT_COLUMNS`].
+const EVENT_PARAMS: usize = 16;
 
 impl Store {
     /// Whether `tenant` has, or had, the API or key `named`: it exists
@@ -51,7 +57,7 @@ impl Store {
     /// Stores a batch of usage events under `tenant` at most once (by batch id).
     pub async fn store_usage(&self, tenant: TenantId, batch: UsageBatch) -> StoreResult<Stored> {
         let mut tx = self.begin_write().await?;
-        let result = store_batch(&mut tx, tenant, &batch).await;
+        let result = store_batch(&mut tx, self.backend(), tenant, &batch).await;
         Store::finish(tx, result).await
     }
 
@@ -130,7 +136,36 @@ impl Store {
     }
 }
 
-async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> StoreResult<Stored> {
+/// `INSERT INTO usage_events` of `rows` rows: anonymous `?` parameters on
+/// SQLite (see [`SQLITE_ROWS_PER_INSERT`]), `$n` on PostgreSQL.
+fn insert_events_sql(backend: Backend, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES ");
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..EVENT_PARAMS {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    let _ = write!(sql, "${n}");
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
+async fn store_batch(
+    tx: &mut Tx,
+    backend: Backend,
+    tenant: TenantId,
+    batch: &UsageBatch,
+) -> StoreResult<Stored> {
     let received_ms = time::to_millis(batch.received_at);
     let inserted = sqlx::query(
         "INSERT INTO usage_batches (id, enforcer_id, received_at, events, dropped_allowed, \
@@ -149,36 +184,35 @@ async fn store_batch(tx: &mut Tx, tenant: TenantId, batch: &UsageBatch) -> Store
         return Ok(Stored::Duplicate);
     }
 
-    for chunk in batch.events.chunks(ROWS_PER_INSERT) {
-        let mut sql = format!("INSERT INTO usage_events ({EVENT_COLUMNS}) VALUES ");
-        let mut args = Args::default();
-        for (i, event) in chunk.iter().enumerate() {
-            let placeholders = [
+    let rows_per_insert = match backend {
+        Backend::Sqlite => SQLITE_ROWS_PER_INSERT,
+        Backend::Postgres => POSTGRES_ROWS_PER_INSERT,
+    };
+    let batch_id = batch.id.to_string();
+    for chunk in batch.events.chunks(rows_per_insert) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(insert_events_sql(backend, chunk.len())));
+        for event in chunk {
+            query = query
                 // The enforcer's tenant: its enforcers see only its APIs,
                 // and no tenant can write into another's log.
-                args.int(tenant.0),
-                args.text(&batch.id.to_string()),
-                args.text(batch.enforcer.as_str()),
-                args.text(&event.request_id),
-                args.int(time::to_millis(event.time)),
-                args.text(&event.api),
-                args.text(&event.key_id.map(|id| id.to_string()).unwrap_or_default()),
-                args.text(&event.method),
-                args.text(&event.path),
-                args.int(i64::from(event.status)),
-                args.text(&event.client_ip.to_string()),
-                args.bytes(&ip_key(event.client_ip)),
-                args.text(event.reason.as_str()),
-                args.text(&event.matched_label),
-                args.text(Door::name(event.door)),
-                args.text(ClientIpSource::name(event.client_ip_source)),
-            ];
-            let sep = if i == 0 { "" } else { ", " };
-            let _ = write!(sql, "{sep}({})", placeholders.join(", "));
+                .bind(tenant.0)
+                .bind(batch_id.clone())
+                .bind(batch.enforcer.as_str().to_owned())
+                .bind(event.request_id.clone())
+                .bind(time::to_millis(event.time))
+                .bind(event.api.clone())
+                .bind(event.key_id.map(|id| id.to_string()).unwrap_or_default())
+                .bind(event.method.clone())
+                .bind(event.path.clone())
+                .bind(i64::from(event.status))
+                .bind(event.client_ip.to_string())
+                .bind(ip_key(event.client_ip).to_vec())
+                .bind(event.reason.as_str())
+                .bind(event.matched_label.clone())
+                .bind(Door::name(event.door))
+                .bind(ClientIpSource::name(event.client_ip_source));
         }
-        args.bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
-            .execute(&mut **tx)
-            .await?;
+        query.execute(&mut **tx).await?;
     }
 
     sqlx::query(
