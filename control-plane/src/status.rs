@@ -42,7 +42,7 @@ pub fn status(error: RpcError) -> Status {
         RpcError::Auth(AuthError::Store(e)) | RpcError::Store(e) => store_status(e),
         RpcError::Invalid(invalid) => {
             let violations: Vec<FieldViolation> = invalid
-                .fields
+                .detailed()
                 .iter()
                 .map(|f| FieldViolation::new(f.field.clone(), f.description.clone()))
                 .collect();

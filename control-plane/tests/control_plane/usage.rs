@@ -215,6 +215,29 @@ async fn a_bad_event_refuses_the_whole_batch(db: Db) {
     let (entries, _) = query(&mut admin, QueryUsageLogsRequest::default()).await;
     assert!(entries.is_empty());
 
+    // A batch of 1,000 bad events: the first are named, the rest counted,
+    // and the answer stays small enough that the client keeps its
+    // connection for its next call.
+    let all_bad = (0..1000)
+        .map(|i| {
+            let mut e = event(i, "", "GET", 200, now);
+            e.client_ip = format!("not-an-ip-{i}");
+            e
+        })
+        .collect();
+    let status = sync.report_events(batch(all_bad)).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad = status.get_details_bad_request().expect("field violations");
+    assert_eq!(bad.field_violations.len(), 20, "{bad:?}");
+    assert_eq!(bad.field_violations[19].field, "events[19].client_ip");
+    assert!(
+        status
+            .message()
+            .ends_with("and 995 more bad fields (20 named in the details)"),
+        "{}",
+        status.message()
+    );
+
     // Events for unknown APIs are kept (they show probing), admin tokens may not report.
     let mut unknown = event(2, "", "GET", 404, now);
     unknown.api = "no-such-api".into();
