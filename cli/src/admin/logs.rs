@@ -13,7 +13,8 @@ use std::{
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use ipgate_shared::proto::admin::v1::{
-    ExportUsageLogsChunk, ExportUsageLogsRequest, QueryUsageLogsRequest, QueryUsageLogsResponse,
+    DroppedRequests, ExportUsageLogsChunk, ExportUsageLogsRequest, QueryUsageLogsRequest,
+    QueryUsageLogsResponse, UsageLogEntry,
 };
 use prost_types::Timestamp;
 
@@ -51,6 +52,9 @@ pub struct Filters {
     /// Only requests whose client address was found here: peer, x-forwarded-for, forwarded, client-ip-header, named (the check door's caller), or a trusted proxy's header that could not be followed: unknown-hop, malformed, conflicting, too-many-hops, too-few-hops (or unknown: events whose enforcer did not say).
     #[arg(long, default_value = "", hide_default_value = true)]
     ip_source: String,
+    /// Only requests this enforcer reported (its --enforcer-id), and only its gaps.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    enforcer: String,
     /// From this time on: a duration ago (`24h`, `7d`) or an RFC 3339 time.
     #[arg(long, value_parser = parse_time_or_ago)]
     since: Option<Timestamp>,
@@ -110,6 +114,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     end_time: f.until,
                     door: f.door,
                     client_ip_source: f.ip_source,
+                    enforcer_id: f.enforcer,
                 })
                 .await?
                 .into_inner();
@@ -127,6 +132,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 end_time: f.until,
                 door: f.door,
                 client_ip_source: f.ip_source,
+                enforcer_id: f.enforcer,
             };
             let stream = client.export_usage_logs(request).await?.into_inner();
             export(stream, output.as_deref(), out).await
@@ -253,6 +259,10 @@ fn print_entries(r: &QueryUsageLogsResponse) {
     header.extend(["REASON", "MATCHED", "DOOR", "REQUEST ID"]);
     let mut t = table(header);
     for e in &r.entries {
+        if let Some(d) = &e.dropped {
+            t.add_row(gap_row(e, d, sources));
+            continue;
+        }
         let mut row = vec![
             time(e.time.as_ref()),
             e.api.clone(),
@@ -275,6 +285,33 @@ fn print_entries(r: &QueryUsageLogsResponse) {
     }
     print_table(t);
     print_next_page(&r.next_page_token);
+}
+
+/// A gap as a table row: its counts and span where the path goes, the
+/// reason column saying DROPPED.
+fn gap_row(e: &UsageLogEntry, d: &DroppedRequests, sources: bool) -> Vec<String> {
+    let what = format!(
+        "{} allowed + {} blocked requests dropped by enforcer {} until {}",
+        d.allowed,
+        d.blocked,
+        e.enforcer_id,
+        time(d.last_time.as_ref())
+    );
+    let dash = || "-".to_owned();
+    let mut row = vec![
+        time(e.time.as_ref()),
+        dash(),
+        dash(),
+        dash(),
+        what,
+        dash(),
+        dash(),
+    ];
+    if sources {
+        row.push(dash());
+    }
+    row.extend(["DROPPED".to_owned(), dash(), dash(), dash()]);
+    row
 }
 
 /// Whether a client-address source tells a reader anything: `peer` and

@@ -17,8 +17,13 @@ use crate::{
     invalid::InvalidRequest,
     page,
     request::{self, nonempty},
-    store::{UsageCursor, UsageFilter, UsageRecord, ip_key},
+    store::{DroppedRecord, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
+
+/// `UsageLogEntry.kind` of one decided request.
+pub const KIND_REQUEST: &str = "request";
+/// `UsageLogEntry.kind` of a gap: requests an enforcer dropped.
+pub const KIND_DROPPED: &str = "dropped";
 
 /// Reason filter meaning "any allowed request".
 pub const ALLOWED_ANY: &str = "ALLOWED_ANY";
@@ -45,6 +50,7 @@ pub struct Filters {
     pub end_time: Option<prost_types::Timestamp>,
     pub door: String,
     pub client_ip_source: String,
+    pub enforcer_id: String,
 }
 
 /// Validates filters, page size and page token.
@@ -62,6 +68,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -75,6 +82,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
     };
     let filter = filter(&mut bad, filters);
     let page_size = request::page_size(&mut bad, page_size);
@@ -104,6 +112,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -117,6 +126,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
     };
     let filter = filter(&mut bad, filters);
     bad.or_value(|| filter)
@@ -135,6 +145,7 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
     } = filters;
     let status = match status_code {
         0 => Some(None),
@@ -182,6 +193,7 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         client_ips: client_ips?,
         start_ms,
         end_ms,
+        enforcer_id: nonempty(enforcer_id),
     })
 }
 
@@ -313,8 +325,27 @@ fn entry(row: UsageRecord) -> admin::UsageLogEntry {
         enforcer_id,
         door,
         client_ip_source,
+        dropped,
     } = row;
+    let kind = match dropped {
+        Some(_) => KIND_DROPPED,
+        None => KIND_REQUEST,
+    };
     admin::UsageLogEntry {
+        kind: kind.to_owned(),
+        dropped: dropped.map(|d| {
+            let DroppedRecord {
+                allowed,
+                blocked,
+                last_ms,
+            } = d;
+            admin::DroppedRequests {
+                first_time: Some(time::to_timestamp(time::from_millis(time_ms))),
+                last_time: Some(time::to_timestamp(time::from_millis(last_ms))),
+                allowed,
+                blocked,
+            }
+        }),
         request_id,
         time: Some(time::to_timestamp(time::from_millis(time_ms))),
         api,
