@@ -121,12 +121,17 @@ async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
     .await;
 
     // The control plane goes away. One request first: the reporter takes it
-    // into a batch within 200 ms and keeps retrying that batch, so the
-    // requests after it meet empty queues of exactly CAPACITY each.
+    // into a batch within 200 ms and keeps retrying that batch (and says
+    // so), so the requests after it meet empty queues of exactly CAPACITY.
+    const RETRYING: &str = "could not deliver usage batch";
+    let retries_before = enforcer.log().matches(RETRYING).count();
     cp.kill();
     let away = SystemTime::now();
     assert_eq!(call(true).await.status, 200, "the enforcer decides alone");
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    eventually(Duration::from_secs(10), "the reporter to retry", || async {
+        (enforcer.log().matches(RETRYING).count() > retries_before).then_some(())
+    })
+    .await;
     for _ in 0..ALLOWED_SENT {
         assert_eq!(call(true).await.status, 200);
     }

@@ -324,7 +324,35 @@ fn source_worth_showing(source: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{RowCounter, source_worth_showing};
+    use ipgate_shared::proto::admin::v1::{DroppedRequests, UsageLogEntry};
+
+    use super::{RowCounter, gap_row, source_worth_showing};
+
+    #[test]
+    fn a_gap_row_says_what_was_dropped_where_the_path_goes() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        let entry = UsageLogEntry {
+            time: Some(at(1_800_000_000)),
+            enforcer_id: "web-1".into(),
+            kind: "dropped".into(),
+            ..Default::default()
+        };
+        let dropped = DroppedRequests {
+            first_time: Some(at(1_800_000_000)),
+            last_time: Some(at(1_800_000_060)),
+            allowed: 7,
+            blocked: 3,
+        };
+        let row = gap_row(&entry, &dropped, false);
+        assert_eq!(row.len(), 11, "as wide as a request row");
+        assert_eq!(row[0], "2027-01-15T08:00:00Z");
+        assert_eq!(
+            row[4],
+            "7 allowed + 3 blocked requests dropped by enforcer web-1 until 2027-01-15T08:01:00Z"
+        );
+        assert_eq!(row[7], "DROPPED");
+        assert_eq!(gap_row(&entry, &dropped, true).len(), 12);
+    }
 
     #[test]
     fn only_sources_that_say_something_earn_a_column() {
