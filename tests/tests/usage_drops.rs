@@ -244,6 +244,15 @@ async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
         ..Default::default()
     };
     assert_eq!(gaps_for(before).await, 0, "a time range before the gap");
+    let only_gaps = QueryUsageLogsRequest {
+        kind: "dropped".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        all_entries(&mut admin.clone(), only_gaps).await,
+        std::slice::from_ref(gap),
+        "the kind filter finds the gap alone"
+    );
 
     // The CSV says the same, in a row of kind `dropped`.
     let csv = export_csv(

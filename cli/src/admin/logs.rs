@@ -55,6 +55,9 @@ pub struct Filters {
     /// Only requests this enforcer reported (its --enforcer-id), and only its gaps.
     #[arg(long, default_value = "", hide_default_value = true)]
     enforcer: String,
+    /// Only requests (request) or only gaps: requests an enforcer dropped (dropped).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    kind: String,
     /// From this time on: a duration ago (`24h`, `7d`) or an RFC 3339 time.
     #[arg(long, value_parser = parse_time_or_ago)]
     since: Option<Timestamp>,
@@ -115,6 +118,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     door: f.door,
                     client_ip_source: f.ip_source,
                     enforcer_id: f.enforcer,
+                    kind: f.kind,
                 })
                 .await?
                 .into_inner();
@@ -133,6 +137,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 door: f.door,
                 client_ip_source: f.ip_source,
                 enforcer_id: f.enforcer,
+                kind: f.kind,
             };
             let stream = client.export_usage_logs(request).await?.into_inner();
             export(stream, output.as_deref(), out).await

@@ -434,6 +434,8 @@ pub struct UsageFilter {
     pub end_ms: Option<i64>,
     /// The reporting enforcer's id.
     pub enforcer_id: Option<String>,
+    /// Only requests (`Some(false)`) or only gaps (`Some(true)`).
+    pub gaps: Option<bool>,
 }
 
 /// An API or a key, as a usage-log filter names it.

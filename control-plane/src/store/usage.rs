@@ -72,8 +72,14 @@ impl Store {
         cursor: Option<UsageCursor>,
         limit: u32,
     ) -> StoreResult<Vec<UsageRecord>> {
-        let events = self.query_events(tenant, filter, cursor, limit).await?;
-        let gaps = self.query_gaps(tenant, filter, cursor, limit).await?;
+        let events = match filter.gaps {
+            Some(true) => Vec::new(),
+            _ => self.query_events(tenant, filter, cursor, limit).await?,
+        };
+        let gaps = match filter.gaps {
+            Some(false) => Vec::new(),
+            _ => self.query_gaps(tenant, filter, cursor, limit).await?,
+        };
         let newest_first = |r: &UsageRecord| std::cmp::Reverse((r.time_ms, r.id));
         let mut rows = events;
         rows.extend(gaps);
@@ -110,6 +116,7 @@ impl Store {
             start_ms,
             end_ms,
             enforcer_id,
+            gaps: _,
         } = filter;
         for (column, value) in [
             ("api", api),

@@ -51,6 +51,7 @@ pub struct Filters {
     pub door: String,
     pub client_ip_source: String,
     pub enforcer_id: String,
+    pub kind: String,
 }
 
 /// Validates filters, page size and page token.
@@ -69,6 +70,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         door,
         client_ip_source,
         enforcer_id,
+        kind,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -83,6 +85,7 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         door,
         client_ip_source,
         enforcer_id,
+        kind,
     };
     let filter = filter(&mut bad, filters);
     let page_size = request::page_size(&mut bad, page_size);
@@ -113,6 +116,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         door,
         client_ip_source,
         enforcer_id,
+        kind,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -127,6 +131,7 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         door,
         client_ip_source,
         enforcer_id,
+        kind,
     };
     let filter = filter(&mut bad, filters);
     bad.or_value(|| filter)
@@ -146,6 +151,7 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         door,
         client_ip_source,
         enforcer_id,
+        kind,
     } = filters;
     let status = match status_code {
         0 => Some(None),
@@ -178,6 +184,10 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         None => Some(None),
         Some(ip) => bad.check("client_ip", ip_range(&ip)).map(Some),
     };
+    let gaps = match nonempty(kind) {
+        None => Some(None),
+        Some(k) => bad.check("kind", kind_filter(&k)).map(Some),
+    };
     let range = request::time_range(bad, start_time, end_time);
     let (start_ms, end_ms) = range?;
     Some(UsageFilter {
@@ -194,7 +204,19 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         start_ms,
         end_ms,
         enforcer_id: nonempty(enforcer_id),
+        gaps: gaps?,
     })
+}
+
+/// A kind filter: whether it asks for gaps (`dropped`) or requests.
+fn kind_filter(name: &str) -> Result<bool, String> {
+    match name.to_ascii_lowercase().as_str() {
+        KIND_REQUEST => Ok(false),
+        KIND_DROPPED => Ok(true),
+        _ => Err(format!(
+            "{name:?} is not a kind: give {KIND_REQUEST} or {KIND_DROPPED}"
+        )),
+    }
 }
 
 /// The reasons a reason filter stands for.
@@ -448,6 +470,22 @@ mod tests {
         })
         .unwrap();
         assert_eq!(export.client_ip_source.as_deref(), Some("named"));
+    }
+
+    #[test]
+    fn kind_filters_name_requests_or_gaps() {
+        assert_eq!(kind_filter("request"), Ok(false));
+        assert_eq!(kind_filter("DROPPED"), Ok(true));
+        let err = kind_filter("gap").unwrap_err();
+        assert!(err.contains("\"gap\" is not a kind"), "{err}");
+        let export = parse_export(admin::ExportUsageLogsRequest {
+            kind: "dropped".into(),
+            enforcer_id: "web-1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(export.gaps, Some(true));
+        assert_eq!(export.enforcer_id.as_deref(), Some("web-1"));
     }
 
     #[test]

@@ -587,6 +587,18 @@ async fn drops_are_gaps_in_the_usage_log(db: Db) {
         ..by_enforcer
     };
     assert_eq!(rows(after).await.len(), 0);
+    // The kind filter: only gaps, or only requests.
+    let only_gaps = rows(UsageFilter {
+        gaps: Some(true),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(only_gaps, gaps.into_iter().cloned().collect::<Vec<_>>());
+    let only_requests = UsageFilter {
+        gaps: Some(false),
+        ..Default::default()
+    };
+    assert_eq!(rows(only_requests).await.len(), 7);
 }
 
 /// Each event keeps the door it came through; one whose enforcer did not
