@@ -151,7 +151,8 @@ pub struct Config {
 
     /// Usage events held while the control plane is away, per class: allowed
     /// and blocked requests each get a queue this long, so a flood of allowed
-    /// traffic never pushes out the record of a block.
+    /// traffic never pushes out the record of a block. Events that do not
+    /// fit are dropped and counted; the usage log shows them as a gap.
     #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 50_000)]
     pub event_queue_capacity: usize,
 

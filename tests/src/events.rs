@@ -37,6 +37,8 @@ pub async fn report(sync: &mut SyncClient, events: Vec<UsageEvent>) {
         events,
         dropped_allowed: 0,
         dropped_blocked: 0,
+        first_dropped: None,
+        last_dropped: None,
     })
     .await
     .expect("report usage events");

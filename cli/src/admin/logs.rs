@@ -13,7 +13,8 @@ use std::{
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use ipgate_shared::proto::admin::v1::{
-    ExportUsageLogsChunk, ExportUsageLogsRequest, QueryUsageLogsRequest, QueryUsageLogsResponse,
+    DroppedRequests, ExportUsageLogsChunk, ExportUsageLogsRequest, QueryUsageLogsRequest,
+    QueryUsageLogsResponse, UsageLogEntry,
 };
 use prost_types::Timestamp;
 
@@ -51,6 +52,12 @@ pub struct Filters {
     /// Only requests whose client address was found here: peer, x-forwarded-for, forwarded, client-ip-header, named (the check door's caller), or a trusted proxy's header that could not be followed: unknown-hop, malformed, conflicting, too-many-hops, too-few-hops (or unknown: events whose enforcer did not say).
     #[arg(long, default_value = "", hide_default_value = true)]
     ip_source: String,
+    /// Only requests this enforcer reported (its --enforcer-id), and only its gaps.
+    #[arg(long, default_value = "", hide_default_value = true)]
+    enforcer: String,
+    /// Only requests (request) or only gaps: requests an enforcer dropped (dropped).
+    #[arg(long, default_value = "", hide_default_value = true)]
+    kind: String,
     /// From this time on: a duration ago (`24h`, `7d`) or an RFC 3339 time.
     #[arg(long, value_parser = parse_time_or_ago)]
     since: Option<Timestamp>,
@@ -110,6 +117,8 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     end_time: f.until,
                     door: f.door,
                     client_ip_source: f.ip_source,
+                    enforcer_id: f.enforcer,
+                    kind: f.kind,
                 })
                 .await?
                 .into_inner();
@@ -127,6 +136,8 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 end_time: f.until,
                 door: f.door,
                 client_ip_source: f.ip_source,
+                enforcer_id: f.enforcer,
+                kind: f.kind,
             };
             let stream = client.export_usage_logs(request).await?.into_inner();
             export(stream, output.as_deref(), out).await
@@ -253,6 +264,10 @@ fn print_entries(r: &QueryUsageLogsResponse) {
     header.extend(["REASON", "MATCHED", "DOOR", "REQUEST ID"]);
     let mut t = table(header);
     for e in &r.entries {
+        if let Some(d) = &e.dropped {
+            t.add_row(gap_row(e, d, sources));
+            continue;
+        }
         let mut row = vec![
             time(e.time.as_ref()),
             e.api.clone(),
@@ -277,6 +292,33 @@ fn print_entries(r: &QueryUsageLogsResponse) {
     print_next_page(&r.next_page_token);
 }
 
+/// A gap as a table row: its counts and span where the path goes, the
+/// reason column saying DROPPED.
+fn gap_row(e: &UsageLogEntry, d: &DroppedRequests, sources: bool) -> Vec<String> {
+    let what = format!(
+        "{} allowed + {} blocked requests dropped by enforcer {} until {}",
+        d.allowed,
+        d.blocked,
+        e.enforcer_id,
+        time(d.last_time.as_ref())
+    );
+    let dash = || "-".to_owned();
+    let mut row = vec![
+        time(e.time.as_ref()),
+        dash(),
+        dash(),
+        dash(),
+        what,
+        dash(),
+        dash(),
+    ];
+    if sources {
+        row.push(dash());
+    }
+    row.extend(["DROPPED".to_owned(), dash(), dash(), dash()]);
+    row
+}
+
 /// Whether a client-address source tells a reader anything: `peer` and
 /// `named` are where a door finds an address without any forwarding header,
 /// and `unknown` says nothing; a header followed, or one that could not be,
@@ -287,7 +329,35 @@ fn source_worth_showing(source: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{RowCounter, source_worth_showing};
+    use ipgate_shared::proto::admin::v1::{DroppedRequests, UsageLogEntry};
+
+    use super::{RowCounter, gap_row, source_worth_showing};
+
+    #[test]
+    fn a_gap_row_says_what_was_dropped_where_the_path_goes() {
+        let at = |seconds| prost_types::Timestamp { seconds, nanos: 0 };
+        let entry = UsageLogEntry {
+            time: Some(at(1_800_000_000)),
+            enforcer_id: "web-1".into(),
+            kind: "dropped".into(),
+            ..Default::default()
+        };
+        let dropped = DroppedRequests {
+            first_time: Some(at(1_800_000_000)),
+            last_time: Some(at(1_800_000_060)),
+            allowed: 7,
+            blocked: 3,
+        };
+        let row = gap_row(&entry, &dropped, false);
+        assert_eq!(row.len(), 11, "as wide as a request row");
+        assert_eq!(row[0], "2027-01-15T08:00:00Z");
+        assert_eq!(
+            row[4],
+            "7 allowed + 3 blocked requests dropped by enforcer web-1 until 2027-01-15T08:01:00Z"
+        );
+        assert_eq!(row[7], "DROPPED");
+        assert_eq!(gap_row(&entry, &dropped, true).len(), 12);
+    }
 
     #[test]
     fn only_sources_that_say_something_earn_a_column() {

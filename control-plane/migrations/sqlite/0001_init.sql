@@ -161,3 +161,21 @@ CREATE INDEX usage_events_api ON usage_events (api, time_ms, id);
 CREATE INDEX usage_events_key ON usage_events (api_key_id, time_ms, id);
 CREATE INDEX usage_events_status ON usage_events (status_code, time_ms, id);
 CREATE INDEX usage_events_client_ip ON usage_events (client_ip_key, time_ms, id);
+
+-- Gaps in the usage log: requests an enforcer decided but whose events it
+-- dropped because its queue was full (the control plane slow or away), one
+-- row per batch that reported drops, under the enforcer's tenant.
+-- `first_ms`..`last_ms` are the first and last dropped request's times; the
+-- log sorts a gap by `first_ms`. `usage_batches` keeps the same counts per
+-- batch id; this table is what the usage log reads.
+CREATE TABLE usage_gaps (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    tenant_id       BIGINT NOT NULL REFERENCES tenants (id),
+    batch_id        TEXT   NOT NULL,
+    enforcer_id     TEXT   NOT NULL,
+    first_ms        BIGINT NOT NULL,
+    last_ms         BIGINT NOT NULL,
+    dropped_allowed BIGINT NOT NULL,
+    dropped_blocked BIGINT NOT NULL
+);
+CREATE INDEX usage_gaps_time ON usage_gaps (tenant_id, first_ms, id);

@@ -1,7 +1,7 @@
 //! Storage: [`Store`], the control plane's one way into its database (sqlx
 //! `Any` over SQLite or PostgreSQL), with one file per concern for its
 //! operations (`tenants`, `tokens`, `apis`, `keys`, `lists`, `audit`,
-//! `sync`, `usage`).
+//! `sync`, `usage`, `gaps`).
 //!
 //! Every configuration write is one transaction that takes the next
 //! revision first, checks the etag, writes the rows, appends the encoded
@@ -18,6 +18,7 @@ mod args;
 mod audit;
 mod db;
 mod error;
+mod gaps;
 mod keys;
 mod lists;
 mod preview_hold;

@@ -398,6 +398,8 @@ pub struct UsageBatch {
     pub events: Vec<UsageEvent>,
     pub dropped_allowed: u64,
     pub dropped_blocked: u64,
+    /// The first and last drop; `None` places drops at `received_at`.
+    pub dropped_window: Option<(SystemTime, SystemTime)>,
     pub received_at: SystemTime,
 }
 
@@ -430,6 +432,10 @@ pub struct UsageFilter {
     pub start_ms: Option<i64>,
     /// Exclusive, Unix milliseconds.
     pub end_ms: Option<i64>,
+    /// The reporting enforcer's id.
+    pub enforcer_id: Option<String>,
+    /// Only requests (`Some(false)`) or only gaps (`Some(true)`).
+    pub gaps: Option<bool>,
 }
 
 /// An API or a key, as a usage-log filter names it.
@@ -440,15 +446,20 @@ pub enum Named<'a> {
 }
 
 /// Position in the usage log, newest first: rows strictly older than this.
+/// A gap's `id` is its row id negated, so within one millisecond requests
+/// come before gaps and one cursor orders both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UsageCursor {
     pub time_ms: i64,
     pub id: i64,
 }
 
-/// One stored usage event.
+/// One stored usage event, or a gap: then `dropped` is set, `time_ms` is
+/// the first drop, `enforcer_id` the enforcer, and the other text fields
+/// are empty (`status` 0).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UsageRecord {
+    /// The row id; a gap's is negated ([`UsageCursor`]).
     pub id: i64,
     pub request_id: String,
     pub time_ms: i64,
@@ -465,6 +476,17 @@ pub struct UsageRecord {
     pub door: String,
     /// The client address's source, or `unknown`.
     pub client_ip_source: String,
+    /// Set for a gap.
+    pub dropped: Option<DroppedRecord>,
+}
+
+/// What a gap in the usage log counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DroppedRecord {
+    pub allowed: u64,
+    pub blocked: u64,
+    /// The last drop, Unix milliseconds (the first is the record's `time_ms`).
+    pub last_ms: i64,
 }
 
 /// How much a prune removed.

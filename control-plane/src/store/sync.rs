@@ -148,6 +148,11 @@ impl Store {
             .execute(&mut *conn)
             .await?
             .rows_affected();
+        // Gaps go with the events of their time.
+        sqlx::query("DELETE FROM usage_gaps WHERE last_ms < $1")
+            .bind(before_ms)
+            .execute(&mut *conn)
+            .await?;
         // Batch ids are kept as long as events of their age: a retry older
         // than that could not be told from a new batch anyway.
         sqlx::query("DELETE FROM usage_batches WHERE received_at < $1")

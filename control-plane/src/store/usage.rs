@@ -1,4 +1,6 @@
 //! The usage log: batches stored at most once, and filtered, paged reads.
+//! A batch that reports drops also leaves a gap (`gaps.rs`), and reads
+//! merge gaps with events by time.
 
 use std::fmt::Write as _;
 
@@ -9,6 +11,7 @@ use super::{
     args::Args,
     db::{Store, Tx, db_int},
     error::{StoreError, StoreResult},
+    gaps::store_gap,
     records::{Named, Stored, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
 
@@ -51,12 +54,42 @@ impl Store {
     /// Stores a batch of usage events under `tenant` at most once (by batch id).
     pub async fn store_usage(&self, tenant: TenantId, batch: UsageBatch) -> StoreResult<Stored> {
         let mut tx = self.begin_write().await?;
-        let result = store_batch(&mut tx, tenant, &batch).await;
+        let result = match store_batch(&mut tx, tenant, &batch).await {
+            Ok(Stored::New) => store_gap(&mut tx, tenant, &batch)
+                .await
+                .map(|()| Stored::New),
+            other => other,
+        };
         Store::finish(tx, result).await
     }
 
-    /// Usage events visible to `tenant`, newest first, after `cursor`.
+    /// Usage events and gaps visible to `tenant`, newest first, after
+    /// `cursor`: the first `limit` of each, merged by time.
     pub async fn query_usage(
+        &self,
+        tenant: TenantId,
+        filter: &UsageFilter,
+        cursor: Option<UsageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<UsageRecord>> {
+        let events = match filter.gaps {
+            Some(true) => Vec::new(),
+            _ => self.query_events(tenant, filter, cursor, limit).await?,
+        };
+        let gaps = match filter.gaps {
+            Some(false) => Vec::new(),
+            _ => self.query_gaps(tenant, filter, cursor, limit).await?,
+        };
+        let newest_first = |r: &UsageRecord| std::cmp::Reverse((r.time_ms, r.id));
+        let mut rows = events;
+        rows.extend(gaps);
+        rows.sort_by_key(newest_first);
+        rows.truncate(limit as usize);
+        Ok(rows)
+    }
+
+    /// Usage events visible to `tenant`, newest first, after `cursor`.
+    async fn query_events(
         &self,
         tenant: TenantId,
         filter: &UsageFilter,
@@ -82,6 +115,8 @@ impl Store {
             client_ips,
             start_ms,
             end_ms,
+            enforcer_id,
+            gaps: _,
         } = filter;
         for (column, value) in [
             ("api", api),
@@ -89,6 +124,7 @@ impl Store {
             ("method", method),
             ("door", door),
             ("client_ip_source", client_ip_source),
+            ("enforcer_id", enforcer_id),
         ] {
             if let Some(value) = value {
                 let p = args.text(value);
@@ -216,5 +252,6 @@ fn usage_record(row: &AnyRow) -> StoreResult<UsageRecord> {
         enforcer_id: row.try_get("enforcer_id")?,
         door: row.try_get("door")?,
         client_ip_source: row.try_get("client_ip_source")?,
+        dropped: None,
     })
 }

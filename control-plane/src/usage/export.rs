@@ -14,9 +14,10 @@ use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tonic::Status;
 
+use super::query::{KIND_DROPPED, KIND_REQUEST};
 use crate::{
     status::status,
-    store::{Store, TenantId, UsageCursor, UsageFilter, UsageRecord},
+    store::{DroppedRecord, Store, TenantId, UsageCursor, UsageFilter, UsageRecord},
 };
 
 /// Rows read from the database per query.
@@ -26,9 +27,15 @@ pub const CHUNK_BYTES: usize = 128 * 1024;
 /// Chunks waiting for the client before reading pauses.
 pub const CHANNEL_CHUNKS: usize = 4;
 /// The header row's columns; each one added later (`door`, then
-/// `client_ip_source`) came last, so columns read by position before it
-/// stay where they were.
-pub const COLUMNS: [&str; 13] = [
+/// `client_ip_source`, then the gap columns from `kind` on) came last, so
+/// columns read by position before it stay where they were.
+///
+/// `kind` is `request` for a decided request and `dropped` for a gap: a
+/// row saying enforcer `enforcer_id` dropped `dropped_allowed` allowed and
+/// `dropped_blocked` blocked requests between `time` and `dropped_until`.
+/// A gap leaves the request columns empty; a request leaves the gap
+/// columns empty.
+pub const COLUMNS: [&str; 17] = [
     "time",
     "request_id",
     "api",
@@ -42,6 +49,10 @@ pub const COLUMNS: [&str; 13] = [
     "enforcer_id",
     "door",
     "client_ip_source",
+    "kind",
+    "dropped_allowed",
+    "dropped_blocked",
+    "dropped_until",
 ];
 
 /// The stream of chunks a client reads.
@@ -151,9 +162,30 @@ impl Chunk {
             enforcer_id,
             door,
             client_ip_source,
+            dropped,
         } = row;
-        let time = humantime::format_rfc3339_millis(time::from_millis(*time_ms)).to_string();
-        let status = status.to_string();
+        let at = |ms| humantime::format_rfc3339_millis(time::from_millis(ms)).to_string();
+        let time = at(*time_ms);
+        let (kind, status, allowed, blocked, until) = match dropped {
+            None => (
+                KIND_REQUEST,
+                status.to_string(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ),
+            Some(DroppedRecord {
+                allowed,
+                blocked,
+                last_ms,
+            }) => (
+                KIND_DROPPED,
+                String::new(),
+                allowed.to_string(),
+                blocked.to_string(),
+                at(*last_ms),
+            ),
+        };
         self.row([
             time.as_str(),
             request_id,
@@ -168,6 +200,10 @@ impl Chunk {
             enforcer_id,
             door,
             client_ip_source,
+            kind,
+            allowed.as_str(),
+            blocked.as_str(),
+            until.as_str(),
         ])
     }
 

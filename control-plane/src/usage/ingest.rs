@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use ipgate_shared::{EnforcerId, proto::sync::v1 as wire, usage::UsageEvent};
+use ipgate_shared::{EnforcerId, proto::sync::v1 as wire, time, usage::UsageEvent};
 
 use crate::{invalid::InvalidRequest, store::UsageBatch};
 
@@ -21,6 +21,8 @@ pub fn batch(
         events,
         dropped_allowed,
         dropped_blocked,
+        first_dropped,
+        last_dropped,
     } = req;
     let mut bad = InvalidRequest::default();
     let id = bad.check(
@@ -57,9 +59,37 @@ pub fn batch(
             events: events.into_iter().collect::<Option<_>>()?,
             dropped_allowed,
             dropped_blocked,
+            dropped_window: drop_window(
+                dropped_allowed + dropped_blocked > 0,
+                first_dropped.as_ref(),
+                last_dropped.as_ref(),
+                now,
+            ),
             received_at: now,
         })
     })
+}
+
+/// When a batch's drops happened: `None` without drops. A time the enforcer
+/// left unset (one built before drop windows) or could not give is the
+/// arrival time; an inverted window is put the right way round rather than
+/// refused, since refusing would lose the counts too.
+fn drop_window(
+    dropped: bool,
+    first: Option<&prost_types::Timestamp>,
+    last: Option<&prost_types::Timestamp>,
+    now: SystemTime,
+) -> Option<(SystemTime, SystemTime)> {
+    if !dropped {
+        return None;
+    }
+    let read = |t: Option<&prost_types::Timestamp>| t.and_then(time::from_timestamp);
+    let (first, last) = match (read(first), read(last)) {
+        (Some(f), Some(l)) => (f, l),
+        (Some(t), None) | (None, Some(t)) => (t, t),
+        (None, None) => (now, now),
+    };
+    Some((first.min(last), first.max(last)))
 }
 
 #[cfg(test)]
@@ -107,5 +137,24 @@ mod tests {
         };
         let err = batch(req, SystemTime::now()).unwrap_err();
         assert_eq!(err.fields[0].field, "batch_id");
+    }
+
+    #[test]
+    fn drop_windows_default_to_arrival_and_are_put_in_order() {
+        let now = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000);
+        let at = |s| time::to_timestamp(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        let secs = |w: Option<(SystemTime, SystemTime)>| {
+            w.map(|(f, l)| (time::to_millis(f) / 1000, time::to_millis(l) / 1000))
+        };
+        assert_eq!(drop_window(false, Some(&at(5)), Some(&at(6)), now), None);
+        assert_eq!(secs(drop_window(true, None, None, now)), Some((1000, 1000)));
+        assert_eq!(
+            secs(drop_window(true, Some(&at(9)), Some(&at(5)), now)),
+            Some((5, 9))
+        );
+        assert_eq!(
+            secs(drop_window(true, Some(&at(7)), None, now)),
+            Some((7, 7))
+        );
     }
 }

@@ -17,8 +17,13 @@ use crate::{
     invalid::InvalidRequest,
     page,
     request::{self, nonempty},
-    store::{UsageCursor, UsageFilter, UsageRecord, ip_key},
+    store::{DroppedRecord, UsageCursor, UsageFilter, UsageRecord, ip_key},
 };
+
+/// `UsageLogEntry.kind` of one decided request.
+pub const KIND_REQUEST: &str = "request";
+/// `UsageLogEntry.kind` of a gap: requests an enforcer dropped.
+pub const KIND_DROPPED: &str = "dropped";
 
 /// Reason filter meaning "any allowed request".
 pub const ALLOWED_ANY: &str = "ALLOWED_ANY";
@@ -45,6 +50,8 @@ pub struct Filters {
     pub end_time: Option<prost_types::Timestamp>,
     pub door: String,
     pub client_ip_source: String,
+    pub enforcer_id: String,
+    pub kind: String,
 }
 
 /// Validates filters, page size and page token.
@@ -62,6 +69,8 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
+        kind,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -75,6 +84,8 @@ pub fn parse(req: admin::QueryUsageLogsRequest) -> Result<UsageQuery, InvalidReq
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
+        kind,
     };
     let filter = filter(&mut bad, filters);
     let page_size = request::page_size(&mut bad, page_size);
@@ -104,6 +115,8 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
+        kind,
     } = req;
     let mut bad = InvalidRequest::default();
     let filters = Filters {
@@ -117,6 +130,8 @@ pub fn parse_export(req: admin::ExportUsageLogsRequest) -> Result<UsageFilter, I
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
+        kind,
     };
     let filter = filter(&mut bad, filters);
     bad.or_value(|| filter)
@@ -135,6 +150,8 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         end_time,
         door,
         client_ip_source,
+        enforcer_id,
+        kind,
     } = filters;
     let status = match status_code {
         0 => Some(None),
@@ -167,6 +184,10 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         None => Some(None),
         Some(ip) => bad.check("client_ip", ip_range(&ip)).map(Some),
     };
+    let gaps = match nonempty(kind) {
+        None => Some(None),
+        Some(k) => bad.check("kind", kind_filter(&k)).map(Some),
+    };
     let range = request::time_range(bad, start_time, end_time);
     let (start_ms, end_ms) = range?;
     Some(UsageFilter {
@@ -182,7 +203,20 @@ pub fn filter(bad: &mut InvalidRequest, filters: Filters) -> Option<UsageFilter>
         client_ips: client_ips?,
         start_ms,
         end_ms,
+        enforcer_id: nonempty(enforcer_id),
+        gaps: gaps?,
     })
+}
+
+/// A kind filter: whether it asks for gaps (`dropped`) or requests.
+fn kind_filter(name: &str) -> Result<bool, String> {
+    match name.to_ascii_lowercase().as_str() {
+        KIND_REQUEST => Ok(false),
+        KIND_DROPPED => Ok(true),
+        _ => Err(format!(
+            "{name:?} is not a kind: give {KIND_REQUEST} or {KIND_DROPPED}"
+        )),
+    }
 }
 
 /// The reasons a reason filter stands for.
@@ -313,8 +347,27 @@ fn entry(row: UsageRecord) -> admin::UsageLogEntry {
         enforcer_id,
         door,
         client_ip_source,
+        dropped,
     } = row;
+    let kind = match dropped {
+        Some(_) => KIND_DROPPED,
+        None => KIND_REQUEST,
+    };
     admin::UsageLogEntry {
+        kind: kind.to_owned(),
+        dropped: dropped.map(|d| {
+            let DroppedRecord {
+                allowed,
+                blocked,
+                last_ms,
+            } = d;
+            admin::DroppedRequests {
+                first_time: Some(time::to_timestamp(time::from_millis(time_ms))),
+                last_time: Some(time::to_timestamp(time::from_millis(last_ms))),
+                allowed,
+                blocked,
+            }
+        }),
         request_id,
         time: Some(time::to_timestamp(time::from_millis(time_ms))),
         api,
@@ -417,6 +470,22 @@ mod tests {
         })
         .unwrap();
         assert_eq!(export.client_ip_source.as_deref(), Some("named"));
+    }
+
+    #[test]
+    fn kind_filters_name_requests_or_gaps() {
+        assert_eq!(kind_filter("request"), Ok(false));
+        assert_eq!(kind_filter("DROPPED"), Ok(true));
+        let err = kind_filter("gap").unwrap_err();
+        assert!(err.contains("\"gap\" is not a kind"), "{err}");
+        let export = parse_export(admin::ExportUsageLogsRequest {
+            kind: "dropped".into(),
+            enforcer_id: "web-1".into(),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(export.gaps, Some(true));
+        assert_eq!(export.enforcer_id.as_deref(), Some("web-1"));
     }
 
     #[test]

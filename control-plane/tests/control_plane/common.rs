@@ -294,6 +294,8 @@ pub async fn report(
             events: batch.to_vec(),
             dropped_allowed: 0,
             dropped_blocked: 0,
+            first_dropped: None,
+            last_dropped: None,
         })
         .await
         .expect("report usage events");

@@ -256,7 +256,11 @@ async fn usage_export_is_csv(db: Db) {
             "matched_label",
             "enforcer_id",
             "door",
-            "client_ip_source"
+            "client_ip_source",
+            "kind",
+            "dropped_allowed",
+            "dropped_blocked",
+            "dropped_until"
         ]
     );
     let records: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
@@ -277,6 +281,10 @@ async fn usage_export_is_csv(db: Db) {
     assert_eq!(&records[ROWS][10], "enforcer-1");
     assert_eq!(&records[ROWS][11], "check");
     assert_eq!(&records[ROWS][12], "named");
+    // A request row: its kind, and no gap counts.
+    assert_eq!(&records[ROWS][13], "request");
+    let gap_cells: Vec<&str> = records[ROWS].iter().skip(14).collect();
+    assert_eq!(gap_cells, ["", "", ""]);
 
     // The query's filters apply.
     let blocked = export(ExportUsageLogsRequest {

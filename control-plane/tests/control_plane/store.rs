@@ -336,8 +336,9 @@ fn batch(events: Vec<UsageEvent>) -> UsageBatch {
         id: uuid::Uuid::new_v4(),
         enforcer: "enforcer-1".parse().unwrap(),
         events,
-        dropped_allowed: 2,
-        dropped_blocked: 1,
+        dropped_allowed: 0,
+        dropped_blocked: 0,
+        dropped_window: None,
         received_at: SystemTime::now(),
     }
 }
@@ -468,6 +469,136 @@ async fn usage_queries_filter_and_page(db: Db) {
     let mut sorted = order.clone();
     sorted.sort_unstable_by(|a, b| b.cmp(a));
     assert_eq!(order, sorted);
+}
+
+/// A batch reporting drops leaves one gap (not two, when retried), merged
+/// with the events by its first drop; pages walk both once, a gap sharing a
+/// millisecond with events coming after them; the enforcer, reason and time
+/// filters apply to gaps, the others keep them.
+async fn drops_are_gaps_in_the_usage_log(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let t0 = time::to_millis(SystemTime::now());
+    let events = (0..6)
+        .map(|i| event("orders", None, "GET", 200, t0 + i))
+        .collect();
+    store.store_usage(T, batch(events)).await.unwrap();
+    let gap = UsageBatch {
+        dropped_allowed: 7,
+        dropped_blocked: 0,
+        dropped_window: Some((time::from_millis(t0 + 2), time::from_millis(t0 + 40))),
+        ..batch(vec![event("orders", None, "GET", 200, t0 + 2)])
+    };
+    assert_eq!(
+        store.store_usage(T, gap.clone()).await.unwrap(),
+        Stored::New
+    );
+    assert_eq!(store.store_usage(T, gap).await.unwrap(), Stored::Duplicate);
+    let old_enforcer = UsageBatch {
+        enforcer: "enforcer-2".parse().unwrap(),
+        dropped_allowed: 1,
+        dropped_blocked: 2,
+        dropped_window: None,
+        received_at: time::from_millis(t0 + 100),
+        ..batch(Vec::new())
+    };
+    store.store_usage(T, old_enforcer).await.unwrap();
+
+    let rows = |filter: UsageFilter| {
+        let store = &store;
+        async move { store.query_usage(T, &filter, None, 1000).await.unwrap() }
+    };
+    let all = rows(UsageFilter::default()).await;
+    assert_eq!(all.len(), 7 + 2);
+    let gaps: Vec<_> = all.iter().filter(|r| r.dropped.is_some()).collect();
+    assert_eq!(gaps.len(), 2);
+    // The older enforcer's drops sit at arrival, newest of all.
+    assert_eq!(all[0].enforcer_id, "enforcer-2");
+    let d = all[0].dropped.unwrap();
+    assert_eq!((d.allowed, d.blocked, d.last_ms), (1, 2, all[0].time_ms));
+    let ours = gaps[1];
+    assert_eq!(ours.time_ms, t0 + 2);
+    let d = ours.dropped.unwrap();
+    assert_eq!((d.allowed, d.blocked, d.last_ms), (7, 0, t0 + 40));
+    assert!(ours.request_id.is_empty() && ours.reason.is_empty());
+    // Within t0 + 2: both events, then the gap.
+    let at_t2: Vec<bool> = all
+        .iter()
+        .filter(|r| r.time_ms == t0 + 2)
+        .map(|r| r.dropped.is_some())
+        .collect();
+    assert_eq!(at_t2, [false, false, true]);
+
+    for size in [1, 2, 3] {
+        let mut paged = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = store
+                .query_usage(T, &UsageFilter::default(), cursor, size)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            cursor = Some(UsageCursor {
+                time_ms: last.time_ms,
+                id: last.id,
+            });
+            paged.extend(page);
+        }
+        assert_eq!(paged, all, "pages of {size}");
+    }
+
+    let gap_count = |filter: UsageFilter| async {
+        rows(filter)
+            .await
+            .iter()
+            .filter(|r| r.dropped.is_some())
+            .count()
+    };
+    let by_enforcer = UsageFilter {
+        enforcer_id: Some("enforcer-1".into()),
+        ..Default::default()
+    };
+    assert_eq!(rows(by_enforcer.clone()).await.len(), 7 + 1);
+    let blocked = UsageFilter {
+        reasons: Some(vec!["IP_NOT_ALLOWED_KEY".into()]),
+        ..by_enforcer.clone()
+    };
+    assert_eq!(gap_count(blocked).await, 0, "it dropped no blocked request");
+    let allowed = UsageFilter {
+        reasons: Some(vec!["ALLOWED".into()]),
+        ..by_enforcer.clone()
+    };
+    assert_eq!(gap_count(allowed).await, 1);
+    let by_api = UsageFilter {
+        api: Some("orders".into()),
+        status: Some(200),
+        ..by_enforcer.clone()
+    };
+    assert_eq!(gap_count(by_api).await, 1, "drops cannot be split by API");
+    // A range overlapping the window keeps the gap; one after it does not.
+    let overlapping = UsageFilter {
+        start_ms: Some(t0 + 30),
+        end_ms: Some(t0 + 35),
+        ..by_enforcer.clone()
+    };
+    assert_eq!(rows(overlapping).await.len(), 1);
+    let after = UsageFilter {
+        start_ms: Some(t0 + 41),
+        ..by_enforcer
+    };
+    assert_eq!(rows(after).await.len(), 0);
+    // The kind filter: only gaps, or only requests.
+    let only_gaps = rows(UsageFilter {
+        gaps: Some(true),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(only_gaps, gaps.into_iter().cloned().collect::<Vec<_>>());
+    let only_requests = UsageFilter {
+        gaps: Some(false),
+        ..Default::default()
+    };
+    assert_eq!(rows(only_requests).await.len(), 7);
 }
 
 /// Each event keeps the door it came through; one whose enforcer did not
@@ -797,6 +928,7 @@ on_both_backends!(
     a_snapshot_plus_later_deltas_is_the_later_snapshot,
     a_usage_batch_is_stored_once,
     usage_queries_filter_and_page,
+    drops_are_gaps_in_the_usage_log,
     usage_events_keep_their_door_and_filter_by_it,
     usage_events_keep_their_client_ip_source_and_filter_by_it,
     a_compacted_change_log_asks_for_a_snapshot,

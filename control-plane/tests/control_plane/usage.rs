@@ -50,6 +50,8 @@ fn batch(events: Vec<UsageEvent>) -> ReportEventsRequest {
         events,
         dropped_allowed: 0,
         dropped_blocked: 0,
+        first_dropped: None,
+        last_dropped: None,
     }
 }
 
@@ -469,8 +471,9 @@ async fn client_ip_sources_are_stored_returned_filtered_and_exported(db: Db) {
     let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
     let header = reader.headers().unwrap().clone();
     // Appended last, so scripts that read columns by position keep working.
-    assert_eq!(header.len(), 13, "{header:?}");
+    assert_eq!(header.len(), 17, "{header:?}");
     assert_eq!(header.get(12), Some("client_ip_source"), "{header:?}");
+    assert_eq!(header.get(13), Some("kind"), "{header:?}");
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
     assert_eq!(rows.len(), 1, "{csv_text}");
     assert_eq!(

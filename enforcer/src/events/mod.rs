@@ -4,5 +4,5 @@
 mod queue;
 mod reporter;
 
-pub use queue::{EventSink, EventSource, queue};
+pub use queue::{Dropped, EventSink, EventSource, queue};
 pub(crate) use reporter::{FLUSH_TIMEOUT, Reporter};

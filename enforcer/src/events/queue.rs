@@ -3,11 +3,13 @@
 //! Allowed and blocked requests wait in separate queues of equal capacity:
 //! when the control plane is away long enough for them to fill, a flood of
 //! allowed traffic can never push out the record of a block. Every event that
-//! does not fit is counted, and the counts travel up with the next batch.
+//! does not fit is counted, with the times of the first and last such drop,
+//! and the counts travel up with the next batch, where the control plane
+//! turns them into a gap in the usage log.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicU64, Ordering},
+use std::{
+    sync::{Arc, Mutex, PoisonError},
+    time::SystemTime,
 };
 
 use ipgate_shared::usage::UsageEvent;
@@ -18,7 +20,7 @@ pub fn queue(capacity: usize) -> (EventSink, EventSource) {
     let capacity = capacity.max(1);
     let (allowed_tx, allowed_rx) = mpsc::channel(capacity);
     let (blocked_tx, blocked_rx) = mpsc::channel(capacity);
-    let dropped = Arc::new(Dropped::default());
+    let dropped = Arc::new(Mutex::new(Dropped::default()));
     (
         EventSink {
             allowed: allowed_tx,
@@ -33,10 +35,43 @@ pub fn queue(capacity: usize) -> (EventSink, EventSource) {
     )
 }
 
-#[derive(Debug, Default)]
-struct Dropped {
-    allowed: AtomicU64,
-    blocked: AtomicU64,
+/// Events dropped since the reporter last asked: how many of each class,
+/// and when the first and the last of them happened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    pub allowed: u64,
+    pub blocked: u64,
+    /// The earliest and latest time among the dropped events; `None` when
+    /// nothing was dropped.
+    pub window: Option<(SystemTime, SystemTime)>,
+}
+
+impl Dropped {
+    /// Nothing was dropped.
+    pub fn is_empty(&self) -> bool {
+        self.allowed == 0 && self.blocked == 0
+    }
+
+    /// Counts `allowed` and `blocked` more events that happened between
+    /// `first` and `last`.
+    fn add(&mut self, allowed: u64, blocked: u64, first: SystemTime, last: SystemTime) {
+        self.allowed += allowed;
+        self.blocked += blocked;
+        self.window = Some(match self.window {
+            None => (first, last),
+            Some((f, l)) => (f.min(first), l.max(last)),
+        });
+    }
+}
+
+/// Shared by the doors and the reporter. A lock, not atomics, so a count
+/// and its window are always taken together; it is only taken when an
+/// event does not fit, or once a batch.
+type SharedDropped = Arc<Mutex<Dropped>>;
+
+fn lock(dropped: &SharedDropped) -> std::sync::MutexGuard<'_, Dropped> {
+    // A panic while holding the lock leaves plain numbers behind: still usable.
+    dropped.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The doors' end: pushing never waits.
@@ -44,22 +79,23 @@ struct Dropped {
 pub struct EventSink {
     allowed: mpsc::Sender<UsageEvent>,
     blocked: mpsc::Sender<UsageEvent>,
-    dropped: Arc<Dropped>,
+    dropped: SharedDropped,
 }
 
 impl EventSink {
     /// Queues `event`, or counts it as dropped when its queue is full.
     pub fn push(&self, event: UsageEvent) {
-        let (queue, dropped) = if event.reason.allowed() {
-            (&self.allowed, &self.dropped.allowed)
+        let allowed = event.reason.allowed();
+        let queue = if allowed {
+            &self.allowed
         } else {
-            (&self.blocked, &self.dropped.blocked)
+            &self.blocked
         };
         match queue.try_send(event) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Closed(_)) => {
-                // Relaxed: the counter is a tally, read once per batch.
-                dropped.fetch_add(1, Ordering::Relaxed);
+            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
+                let (a, b) = if allowed { (1, 0) } else { (0, 1) };
+                lock(&self.dropped).add(a, b, event.time, event.time);
             }
         }
     }
@@ -70,7 +106,7 @@ impl EventSink {
 pub struct EventSource {
     allowed: mpsc::Receiver<UsageEvent>,
     blocked: mpsc::Receiver<UsageEvent>,
-    dropped: Arc<Dropped>,
+    dropped: SharedDropped,
 }
 
 impl EventSource {
@@ -101,19 +137,17 @@ impl EventSource {
         }
     }
 
-    /// Events dropped since the previous call: `(allowed, blocked)`.
-    pub fn take_dropped(&self) -> (u64, u64) {
-        (
-            self.dropped.allowed.swap(0, Ordering::Relaxed),
-            self.dropped.blocked.swap(0, Ordering::Relaxed),
-        )
+    /// Events dropped since the previous call.
+    pub fn take_dropped(&self) -> Dropped {
+        std::mem::take(&mut *lock(&self.dropped))
     }
 
     /// Counts events that were taken from the queue but could not be
-    /// delivered, so the next batch reports them.
-    pub fn count_lost(&self, allowed: u64, blocked: u64) {
-        self.dropped.allowed.fetch_add(allowed, Ordering::Relaxed);
-        self.dropped.blocked.fetch_add(blocked, Ordering::Relaxed);
+    /// delivered (`lost`), so the next batch reports them.
+    pub fn count_lost(&self, lost: Dropped) {
+        if let Some((first, last)) = lost.window {
+            lock(&self.dropped).add(lost.allowed, lost.blocked, first, last);
+        }
     }
 }
 
@@ -150,8 +184,11 @@ mod tests {
         }
         sink.push(event(false));
         sink.push(event(false));
-        assert_eq!(source.take_dropped(), (8, 1));
-        assert_eq!(source.take_dropped(), (0, 0));
+        let dropped = source.take_dropped();
+        assert_eq!((dropped.allowed, dropped.blocked), (8, 1));
+        let (first, last) = dropped.window.expect("a window");
+        assert!(first <= last);
+        assert_eq!(source.take_dropped(), Dropped::default());
 
         let mut out = Vec::new();
         assert!(source.recv_into(&mut out, 3).await);
@@ -172,5 +209,33 @@ mod tests {
         let mut out = Vec::new();
         assert!(source.recv_into(&mut out, 10).await);
         assert!(!source.recv_into(&mut out, 10).await);
+    }
+
+    #[test]
+    fn the_window_spans_every_drop_and_lost_batches_widen_it() {
+        let (sink, source) = queue(1);
+        let at = |secs| SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+        for secs in [100, 50, 300, 200] {
+            let mut e = event(true);
+            e.time = at(secs);
+            sink.push(e);
+        }
+        // The first event fitted; 50, 300 and 200 were dropped.
+        let dropped = source.take_dropped();
+        assert_eq!((dropped.allowed, dropped.blocked), (3, 0));
+        assert_eq!(dropped.window, Some((at(50), at(300))));
+
+        source.count_lost(Dropped {
+            allowed: 2,
+            blocked: 1,
+            window: Some((at(10), at(20))),
+        });
+        sink.push(event(false));
+        let mut e = event(false);
+        e.time = at(400);
+        sink.push(e);
+        let dropped = source.take_dropped();
+        assert_eq!((dropped.allowed, dropped.blocked), (2, 2));
+        assert_eq!(dropped.window, Some((at(10), at(400))));
     }
 }

@@ -6,11 +6,12 @@
 //! a batch that did arrive is harmless. Meanwhile the doors keep pushing into
 //! the bounded queue, which counts what it cannot hold.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use ipgate_shared::{
     EnforcerId, Reason,
     proto::sync::v1::{ReportEventsRequest, UsageEvent as WireEvent},
+    time,
     usage::UsageEvent,
 };
 use tokio::{
@@ -20,7 +21,7 @@ use tokio::{
 use tonic::Code;
 use tracing::{Instrument, debug, error, info_span, warn};
 
-use super::EventSource;
+use super::{Dropped, EventSource};
 use crate::{backoff::Backoff, control_plane::ControlPlane};
 
 /// Most events in one batch.
@@ -126,23 +127,32 @@ impl Reporter {
     /// Wraps `events` and the drop counts in a batch with a fresh id; `None`
     /// when there is nothing to say.
     fn batch(&self, events: Vec<UsageEvent>) -> Option<ReportEventsRequest> {
-        let (dropped_allowed, dropped_blocked) = self.source.take_dropped();
-        if events.is_empty() && dropped_allowed == 0 && dropped_blocked == 0 {
+        let dropped = self.source.take_dropped();
+        if events.is_empty() && dropped.is_empty() {
             return None;
         }
-        if dropped_allowed + dropped_blocked > 0 {
+        if !dropped.is_empty() {
             warn!(
-                dropped_allowed,
-                dropped_blocked,
+                dropped_allowed = dropped.allowed,
+                dropped_blocked = dropped.blocked,
                 "usage-event queue was full; dropped events are counted in the next batch"
             );
         }
+        let (first_dropped, last_dropped) = match dropped.window {
+            Some((first, last)) => (
+                Some(time::to_timestamp(first)),
+                Some(time::to_timestamp(last)),
+            ),
+            None => (None, None),
+        };
         Some(ReportEventsRequest {
             batch_id: uuid::Uuid::new_v4().to_string(),
             enforcer_id: self.enforcer_id.to_string(),
             events: events.iter().map(WireEvent::from).collect(),
-            dropped_allowed,
-            dropped_blocked,
+            dropped_allowed: dropped.allowed,
+            dropped_blocked: dropped.blocked,
+            first_dropped,
+            last_dropped,
         })
     }
 
@@ -235,9 +245,22 @@ impl Reporter {
             .filter(|e| e.reason.parse().is_ok_and(Reason::allowed))
             .count() as u64;
         let blocked = batch.events.len() as u64 - allowed;
-        self.source.count_lost(
-            allowed + batch.dropped_allowed,
-            blocked + batch.dropped_blocked,
-        );
+        let times = batch
+            .events
+            .iter()
+            .filter_map(|e| e.time)
+            .chain(batch.first_dropped)
+            .chain(batch.last_dropped)
+            .filter_map(|t| time::from_timestamp(&t));
+        let window = times.fold(None, |w: Option<(SystemTime, SystemTime)>, t| {
+            Some(w.map_or((t, t), |(f, l)| (f.min(t), l.max(t))))
+        });
+        // A refused batch whose events carry no readable time is placed now.
+        let now = SystemTime::now();
+        self.source.count_lost(Dropped {
+            allowed: allowed + batch.dropped_allowed,
+            blocked: blocked + batch.dropped_blocked,
+            window: Some(window.unwrap_or((now, now))),
+        });
     }
 }
