@@ -46,7 +46,7 @@ pub struct MatchedEntry<'a> {
 }
 
 /// An allowlist compiled for lookups.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompiledList {
     v4: Family<u32>,
     v6: Family<u128>,
@@ -57,14 +57,14 @@ pub struct CompiledList {
     report_only: bool,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Meta {
     label: Box<str>,
     expires_at: UnixMillis,
 }
 
 /// The entries of one address family.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Family<T> {
     /// (network, mask, entry number), in list order.
     Flat(Box<[(T, T, u32)]>),
@@ -88,7 +88,7 @@ const NONE: u32 = u32::MAX;
 /// range starts (a fixed number of steps, no data-dependent branches) and
 /// reads the longest prefix of its range; an expired one hands over to its
 /// enclosing prefix, which is what searching the lengths longest first gave.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Ranges<T> {
     /// Range starts, ascending; the first is 0, so every address has a range.
     starts: Box<[T]>,
@@ -97,7 +97,7 @@ struct Ranges<T> {
     nodes: Box<[Node<T>]>,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Node<T> {
     net: T,
     mask: T,
