@@ -2,9 +2,11 @@
 //! a prefix of the key id's hash.
 //!
 //! A shard is one flat table: fixed-size records (id, secret hash, expiry,
-//! API number, where its entries are) sorted by id, its keys' allowlist
-//! entries in two flat arrays (IPv4 and IPv6 network/mask pairs, each key's
-//! entries in list order), and an open-addressing table of record numbers.
+//! API number, where its entries are) sorted by the id's hash, its keys'
+//! allowlist entries in two flat arrays (IPv4 and IPv6 network/mask pairs,
+//! each key's entries in list order), and where each bucket of hashes
+//! starts (about two records a bucket): a lookup reads one bucket start and
+//! the records after it, with no empty slots to pay for.
 //! No key holds a `String`, a `Box` or an `Arc` of its own unless it carries
 //! something rare (scopes, rotated-out secrets, labelled or expiring
 //! entries, more than [`INLINE_ENTRIES`] entries): that goes to a side
@@ -16,7 +18,6 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use hashbrown::HashTable;
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 use super::list::{CompiledList, ListMatch, MatchedEntry};
@@ -61,8 +62,17 @@ pub(crate) fn shard_of(id: &KeyId) -> usize {
     (id_hash(id) >> (64 - SHARD_BITS)) as usize
 }
 
+/// The bucket of `hash` among `1 << bits`.
+fn bucket_of(hash: u64, bits: u32) -> usize {
+    if bits == 0 {
+        0
+    } else {
+        (hash >> (64 - bits)) as usize
+    }
+}
+
 /// The hash inside a shard: the bits below the shard prefix, so keys of one
-/// shard differ in the bits the table probes and tags with.
+/// shard spread over its buckets.
 fn in_shard_hash(id: &KeyId) -> u64 {
     id_hash(id).rotate_left(SHARD_BITS)
 }
@@ -103,8 +113,11 @@ pub(crate) struct Shard {
     nets4: Box<[(u32, u32)]>,
     nets6: Box<[(u128, u128)]>,
     sides: Box<[Side]>,
-    /// Record numbers, by [`in_shard_hash`].
-    table: HashTable<u32>,
+    /// log2 of the number of buckets.
+    bits: u32,
+    /// The first record of each bucket (the top `bits` of
+    /// [`in_shard_hash`]), and the number of records last.
+    starts: Box<[u32]>,
 }
 
 /// Builds one shard from records of an old one and new configs.
@@ -171,11 +184,14 @@ impl ShardBuilder {
         });
     }
 
-    /// The shard, records sorted by id; of two records with one id the
-    /// later pushed wins.
+    /// The shard, records sorted by hash (then id); of two records with one
+    /// id the later pushed wins.
     fn finish(self) -> Shard {
         let mut order: Vec<u32> = (0..self.records.len() as u32).collect();
-        order.sort_by_key(|&r| self.records[r as usize].id);
+        order.sort_by_cached_key(|&r| {
+            let id = self.records[r as usize].id;
+            (in_shard_hash(&id), id)
+        });
         order.dedup_by(|later, earlier| {
             let same = self.records[*later as usize].id == self.records[*earlier as usize].id;
             if same {
@@ -192,18 +208,26 @@ impl ShardBuilder {
         for r in order {
             shard.copy(self.parts(), &self.records[r as usize]);
         }
-        let mut table = HashTable::with_capacity(shard.records.len());
+        // About two records a bucket.
+        let bits = (shard.records.len() / 2)
+            .max(1)
+            .next_power_of_two()
+            .trailing_zeros();
+        let mut starts = Vec::with_capacity((1 << bits) + 1);
         for (n, record) in (0u32..).zip(&shard.records) {
-            table.insert_unique(in_shard_hash(&record.id), n, |&m| {
-                in_shard_hash(&shard.records[m as usize].id)
-            });
+            let bucket = bucket_of(in_shard_hash(&record.id), bits);
+            while starts.len() <= bucket {
+                starts.push(n);
+            }
         }
+        starts.resize((1 << bits) + 1, shard.records.len() as u32);
         Shard {
+            bits,
+            starts: starts.into_boxed_slice(),
             records: shard.records.into_boxed_slice(),
             nets4: shard.nets4.into_boxed_slice(),
             nets6: shard.nets6.into_boxed_slice(),
             sides: shard.sides.into_boxed_slice(),
-            table,
         }
     }
 
@@ -256,9 +280,10 @@ impl Shard {
     }
 
     fn get(&self, id: &KeyId) -> Option<&Record> {
-        self.table
-            .find(in_shard_hash(id), |&n| self.records[n as usize].id == *id)
-            .map(|&n| &self.records[n as usize])
+        let bucket = bucket_of(in_shard_hash(id), self.bits);
+        let from = *self.starts.get(bucket)? as usize;
+        let to = *self.starts.get(bucket + 1)? as usize;
+        self.records.get(from..to)?.iter().find(|r| r.id == *id)
     }
 
     fn len(&self) -> usize {
