@@ -101,6 +101,8 @@ struct Ranges<T> {
 struct Node<T> {
     net: T,
     mask: T,
+    /// The same network, made once so a hit only copies it.
+    cidr: IpNet,
     /// The entry number.
     idx: u32,
     /// The node of the next shorter prefix enclosing this one, or [`NONE`].
@@ -172,6 +174,7 @@ impl<T: Bits> Ranges<T> {
             let node = Node {
                 net,
                 mask,
+                cidr: T::cidr(net, mask),
                 idx,
                 parent: stack.last().copied().unwrap_or(NONE),
             };
@@ -233,7 +236,7 @@ impl<T: Bits> Ranges<T> {
         let mut node = *self.deepest.get(self.range_of(addr))?;
         while let Some(n) = self.nodes.get(node as usize) {
             if live(n.idx) {
-                return Some((n.idx, T::cidr(n.net, n.mask)));
+                return Some((n.idx, n.cidr));
             }
             node = n.parent;
         }
