@@ -96,12 +96,18 @@ mod tests {
     fn a_request_with_many_bad_fields_names_the_first_and_counts_the_rest() {
         let mut invalid = InvalidRequest::default();
         for i in 0..1000 {
-            invalid.add(format!("events[{i}].client_ip"), "\"x\" is not an IP address");
+            invalid.add(
+                format!("events[{i}].client_ip"),
+                "\"x\" is not an IP address",
+            );
         }
         assert_eq!(invalid.detailed().len(), DETAILED_FIELDS);
         assert_eq!(invalid.detailed()[19].field, "events[19].client_ip");
         let message = invalid.to_string();
-        assert!(message.starts_with("invalid request: events[0].client_ip: "), "{message}");
+        assert!(
+            message.starts_with("invalid request: events[0].client_ip: "),
+            "{message}"
+        );
         assert!(message.contains("events[4].client_ip"), "{message}");
         assert!(!message.contains("events[5].client_ip"), "{message}");
         assert!(

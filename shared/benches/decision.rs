@@ -1,9 +1,13 @@
 //! The decision's cost: key lookup + allowlist match, against a naive
-//! `ipnet` scan, at 1, 20 and 1,000 entries, in an index of 10^6 keys.
+//! `ipnet` scan, at 1, 20 and 1,000 entries (IPv4, and IPv6 at 1,000), in an
+//! index of 10^7 keys, and against a bare hash-map lookup of the key's id
+//! and hash at the same scale (one hot key, and keys taken in turn from a
+//! sample of 65,536 so the tables' cache misses count).
 //! Before the timed runs it prints the build time and resident memory of an
-//! index of 10^6 keys x 5 entries, and what one delta costs on it.
+//! index of 10^7 keys x 5 entries, and what one delta costs on it.
 //!
 //! Run: `cargo bench -p ipgate-shared --bench decision`
+//! (`IPGATE_BENCH_KEYS=1000000` for a smaller index).
 
 use std::{
     hint::black_box,
@@ -12,13 +16,14 @@ use std::{
 };
 
 use criterion::{BenchmarkId, Criterion};
+use hashbrown::HashMap;
 use ipgate_shared::{
-    Allowlist, ApiConfig, Change, Entry, Index, KeyConfig, Label, PresentedKey, Request, Revision,
-    SecretHash, decide,
+    Allowlist, ApiConfig, Change, Entry, Index, KeyConfig, KeyId, Label, PresentedKey, Request,
+    Revision, SecretHash, decide,
     index::CompiledList,
     key::{self, NewKey},
 };
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 // Counts heap bytes, so the index's footprint is measured exactly rather
@@ -26,7 +31,17 @@ use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 #[global_allocator]
 static ALLOC: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-const KEYS: usize = 1_000_000;
+/// Keys in the big index, unless `IPGATE_BENCH_KEYS` says otherwise.
+const KEYS: usize = 10_000_000;
+/// Keys of the big index whose secrets are kept for the cold cases.
+const SAMPLE: usize = 1 << 16;
+
+fn key_count() -> usize {
+    std::env::var("IPGATE_BENCH_KEYS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(KEYS)
+}
 const NOW: i64 = 1_800_000_000_000;
 
 /// A cheap deterministic generator, so runs compare like with like.
@@ -47,9 +62,20 @@ impl Lcg {
         let len = 16 + (self.next() % 17) as u8;
         Ipv4Net::new_assert(addr, len).trunc()
     }
+
+    /// A global-unicast-looking IPv6 range, /33 to /128.
+    fn v6_net(&mut self) -> Ipv6Net {
+        let addr = (0x2a00_u128 << 112)
+            | (u128::from(self.next() & 0xFFFF) << 96)
+            | (u128::from(self.next()) << 64)
+            | (u128::from(self.next()) << 32)
+            | u128::from(self.next());
+        let len = 33 + (self.next() % 96) as u8;
+        Ipv6Net::new_assert(addr.into(), len).trunc()
+    }
 }
 
-fn list(nets: &[Ipv4Net]) -> Allowlist {
+fn list<N: ToString>(nets: &[N]) -> Allowlist {
     let entries = nets
         .iter()
         .map(|n| {
@@ -94,27 +120,53 @@ fn rss_bytes() -> u64 {
     pages * 4096
 }
 
-/// Keys of the big index: `KEYS` keys with 5 entries each.
-fn bulk_keys(rng: &mut Lcg) -> Vec<KeyConfig> {
-    (0..KEYS)
-        .map(|_| {
+/// Keys of the big index, `n` keys with 5 entries each, and a sample of
+/// them: (key, an address on its list).
+fn bulk_keys(rng: &mut Lcg, n: usize) -> (Vec<KeyConfig>, Vec<(String, IpAddr)>) {
+    let every = (n / SAMPLE).max(1);
+    let mut sample = Vec::new();
+    let configs = (0..n)
+        .map(|i| {
             let nets: Vec<Ipv4Net> = (0..5).map(|_| rng.v4_net()).collect();
-            key_config(&NewKey::generate(), "bulk", list(&nets))
+            let key = NewKey::generate();
+            let config = key_config(&key, "bulk", list(&nets));
+            if i % every == 0 && sample.len() < SAMPLE {
+                sample.push((key.secret, IpAddr::V4(nets[0].addr())));
+            }
+            config
         })
-        .collect()
+        .collect();
+    (configs, sample)
 }
 
 struct Fixture {
     index: Index,
     /// (key, its entries, an address on its list, an address off it)
     keys: Vec<(String, Vec<IpNet>, IpAddr, IpAddr)>,
+    /// Keys of the big index taken in turn by the cold cases.
+    sample: Vec<(String, IpAddr)>,
+    /// The bare floor: every key's hash by its id, in one hash map.
+    bare: HashMap<KeyId, SecretHash>,
 }
 
 fn build_fixture() -> Fixture {
     let mut rng = Lcg(42);
-    let rss_before = rss_bytes();
+    let n = key_count();
+    // The configs are freed as the index is built from them, so the index's
+    // heap is what the build leaves allocated plus what the configs held.
+    let generated = Region::new(ALLOC);
+    let (configs, sample) = bulk_keys(&mut rng, n);
+    let stats = generated.change();
+    let sample_bytes = sample.capacity() * std::mem::size_of::<(String, IpAddr)>()
+        + sample.iter().map(|(s, _)| s.capacity()).sum::<usize>();
+    let config_bytes =
+        (stats.bytes_allocated - stats.bytes_deallocated) as i64 - sample_bytes as i64;
+    let bare = configs
+        .iter()
+        .map(|k| (k.id, k.secret_hash))
+        .collect::<HashMap<_, _>>();
     let heap = Region::new(ALLOC);
-    let configs = bulk_keys(&mut rng);
+    let rss_before = rss_bytes();
     let started = Instant::now();
     let mut index = Index::from_snapshot(
         Revision::new(1),
@@ -123,16 +175,15 @@ fn build_fixture() -> Fixture {
     );
     let build = started.elapsed();
     let stats = heap.change();
-    let live = stats
-        .bytes_allocated
-        .saturating_sub(stats.bytes_deallocated) as f64;
-    let rss = rss_bytes().saturating_sub(rss_before) as f64;
+    let live =
+        (stats.bytes_allocated as i64 - stats.bytes_deallocated as i64 + config_bytes) as f64;
+    let rss = (rss_bytes() as i64 - rss_before as i64) as f64;
     const MIB: f64 = 1024.0 * 1024.0;
     println!(
-        "index of {KEYS} keys x 5 entries: built in {:.2} s; heap {:.0} MiB ({:.0} bytes/key); resident memory +{:.0} MiB",
+        "index of {n} keys x 5 entries: built in {:.2} s; heap {:.0} MiB ({:.0} bytes/key); resident memory {:+.0} MiB (freed configs included)",
         build.as_secs_f64(),
         live / MIB,
-        live / KEYS as f64,
+        live / n as f64,
         rss / MIB,
     );
 
@@ -188,7 +239,21 @@ fn build_fixture() -> Fixture {
         IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
     ));
     index.apply(Revision::new(3), changes);
-    Fixture { index, keys }
+    Fixture {
+        index,
+        keys,
+        sample,
+        bare,
+    }
+}
+
+/// A bare lookup of a presented key: parse, hash, find, compare.
+fn bare_lookup(map: &HashMap<KeyId, SecretHash>, presented: &str) -> bool {
+    let Ok(id) = key::parse_presented(presented) else {
+        return false;
+    };
+    let hash = SecretHash::of(presented);
+    map.get(&id).is_some_and(|h| h.matches(&hash))
 }
 
 fn benches(c: &mut Criterion, fx: &Fixture) {
@@ -211,6 +276,38 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
             );
         }
     }
+    // The floor the decision is held to: the key's id parsed, its hash
+    // taken and looked up in one hash map of every key, and compared.
+    let secret = &fx.keys[1].0;
+    group.bench_function("bare_hashmap_hit/20", |b| {
+        b.iter(|| bare_lookup(&fx.bare, black_box(secret)))
+    });
+    let reqs: Vec<Request<'_>> = fx
+        .sample
+        .iter()
+        .map(|(secret, ip)| Request {
+            api: "bulk",
+            key: PresentedKey::One(secret),
+            client_ip: *ip,
+            method: "GET",
+            path: "/orders",
+            now: NOW,
+        })
+        .collect();
+    let mut turn = 0;
+    group.bench_function("compiled_hit_cold/5", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % reqs.len();
+            decide(black_box(&fx.index), black_box(&reqs[turn])).reason
+        })
+    });
+    let mut turn = 0;
+    group.bench_function("bare_hashmap_hit_cold/5", |b| {
+        b.iter(|| {
+            turn = (turn + 1) % fx.sample.len();
+            bare_lookup(&fx.bare, black_box(&fx.sample[turn].0))
+        })
+    });
     group.finish();
 
     // The key part of a decision: shape and checksum, then the hash.
@@ -223,7 +320,18 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
     group.finish();
 
     let mut group = c.benchmark_group("allowlist_match");
-    for (_, nets, inside, outside) in &fx.keys {
+    let mut rng = Lcg(7);
+    let mut v6: Vec<Ipv6Net> = (0..1000).map(|_| rng.v6_net()).collect();
+    v6.sort();
+    v6.dedup();
+    let v6_case = (
+        String::new(),
+        v6.iter().map(|n| IpNet::V6(*n)).collect::<Vec<_>>(),
+        IpAddr::V6(v6[v6.len() / 2].addr()),
+        IpAddr::V6("2001:db8::1".parse().expect("address")),
+    );
+    let cases = fx.keys.iter().map(|k| (k, "")).chain([(&v6_case, "v6_")]);
+    for ((_, nets, inside, outside), family) in cases {
         let entries: Vec<Entry> = nets
             .iter()
             .map(|n| {
@@ -238,12 +346,12 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
         let n = nets.len();
         for (case, ip) in [("hit", *inside), ("miss", *outside)] {
             group.bench_with_input(
-                BenchmarkId::new(format!("compiled_{case}"), n),
+                BenchmarkId::new(format!("compiled_{family}{case}"), n),
                 &ip,
                 |b, ip| b.iter(|| compiled.lookup(black_box(*ip), NOW)),
             );
             group.bench_with_input(
-                BenchmarkId::new(format!("naive_ipnet_{case}"), n),
+                BenchmarkId::new(format!("naive_ipnet_{family}{case}"), n),
                 &ip,
                 |b, ip| {
                     b.iter(|| {

@@ -355,8 +355,8 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
         return deny(Reason::InvalidApiKey);
     };
     let authentic = index.key(&id).filter(|key| {
-        &*key.api == req.api
-            && key.expires_at > req.now
+        key.api() == req.api
+            && key.expires_at() > req.now
             && match req.key {
                 PresentedKey::One(presented) => key.accepts(&SecretHash::of(presented), req.now),
                 PresentedKey::Simulated(_) => true,
@@ -373,7 +373,7 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
     }
 
     // 6. The key's allowlist.
-    match key.allowlist.lookup(ip, req.now) {
+    match key.lookup(ip, req.now) {
         ListMatch::Empty => {}
         ListMatch::Matched(entry) => {
             matched = Some(Matched {
@@ -381,7 +381,7 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
                 entry,
             })
         }
-        ListMatch::NotMatched if key.allowlist.report_only() => would_block = true,
+        ListMatch::NotMatched if key.report_only() => would_block = true,
         ListMatch::NotMatched => return deny(Reason::IpNotAllowedKey),
     }
 

@@ -49,6 +49,11 @@ impl KeyId {
         KeyId(id)
     }
 
+    /// The id's bytes.
+    pub(crate) fn as_bytes(&self) -> &[u8; ID_LEN] {
+        &self.0
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         // Only ASCII from ID_ALPHABET is ever stored.

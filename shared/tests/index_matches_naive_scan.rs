@@ -1,7 +1,9 @@
 //! Property: a compiled allowlist answers exactly as a naive scan over its
 //! entries would, for random prefixes and addresses (IPv4, IPv6 and
 //! IPv4-mapped IPv6), with entries expiring around the lookup instant, in
-//! both the small (flat) and large (grouped) layouts.
+//! both the small (flat) and large (ranges) layouts, down to which entry
+//! wins where entries overlap: the first live one in list order in a small
+//! list, the longest live prefix in a large one.
 
 use std::{
     collections::HashSet,
@@ -10,7 +12,7 @@ use std::{
 
 use ipgate_shared::{
     Allowlist, Cidr, Entry, Label,
-    index::{CompiledList, ListMatch},
+    index::{CompiledList, ListMatch, SMALL_LIST},
     normalize_ip, time,
 };
 use ipnet::{Ipv4Net, Ipv6Net};
@@ -92,7 +94,14 @@ proptest! {
                 ListMatch::Empty => prop_assert!(entries.is_empty()),
                 ListMatch::NotMatched => prop_assert!(naive.is_empty(), "{ip} should match one of {naive:?}"),
                 ListMatch::Matched(m) => {
-                    prop_assert!(naive.contains(&(m.cidr, m.label)), "{ip} matched {m:?}, naive scan says {naive:?}");
+                    // Short lists: the first live entry in list order;
+                    // long ones: the longest live prefix.
+                    let expected = if entries.len() > SMALL_LIST {
+                        naive.iter().max_by_key(|(net, _)| net.prefix_len())
+                    } else {
+                        naive.first()
+                    };
+                    prop_assert_eq!(Some(&(m.cidr, m.label)), expected, "{} matched {:?}, naive scan says {:?}", ip, m, naive);
                 }
             }
         }

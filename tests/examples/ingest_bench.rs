@@ -124,6 +124,7 @@ async fn sender(
             events,
             dropped_allowed: 0,
             dropped_blocked: 0,
+            ..Default::default()
         };
         let n = request.events.len() as u64;
         loop {

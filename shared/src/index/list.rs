@@ -4,11 +4,11 @@
 //! Two layouts, chosen by size (see `benches/decision.rs` for the figures):
 //! - up to [`SMALL_LIST`] entries (every key list), a flat array of
 //!   (network, mask) scanned in order — a few bytes per entry, which matters
-//!   at a million keys;
-//! - larger lists (API lists run to 1,000 entries) are grouped by prefix
-//!   length, each group a sorted array searched by bisection, longest prefix
-//!   first. The cost grows with the number of distinct prefix lengths, not
-//!   with the number of entries.
+//!   at a million keys; the first unexpired entry in list order matches;
+//! - larger lists (API lists run to 1,000 entries) are cut into disjoint
+//!   address ranges, each knowing the longest prefix covering it, found by a
+//!   branch-free bisection of the range starts; the longest unexpired prefix
+//!   matches. One bisection whatever the prefix lengths, hit or miss.
 //!
 //! Expired entries are skipped at lookup time, so an entry stops matching at
 //! its instant whether or not the control plane has removed it yet.
@@ -46,7 +46,7 @@ pub struct MatchedEntry<'a> {
 }
 
 /// An allowlist compiled for lookups.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CompiledList {
     v4: Family<u32>,
     v6: Family<u128>,
@@ -57,19 +57,20 @@ pub struct CompiledList {
     report_only: bool,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Meta {
     label: Box<str>,
     expires_at: UnixMillis,
 }
 
 /// The entries of one address family.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Family<T> {
     /// (network, mask, entry number), in list order.
     Flat(Box<[(T, T, u32)]>),
-    /// Groups by prefix length, longest first.
-    Grouped(Box<[Group<T>]>),
+    /// The address space cut into disjoint ranges, each knowing the longest
+    /// prefix that covers it.
+    Ranges(Ranges<T>),
 }
 
 impl<T> Default for Family<T> {
@@ -78,20 +79,53 @@ impl<T> Default for Family<T> {
     }
 }
 
-#[derive(Debug, PartialEq, Eq)]
-struct Group<T> {
+/// No entry.
+const NONE: u32 = u32::MAX;
+
+/// Large lists: prefixes nest or are disjoint, so their bounds cut the
+/// address space into ranges where the covering entries are one chain, from
+/// the longest prefix up through the ones enclosing it. A lookup bisects the
+/// range starts (a fixed number of steps, no data-dependent branches) and
+/// reads the longest prefix of its range; an expired one hands over to its
+/// enclosing prefix, which is what searching the lengths longest first gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Ranges<T> {
+    /// Range starts, ascending; the first is 0, so every address has a range.
+    starts: Box<[T]>,
+    /// Per range, the node of the longest prefix covering it, or [`NONE`].
+    deepest: Box<[u32]>,
+    nodes: Box<[Node<T>]>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Node<T> {
+    net: T,
     mask: T,
-    /// (network, entry number), sorted by network.
-    nets: Box<[(T, u32)]>,
+    /// The same network, made once so a hit only copies it.
+    cidr: IpNet,
+    /// The entry number.
+    idx: u32,
+    /// The node of the next shorter prefix enclosing this one, or [`NONE`].
+    parent: u32,
 }
 
 /// Integer address types the layouts work on.
-trait Bits: Copy + Ord + std::ops::BitAnd<Output = Self> {
+trait Bits:
+    Copy
+    + Ord
+    + std::ops::BitAnd<Output = Self>
+    + std::ops::BitOr<Output = Self>
+    + std::ops::Not<Output = Self>
+{
+    const ZERO: Self;
     /// The network `net`/`mask` as a CIDR.
     fn cidr(net: Self, mask: Self) -> IpNet;
+    fn checked_next(self) -> Option<Self>;
 }
 
 impl Bits for u32 {
+    const ZERO: u32 = 0;
+
     fn cidr(net: u32, mask: u32) -> IpNet {
         // Masks are built from valid prefixes, so the length is in range.
         IpNet::V4(Ipv4Net::new_assert(
@@ -99,64 +133,141 @@ impl Bits for u32 {
             mask.count_ones() as u8,
         ))
     }
+
+    fn checked_next(self) -> Option<u32> {
+        self.checked_add(1)
+    }
 }
 
 impl Bits for u128 {
+    const ZERO: u128 = 0;
+
     fn cidr(net: u128, mask: u128) -> IpNet {
         IpNet::V6(Ipv6Net::new_assert(
             Ipv6Addr::from(net),
             mask.count_ones() as u8,
         ))
     }
+
+    fn checked_next(self) -> Option<u128> {
+        self.checked_add(1)
+    }
+}
+
+impl<T: Bits> Ranges<T> {
+    fn build(mut nets: Vec<(T, T, u32)>) -> Self {
+        // By network, enclosing (shorter) prefixes first; of two equal
+        // prefixes the later entry encloses the earlier, so the earlier wins.
+        nets.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(b.2.cmp(&a.2)));
+        let last = |n: &Node<T>| n.net | !n.mask;
+        let mut nodes: Vec<Node<T>> = Vec::with_capacity(nets.len());
+        let mut bounds: Vec<T> = Vec::with_capacity(2 * nets.len() + 1);
+        bounds.push(T::ZERO);
+        let mut stack: Vec<u32> = Vec::new();
+        for (net, mask, idx) in nets {
+            while stack
+                .last()
+                .is_some_and(|&top| last(&nodes[top as usize]) < net)
+            {
+                stack.pop();
+            }
+            let node = Node {
+                net,
+                mask,
+                cidr: T::cidr(net, mask),
+                idx,
+                parent: stack.last().copied().unwrap_or(NONE),
+            };
+            bounds.push(net);
+            bounds.extend(last(&node).checked_next());
+            stack.push(nodes.len() as u32);
+            nodes.push(node);
+        }
+        bounds.sort_unstable();
+        bounds.dedup();
+        // Sweep the starts; the stack holds the prefixes covering the
+        // current one, longest on top.
+        stack.clear();
+        let mut next = 0;
+        let deepest = bounds
+            .iter()
+            .map(|&start| {
+                while stack
+                    .last()
+                    .is_some_and(|&top| last(&nodes[top as usize]) < start)
+                {
+                    stack.pop();
+                }
+                while next < nodes.len() && nodes[next].net == start {
+                    stack.push(next as u32);
+                    next += 1;
+                }
+                stack.last().copied().unwrap_or(NONE)
+            })
+            .collect();
+        Ranges {
+            starts: bounds.into_boxed_slice(),
+            deepest,
+            nodes: nodes.into_boxed_slice(),
+        }
+    }
+
+    /// The position of the range holding `addr`.
+    #[inline]
+    fn range_of(&self, addr: T) -> usize {
+        let starts = &*self.starts;
+        let mut base = 0;
+        let mut len = starts.len();
+        while len > 1 {
+            let half = len / 2;
+            // Compiles to a conditional move: the loop runs the same steps
+            // for every address, so nothing is mispredicted.
+            base = if starts[base + half] <= addr {
+                base + half
+            } else {
+                base
+            };
+            len -= half;
+        }
+        base
+    }
+
+    fn find(&self, addr: T, live: impl Fn(u32) -> bool) -> Option<(u32, IpNet)> {
+        let mut node = *self.deepest.get(self.range_of(addr))?;
+        while let Some(n) = self.nodes.get(node as usize) {
+            if live(n.idx) {
+                return Some((n.idx, n.cidr));
+            }
+            node = n.parent;
+        }
+        None
+    }
 }
 
 impl<T: Bits> Family<T> {
-    fn build(mut nets: Vec<(T, T, u32)>, grouped: bool) -> Self {
-        if !grouped {
-            return Family::Flat(nets.into_boxed_slice());
+    fn build(nets: Vec<(T, T, u32)>, large: bool) -> Self {
+        if large {
+            Family::Ranges(Ranges::build(nets))
+        } else {
+            Family::Flat(nets.into_boxed_slice())
         }
-        // Longest prefix (largest mask) first, then by network for bisection.
-        nets.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        let mut groups: Vec<(T, Vec<(T, u32)>)> = Vec::new();
-        for (net, mask, idx) in nets {
-            match groups.last_mut() {
-                Some((m, members)) if *m == mask => members.push((net, idx)),
-                _ => groups.push((mask, vec![(net, idx)])),
-            }
-        }
-        let groups: Vec<Group<T>> = groups
-            .into_iter()
-            .map(|(mask, nets)| Group {
-                mask,
-                nets: nets.into_boxed_slice(),
-            })
-            .collect();
-        Family::Grouped(groups.into_boxed_slice())
     }
 
     fn len(&self) -> usize {
         match self {
             Family::Flat(nets) => nets.len(),
-            Family::Grouped(groups) => groups.iter().map(|g| g.nets.len()).sum(),
+            Family::Ranges(ranges) => ranges.nodes.len(),
         }
     }
 
-    /// The first entry covering `addr` that `live` accepts: its number and network.
+    /// The entry covering `addr` that `live` accepts: its number and network.
     fn find(&self, addr: T, live: impl Fn(u32) -> bool) -> Option<(u32, IpNet)> {
         match self {
             Family::Flat(nets) => nets
                 .iter()
                 .find(|(net, mask, idx)| addr & *mask == *net && live(*idx))
                 .map(|(net, mask, idx)| (*idx, T::cidr(*net, *mask))),
-            Family::Grouped(groups) => groups.iter().find_map(|g| {
-                let masked = addr & g.mask;
-                g.nets
-                    .binary_search_by(|(net, _)| net.cmp(&masked))
-                    .ok()
-                    .map(|pos| g.nets[pos].1)
-                    .filter(|idx| live(*idx))
-                    .map(|idx| (idx, T::cidr(masked, g.mask)))
-            }),
+            Family::Ranges(ranges) => ranges.find(addr, live),
         }
     }
 }
@@ -165,7 +276,7 @@ impl CompiledList {
     /// Compiles a validated list.
     pub fn new(list: &Allowlist) -> Self {
         let entries = list.entries();
-        let grouped = entries.len() > SMALL_LIST;
+        let large = entries.len() > SMALL_LIST;
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (idx, entry) in (0u32..).zip(entries) {
@@ -193,8 +304,8 @@ impl CompiledList {
             Box::default()
         };
         CompiledList {
-            v4: Family::build(v4, grouped),
-            v6: Family::build(v6, grouped),
+            v4: Family::build(v4, large),
+            v6: Family::build(v6, large),
             meta,
             report_only: list.report_only(),
         }
@@ -319,7 +430,7 @@ mod tests {
         entries.push(entry("203.0.113.0/24", "net", None));
         entries.push(entry("2001:db8::/64", "v6", None));
         let list = CompiledList::new(&Allowlist::new(entries, false));
-        assert!(matches!(list.v4, Family::Grouped(_)));
+        assert!(matches!(list.v4, Family::Ranges(_)));
         let at_ms = time::to_millis(at);
         assert_eq!(hit(&list, "203.0.113.5", at_ms - 1), "host 203.0.113.5/32");
         assert_eq!(hit(&list, "203.0.113.5", at_ms), "net 203.0.113.0/24");

@@ -3,9 +3,11 @@
 //!
 //! An index is immutable once built; updates build a new one beside it
 //! ([`Index::apply`] on a clone) so readers never lock and never see half an
-//! update. Keys and APIs sit behind `Arc`s, so a clone copies pointers, not
-//! allowlists.
+//! update. APIs and key shards sit behind `Arc`s, so a clone copies
+//! pointers, not allowlists, and a change to a key rebuilds only its shard
+//! (see `keys.rs`).
 
+mod keys;
 mod list;
 
 use std::sync::Arc;
@@ -14,15 +16,17 @@ use std::sync::Arc;
 // SipHash on these short keys. Lookups come from requests, but entries are
 // made only by the control plane (key ids are random), so collision attacks
 // on the table are not in a caller's hands.
-use hashbrown::{HashMap, HashSet};
+use hashbrown::HashMap;
 
+pub use keys::{INLINE_ENTRIES, KeyRef as CompiledKey, SHARDS};
 pub use list::{CompiledList, ListMatch, MatchedEntry, SMALL_LIST};
 
+use keys::KeyTable;
+
 use crate::{
-    api::{ApiConfig, ApiSlug, RouteRule, Scope},
-    key::{KeyConfig, KeyId, SecretHash},
+    api::{ApiConfig, ApiSlug, RouteRule},
+    key::{KeyConfig, KeyId},
     revision::Revision,
-    time::{self, NEVER, UnixMillis},
 };
 
 /// One change to the index: the full new state of an object, or its removal.
@@ -39,10 +43,30 @@ pub enum Change {
 pub struct Index {
     revision: Revision,
     apis: HashMap<ApiSlug, Arc<CompiledApi>>,
-    keys: HashMap<KeyId, Arc<CompiledKey>>,
-    /// One shared copy of each API slug that keys refer to: a million keys
-    /// of one API hold a million pointers, not a million strings.
-    slugs: HashSet<Arc<str>>,
+    keys: KeyTable,
+    /// Each API slug that keys refer to, once: keys hold its number.
+    slugs: Slugs,
+}
+
+/// API slugs by number, and numbers by slug. Never shrinks: a number once
+/// handed out names the same slug for the life of the process.
+#[derive(Clone, Debug, Default)]
+struct Slugs {
+    names: Vec<Arc<str>>,
+    numbers: HashMap<Arc<str>, u32>,
+}
+
+impl Slugs {
+    fn number(&mut self, slug: &str) -> u32 {
+        if let Some(n) = self.numbers.get(slug) {
+            return *n;
+        }
+        let n = self.names.len() as u32;
+        let name: Arc<str> = slug.into();
+        self.names.push(Arc::clone(&name));
+        self.numbers.insert(name, n);
+        n
+    }
 }
 
 impl Index {
@@ -59,26 +83,34 @@ impl Index {
         for api in apis {
             index.put_api(api);
         }
-        for key in keys {
-            index.put_key(key);
-        }
+        let slugs = &mut index.slugs;
+        index.keys = KeyTable::build(keys.into_iter().map(|key| {
+            let api = slugs.number(key.api.as_str());
+            (key, api)
+        }));
         index
     }
 
     /// Applies the changes of one revision in place. Callers that share the
     /// index clone it first and swap the result in.
+    /// Only the key shards the changes fall in are rebuilt.
     pub fn apply(&mut self, revision: Revision, changes: impl IntoIterator<Item = Change>) {
+        let mut keys = Vec::new();
         for change in changes {
             match change {
                 Change::PutApi(api) => self.put_api(api),
                 Change::DeleteApi(slug) => {
                     self.apis.remove(&slug);
                 }
-                Change::PutKey(key) => self.put_key(key),
-                Change::DeleteKey(id) => {
-                    self.keys.remove(&id);
+                Change::PutKey(key) => {
+                    let api = self.slugs.number(key.api.as_str());
+                    keys.push((key.id, Some((key, api))));
                 }
+                Change::DeleteKey(id) => keys.push((id, None)),
             }
+        }
+        if !keys.is_empty() {
+            self.keys.apply(keys);
         }
         self.revision = revision;
     }
@@ -92,30 +124,6 @@ impl Index {
         self.apis.insert(api.slug, Arc::new(compiled));
     }
 
-    fn put_key(&mut self, key: KeyConfig) {
-        let api = match self.slugs.get(key.api.as_str()) {
-            Some(slug) => Arc::clone(slug),
-            None => {
-                let slug: Arc<str> = key.api.as_str().into();
-                self.slugs.insert(Arc::clone(&slug));
-                slug
-            }
-        };
-        let compiled = CompiledKey {
-            api,
-            secret_hash: key.secret_hash,
-            scopes: key.scopes.into_boxed_slice(),
-            expires_at: key.expires_at.map_or(NEVER, time::to_millis),
-            allowlist: CompiledList::new(&key.allowlist),
-            previous_secrets: key
-                .previous_secrets
-                .iter()
-                .map(|p| (p.hash, time::to_millis(p.valid_until)))
-                .collect(),
-        };
-        self.keys.insert(key.id, Arc::new(compiled));
-    }
-
     /// The revision this index reflects.
     pub fn revision(&self) -> Revision {
         self.revision
@@ -127,8 +135,8 @@ impl Index {
     }
 
     /// The key with this id.
-    pub fn key(&self, id: &KeyId) -> Option<&CompiledKey> {
-        self.keys.get(id).map(Arc::as_ref)
+    pub fn key(&self, id: &KeyId) -> Option<CompiledKey<'_>> {
+        self.keys.get(id, &self.slugs.names)
     }
 
     /// How many APIs the index holds.
@@ -146,7 +154,11 @@ impl Index {
 /// revision (the slug interner is a cache, not content).
 impl PartialEq for Index {
     fn eq(&self, other: &Self) -> bool {
-        self.revision == other.revision && self.apis == other.apis && self.keys == other.keys
+        self.revision == other.revision
+            && self.apis == other.apis
+            && self
+                .keys
+                .same_keys(&self.slugs.names, &other.keys, &other.slugs.names)
     }
 }
 
@@ -158,35 +170,6 @@ pub struct CompiledApi {
     pub(crate) enabled: bool,
     pub(crate) allowlist: CompiledList,
     pub(crate) routes: Vec<RouteRule>,
-}
-
-/// A key ready for decisions.
-#[derive(Debug, PartialEq, Eq)]
-pub struct CompiledKey {
-    pub(crate) api: Arc<str>,
-    pub(crate) secret_hash: SecretHash,
-    pub(crate) scopes: Box<[Scope]>,
-    pub(crate) expires_at: UnixMillis,
-    pub(crate) allowlist: CompiledList,
-    /// Rotated-out secrets and the instant each stops working.
-    pub(crate) previous_secrets: Box<[(SecretHash, UnixMillis)]>,
-}
-
-impl CompiledKey {
-    /// True when the key carries `scope`.
-    pub(crate) fn has_scope(&self, scope: &Scope) -> bool {
-        self.scopes.iter().any(|s| s == scope)
-    }
-
-    /// True when `presented` is the key's secret, or a rotated-out one
-    /// still within its grace period at `now`.
-    pub(crate) fn accepts(&self, presented: &SecretHash, now: UnixMillis) -> bool {
-        self.secret_hash.matches(presented)
-            || self
-                .previous_secrets
-                .iter()
-                .any(|(hash, until)| *until > now && hash.matches(presented))
-    }
 }
 
 #[cfg(test)]
@@ -238,5 +221,34 @@ mod tests {
             })],
         );
         assert_ne!(whole, built);
+    }
+
+    #[test]
+    fn keys_compare_by_content_whatever_order_their_apis_came_in() {
+        let key = |api: &str| {
+            let new = crate::key::NewKey::generate();
+            KeyConfig {
+                id: new.id,
+                api: api.parse().unwrap(),
+                secret_hash: crate::key::SecretHash::of(&new.secret),
+                scopes: vec![],
+                expires_at: None,
+                allowlist: Allowlist::default(),
+                previous_secrets: vec![],
+            }
+        };
+        let (a, b) = (key("orders"), key("billing"));
+        let whole = Index::from_snapshot(Revision::new(2), [], [a.clone(), b.clone()]);
+        let mut built = Index::from_snapshot(Revision::new(1), [], []);
+        built.apply(
+            Revision::new(2),
+            [Change::PutKey(b.clone()), Change::PutKey(a.clone())],
+        );
+        assert_eq!(whole, built);
+        assert_eq!(built.key_count(), 2);
+        assert_eq!(built.key(&a.id).map(|k| k.api()), Some("orders"));
+        built.apply(Revision::new(2), [Change::DeleteKey(a.id)]);
+        assert_ne!(whole, built);
+        assert!(built.key(&a.id).is_none());
     }
 }
