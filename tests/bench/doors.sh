@@ -37,61 +37,14 @@ for tool in envoy nginx wrk curl; do
   }
 done
 
-cargo build --release -q -p ipgate
-bin="$PWD/target/release/ipgate"
-work="$(mktemp -d "${TMPDIR:-/tmp}/ipgate-bench.XXXXXX")"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "doors.sh: nothing listens on port $1; logs in $work" >&2
-  exit 1
-}
-
-cp_port=$(free_port); grpc_port=$(free_port); auth_port=$(free_port)
-up_port=$(free_port); a_port=$(free_port); b_port=$(free_port)
-c_port=$(free_port); d_port=$(free_port); e_port=$(free_port)
-
-owner=ipg_admin_benchOwnerToken000000000000000000000000000000
-enf=ipg_enf_benchEnforcerToken00000000000000000000000000000
-# 20 networks: the caller, and 19 the benchmark never comes from.
-networks=(127.0.0.1/32)
-for i in $(seq 1 19); do networks+=("198.51.$((i + 100)).0/24"); done
-
-# --- the upstream: nginx answering by itself ---
-mkdir -p "$work/up"
-cat > "$work/up/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log $work/up/error.log warn;
-events { worker_connections 1024; }
-http { access_log off;
-  client_body_temp_path $work/up/b; proxy_temp_path $work/up/p; fastcgi_temp_path $work/up/f;
-  uwsgi_temp_path $work/up/u; scgi_temp_path $work/up/s;
-  server { listen 127.0.0.1:$up_port; keepalive_requests 100000;
-    location / { return 200 "ok\n"; } } }
-EOF
-nginx -p "$work/up" -e "$work/up/error.log" -c "$work/up/nginx.conf" & pids+=($!)
-
-# --- ipgate: a control plane, API "bench", a key with the 20 networks ---
-IPGATE_BOOTSTRAP_TOKEN=$owner IPGATE_BOOTSTRAP_ENFORCER_TOKEN=$enf IPGATE_LOG=warn \
-  "$bin" control-plane --listen "127.0.0.1:$cp_port" --database "sqlite://$work/ipgate.db" \
-  > "$work/cp.log" 2>&1 & pids+=($!)
-wait_port "$cp_port"
-export IPGATE_ADDR="http://127.0.0.1:$cp_port" IPGATE_TOKEN=$owner
-"$bin" apis create bench --name "Bench API" >/dev/null
-created="$("$bin" keys create --api bench --name bench --json)"
-key="$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
-key_id="$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["id"])')"
-"$bin" keys allowlist set "$key_id" "${networks[@]}" >/dev/null
+BENCH=doors.sh
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
+grpc_port=$(free_port); auth_port=$(free_port)
+a_port=$(free_port); b_port=$(free_port); c_port=$(free_port); d_port=$(free_port); e_port=$(free_port)
+start_upstream
+# shellcheck disable=SC2119 # no command prefix: nothing is pinned here
+start_control_plane
 # No --trusted-proxies: the caller, Envoy and nginx are all 127.0.0.1, and
 # Envoy appends its own non-loopback address to X-Forwarded-For for a
 # loopback caller (docs/client-ip.md), so trusting loopback would decide B
@@ -99,7 +52,7 @@ key_id="$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.std
 IPGATE_ENFORCER_TOKEN=$enf IPGATE_LOG=warn "$bin" enforcer \
   --control-plane "http://127.0.0.1:$cp_port" --grpc-listen "127.0.0.1:$grpc_port" \
   --auth-listen "127.0.0.1:$auth_port" \
-  > "$work/enforcer.log" 2>&1 & pids+=($!)
+  > "$work/enforcer.log" 2>&1 & enf_pid=$!; pids+=("$enf_pid")
 wait_port "$grpc_port"; wait_port "$auth_port"
 
 # --- A and B: Envoy, with RBAC or with ext_authz ---
@@ -188,11 +141,11 @@ noop_filter="                  - name: envoy.filters.http.ext_authz
                         patterns:
                           - { exact: x-api-key }"
 envoy_config "$e_port" "$noop_filter" > "$work/envoy-noop.yaml"
-envoy -c "$work/envoy-noop.yaml" --base-id 43 --concurrency 2 --log-level error > "$work/envoy-noop.log" 2>&1 & pids+=($!)
+envoy -c "$work/envoy-noop.yaml" --base-id 43 --concurrency 2 --log-level error > "$work/envoy-noop.log" 2>&1 & e_pid=$!; pids+=("$e_pid")
 envoy_config "$a_port" "$rbac_filter" > "$work/envoy-rbac.yaml"
 envoy_config "$b_port" "$authz_filter" > "$work/envoy-authz.yaml"
-envoy -c "$work/envoy-rbac.yaml" --base-id 41 --concurrency 2 --log-level error > "$work/envoy-rbac.log" 2>&1 & pids+=($!)
-envoy -c "$work/envoy-authz.yaml" --base-id 42 --concurrency 2 --log-level error > "$work/envoy-authz.log" 2>&1 & pids+=($!)
+envoy -c "$work/envoy-rbac.yaml" --base-id 41 --concurrency 2 --log-level error > "$work/envoy-rbac.log" 2>&1 & a_pid=$!; pids+=("$a_pid")
+envoy -c "$work/envoy-authz.yaml" --base-id 42 --concurrency 2 --log-level error > "$work/envoy-authz.log" 2>&1 & b_pid=$!; pids+=("$b_pid")
 
 # --- C and D: nginx, with allow/deny or with auth_request ---
 allow_lines=""
@@ -220,7 +173,7 @@ http { access_log off;
       proxy_set_header X-Original-URI \$request_uri;
       proxy_set_header X-Forwarded-For \$remote_addr; } } }
 EOF
-nginx -p "$work/ngx" -e "$work/ngx/error.log" -c "$work/ngx/nginx.conf" & pids+=($!)
+nginx -p "$work/ngx" -e "$work/ngx/error.log" -c "$work/ngx/nginx.conf" & ngx_pid=$!; pids+=("$ngx_pid")
 for p in "$up_port" "$a_port" "$b_port" "$c_port" "$d_port" "$e_port"; do wait_port "$p"; done
 
 # Each door must answer 200 to the benchmark's request before it is timed.
@@ -231,26 +184,17 @@ for p in "$a_port" "$b_port" "$c_port" "$d_port" "$e_port"; do
     sleep 0.1
   done
   [ "$code" = 200 ] || {
-    echo "doors.sh: port $p answers $code, not 200; logs in $work" >&2
+    echo "doors.sh: port $p answers $code, not 200" >&2
     curl -si -H "X-API-Key: $key" "http://127.0.0.1:$p/hello" >&2 || true
+    KEEP=1
     exit 1
   }
 done
 
-# CPU time (clock ticks, user + system) of every process whose command
-# line matches $1, with their children (nginx's workers).
-ticks() {
-  local p ps=()
-  for p in $(pgrep -f -- "$1"); do ps+=("$p") && ps+=($(pgrep -P "$p")); done
-  for p in "${ps[@]}"; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
-    awk '{s += $1} END {print s + 0}'
-}
-hz="$(getconf CLK_TCK)"
 # Who spends the CPU: the gateway of each door, the enforcer, the control
 # plane (usage ingest) and the upstream.
-gateway=("envoy-rbac.yaml" "envoy-authz.yaml" "$work/ngx/nginx.conf" "$work/ngx/nginx.conf" "envoy-noop.yaml")
-parts=(enforcer control-plane upstream)
-part_pattern=("ipgate enforcer" "ipgate control-plane" "$work/up/nginx.conf")
+gateway=("$a_pid" "$b_pid" "$ngx_pid" "$ngx_pid" "$e_pid")
+parts=("$enf_pid" "$cp_pid" "$up_pid")
 
 declare -A rps p50 p50one cpu
 names=(A B C D E); ports=("$a_port" "$b_port" "$c_port" "$d_port" "$e_port")
@@ -258,10 +202,10 @@ for round in $(seq 1 "$ROUNDS"); do
   for i in 0 1 2 3 4; do
     [[ " ${ONLY:-A B C D E} " == *" ${names[$i]} "* ]] || continue
     before=("$(ticks "${gateway[$i]}")")
-    for pat in "${part_pattern[@]}"; do before+=("$(ticks "$pat")"); done
+    for p in "${parts[@]}"; do before+=("$(ticks "$p")"); done
     out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "X-API-Key: $key" "http://127.0.0.1:${ports[$i]}/hello")"
     after=("$(ticks "${gateway[$i]}")")
-    for pat in "${part_pattern[@]}"; do after+=("$(ticks "$pat")"); done
+    for p in "${parts[@]}"; do after+=("$(ticks "$p")"); done
     requests="$(echo "$out" | awk '/requests in/ {print $1}')"
     # CPU microseconds a request: gateway, enforcer, control plane, upstream.
     for k in 0 1 2 3; do
@@ -282,9 +226,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# wrk prints latencies as 512.00us or 1.20ms: in milliseconds.
-to_ms() { tr ' ' '\n' | grep -v '^$' | awk '/us$/ {sub("us",""); print $1/1000; next} /ms$/ {sub("ms",""); print $1; next} /s$/ {sub("s",""); print $1*1000}'; }
 declare -A R L L1
 declare -A peer=([A]="Envoy + inline RBAC" [B]="Envoy + ext_authz (ipgate)" [C]="nginx allow/deny" [D]="nginx + auth_request (ipgate)" [E]="Envoy + ext_authz (no-op server)")
 echo

@@ -57,61 +57,12 @@ if [ -n "${PIN:-}" ]; then
   pin_cp=(taskset -c 0); pin_enf=(taskset -c 1)
 fi
 
-cargo build --release -q -p ipgate
-bin="$PWD/target/release/ipgate"
-work="$(mktemp -d "${TMPDIR:-/tmp}/ipgate-peers.XXXXXX")"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  if [ -n "${KEEP:-}" ]; then echo "peers.sh: logs in $work" >&2; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "peers.sh: nothing listens on port $1; logs in $work" >&2
-  KEEP=1
-  exit 1
-}
-
-cp_port=$(free_port); grpc_port=$(free_port); proxy_port=$(free_port)
-up_port=$(free_port); n_port=$(free_port); l_port=$(free_port)
-
-owner=ipg_admin_benchOwnerToken000000000000000000000000000000
-enf=ipg_enf_benchEnforcerToken00000000000000000000000000000
-# 20 networks: the caller, and 19 the benchmark never comes from.
-networks=(127.0.0.1/32)
-for i in $(seq 1 19); do networks+=("198.51.$((i + 100)).0/24"); done
-
-# --- the upstream: nginx answering by itself ---
-mkdir -p "$work/up"
-cat > "$work/up/nginx.conf" <<EOF
-worker_processes 1; daemon off; pid $work/up/nginx.pid; error_log $work/up/error.log warn;
-events { worker_connections 1024; }
-http { access_log off;
-  client_body_temp_path $work/up/b; proxy_temp_path $work/up/p; fastcgi_temp_path $work/up/f;
-  uwsgi_temp_path $work/up/u; scgi_temp_path $work/up/s;
-  server { listen 127.0.0.1:$up_port; keepalive_requests 100000;
-    location / { return 200 "ok\n"; } } }
-EOF
-nginx -p "$work/up" -e "$work/up/error.log" -c "$work/up/nginx.conf" & up_pid=$!; pids+=("$up_pid")
-
-# --- ipgate: a control plane, API "bench", a key with the 20 networks ---
-IPGATE_BOOTSTRAP_TOKEN=$owner IPGATE_BOOTSTRAP_ENFORCER_TOKEN=$enf IPGATE_LOG=warn \
-  "${pin_cp[@]}" "$bin" control-plane --listen "127.0.0.1:$cp_port" --database "sqlite://$work/ipgate.db" \
-  > "$work/cp.log" 2>&1 & cp_pid=$!; pids+=("$cp_pid")
-wait_port "$cp_port"
-export IPGATE_ADDR="http://127.0.0.1:$cp_port" IPGATE_TOKEN=$owner
-"$bin" apis create bench --name "Bench API" >/dev/null
-created="$("$bin" keys create --api bench --name bench --json)"
-key="$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
-key_id="$(echo "$created" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"]["id"])')"
-"$bin" keys allowlist set "$key_id" "${networks[@]}" >/dev/null
+BENCH=peers.sh
+# shellcheck source=tests/bench/common.sh
+. tests/bench/common.sh
+grpc_port=$(free_port); proxy_port=$(free_port); n_port=$(free_port); l_port=$(free_port)
+start_upstream
+start_control_plane "${pin_cp[@]}"
 # The enforcer: the proxy door in front of the upstream, and the gRPC doors
 # (check, ext_authz, health). wrk connects straight to it, so the peer
 # address is the client's: no trusted proxies.
@@ -198,14 +149,6 @@ if [ -n "${PAUSE:-}" ]; then
   read -r _
 fi
 
-# CPU time (clock ticks, user + system) of a process and its children
-# (nginx's workers).
-ticks() {
-  local p
-  for p in "$1" $(pgrep -P "$1"); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done |
-    awk '{s += $1} END {print s + 0}'
-}
-hz="$(getconf CLK_TCK)"
 # Who spends the CPU: the nginx front (N, L), the enforcer (the door of P,
 # G and H), the control plane (usage ingest) and the upstream.
 watched=("$ngx_pid" "$enf_pid" "$cp_pid" "$up_pid")
@@ -251,9 +194,6 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
-# wrk and h2load print latencies as 512.00us or 1.20ms: in milliseconds.
-to_ms() { tr ' ' '\n' | grep -v '^$' | awk '/us$/ {sub("us",""); print $1/1000; next} /ms$/ {sub("ms",""); print $1; next} /s$/ {sub("s",""); print $1*1000}'; }
 declare -A R
 declare -A peer=([N]="nginx allow/deny, no access log" [L]="nginx allow/deny, access log"
   [P]="ipgate proxy door (usage on)" [G]="ipgate gRPC Check (h2load)" [H]="gRPC Health/Check on the same server (h2load): floor")
