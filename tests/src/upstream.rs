@@ -13,6 +13,15 @@ pub const UPSTREAM_BODY: &str = "upstream saw";
 
 /// Starts the upstream on a free loopback port.
 pub async fn start() -> SocketAddr {
+    serve(answer).await
+}
+
+/// Starts an HTTP/1.1 service on a free loopback port that answers every
+/// request with `answer`.
+pub async fn serve<Fut>(answer: fn(Request<Incoming>) -> Fut) -> SocketAddr
+where
+    Fut: Future<Output = Result<Response<Full<Bytes>>, Infallible>> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind upstream");

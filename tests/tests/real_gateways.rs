@@ -15,12 +15,11 @@
 //! and exact body (docs/decisions.md), refuse every spelling of a scoped
 //! route, and leave a usage-log row with the caller's address and its door.
 
-use std::{convert::Infallible, net::SocketAddr};
+use std::convert::Infallible;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::{Request, Response, body::Incoming, service::service_fn};
-use hyper_util::rt::TokioIo;
+use hyper::{Request, Response, body::Incoming};
 use ipgate_shared::proto::admin::v1::{
     CreateApiKeyRequest, CreateApiRequest, RouteRule, SetApiAllowlistRequest,
 };
@@ -30,10 +29,9 @@ use ipgate_tests::{
     docs::{read, replace_once},
     eventually, http,
     peers::Peer,
-    tools,
+    tools, upstream,
     world::PROPAGATION,
 };
-use tokio::net::TcpListener;
 
 /// The API the shipped configurations name.
 const API: &str = "demo";
@@ -52,24 +50,7 @@ const NOT_ON_KEY: &str = "127.0.0.3";
 /// On no list.
 const NOT_ON_API: &str = "127.0.0.4";
 
-/// A service that answers 200 with, as JSON, what reached it.
-async fn echo_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind upstream");
-    let addr = listener.local_addr().expect("upstream address");
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service_fn(echo))
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
+/// The service behind the gateways: 200 with, as JSON, what reached it.
 async fn echo(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let header = |name: &str| {
         req.headers()
@@ -102,7 +83,7 @@ struct Stage {
 
 async fn stage(enforcer_args: &[&str]) -> Stage {
     let backend = Backend::sqlite();
-    let upstream = echo_upstream().await;
+    let upstream = upstream::serve(echo).await;
     let cp = ControlPlane::start(&backend);
     let mut admin = cp.admin().await;
     admin
