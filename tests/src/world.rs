@@ -45,6 +45,15 @@ impl World {
 
     /// Like [`World::start`], with more control-plane flags.
     pub async fn start_with(backend: &Backend, control_plane_args: &[&str]) -> World {
+        Self::start_with_args(backend, control_plane_args, &[]).await
+    }
+
+    /// Like [`World::start`], with more control-plane and enforcer flags.
+    pub async fn start_with_args(
+        backend: &Backend,
+        control_plane_args: &[&str],
+        enforcer_args: &[&str],
+    ) -> World {
         let upstream = upstream::start().await;
         let cp = ControlPlane::start_with(backend, control_plane_args);
         let mut admin = cp.admin().await;
@@ -65,7 +74,7 @@ impl World {
             .await
             .expect("create key")
             .into_inner();
-        let enforcer = Enforcer::start(&cp, API, upstream);
+        let enforcer = Enforcer::start_with(&cp, API, upstream, enforcer_args, &[]);
         let world = World {
             key_id: created.key.expect("key").id,
             key: created.secret,

@@ -9,16 +9,13 @@
 use std::time::{Duration, SystemTime};
 
 use ipgate_shared::{
-    proto::admin::v1::{
-        CreateApiKeyRequest, CreateApiRequest, ExportUsageLogsRequest, QueryUsageLogsRequest,
-        UsageLogEntry,
-    },
+    proto::admin::v1::{ExportUsageLogsRequest, QueryUsageLogsRequest, UsageLogEntry},
     time,
 };
-use ipgate_tests::{
-    Backend, ControlPlane, Enforcer, admin::export_csv, eventually, http, process::AdminClient,
-    upstream,
-};
+use ipgate_tests::{Backend, World, admin::export_csv, eventually, process::AdminClient};
+
+/// Where the test's requests come from.
+const LOCAL: &str = "127.0.0.1";
 
 /// Events each of the enforcer's two queues (allowed, blocked) holds.
 const CAPACITY: u64 = 5;
@@ -55,95 +52,42 @@ fn at(entry: &UsageLogEntry) -> SystemTime {
 }
 
 async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
-    let upstream = upstream::start().await;
-    let mut cp = ControlPlane::start(&backend);
-    let mut admin = cp.admin().await;
-    admin
-        .create_api(CreateApiRequest {
-            slug: "orders".into(),
-            name: "Orders".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("create API");
-    let key = admin
-        .create_api_key(CreateApiKeyRequest {
-            api: "orders".into(),
-            name: "k".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("create key")
-        .into_inner()
-        .secret;
     let capacity = CAPACITY.to_string();
-    let enforcer = Enforcer::start_with(
-        &cp,
-        "orders",
-        upstream,
-        &["--event-queue-capacity", &capacity],
-        &[],
-    );
-    let local = "127.0.0.1".parse().expect("address");
-    let call = |with_key: bool| {
-        let headers: Vec<(&str, &str)> = if with_key {
-            vec![("x-api-key", key.as_str())]
-        } else {
-            Vec::new()
-        };
-        async move { http::request(local, enforcer.proxy_addr, "GET", "/orders/7", &headers).await }
-    };
-
-    // Warm up: the enforcer is synced, and every warm-up request is logged.
-    let (last_warm_up, _) = eventually(Duration::from_secs(10), "the key to work", || async {
-        let res = call(true).await;
-        (res.status == 200).then(|| res.header("x-request-id").to_owned())
-    })
-    .await;
-    eventually(Duration::from_secs(10), "the warm-up in the log", || {
-        let mut admin = admin.clone();
-        let id = last_warm_up.clone();
-        async move {
-            let page = admin
-                .query_usage_logs(QueryUsageLogsRequest {
-                    page_size: 1000,
-                    ..Default::default()
-                })
-                .await
-                .ok()?
-                .into_inner();
-            page.entries
-                .iter()
-                .any(|e| e.request_id == id)
-                .then_some(())
-        }
-    })
-    .await;
+    let mut w = World::start_with_args(&backend, &[], &["--event-queue-capacity", &capacity]).await;
+    // Warm up: the enforcer is synced (World waits for that), and a
+    // request after that is in the log, so the queues hold nothing older.
+    let warm_up = w.call(LOCAL, &w.key).await;
+    assert_eq!(warm_up.status, 200);
+    w.logged(warm_up.header("x-request-id")).await;
 
     // The control plane goes away. One request first: the reporter takes it
     // into a batch within 200 ms and keeps retrying that batch (and says
     // so), so the requests after it meet empty queues of exactly CAPACITY.
     const RETRYING: &str = "could not deliver usage batch";
-    let retries_before = enforcer.log().matches(RETRYING).count();
-    cp.kill();
+    let retries_before = w.enforcer.log().matches(RETRYING).count();
+    w.cp.kill();
     let away = SystemTime::now();
-    assert_eq!(call(true).await.status, 200, "the enforcer decides alone");
+    assert_eq!(
+        w.call(LOCAL, &w.key).await.status,
+        200,
+        "the enforcer decides alone"
+    );
     eventually(Duration::from_secs(10), "the reporter to retry", || async {
-        (enforcer.log().matches(RETRYING).count() > retries_before).then_some(())
+        (w.enforcer.log().matches(RETRYING).count() > retries_before).then_some(())
     })
     .await;
     for _ in 0..ALLOWED_SENT {
-        assert_eq!(call(true).await.status, 200);
+        assert_eq!(w.call(LOCAL, &w.key).await.status, 200);
     }
     for _ in 0..BLOCKED_SENT {
-        let res = call(false).await;
+        let res = w.call(LOCAL, "").await;
         assert!(res.status >= 400, "no key is refused: {}", res.status);
     }
     let sent_until = SystemTime::now();
     let sent = 1 + ALLOWED_SENT + BLOCKED_SENT;
 
-    cp.restart();
-    let mut admin = cp.admin().await;
+    w.cp.restart();
+    let mut admin = w.cp.admin().await;
     let since = QueryUsageLogsRequest {
         start_time: Some(time::to_timestamp(away)),
         ..Default::default()
@@ -182,7 +126,7 @@ async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
         (ALLOWED_DROPPED, BLOCKED_DROPPED),
         "{gap:#?}"
     );
-    assert_eq!(gap.enforcer_id, enforcer.id);
+    assert_eq!(gap.enforcer_id, w.enforcer.id);
     assert_eq!(gap.time, dropped.first_time);
     let first = at(gap);
     let last = time::from_timestamp(dropped.last_time.as_ref().expect("last")).expect("time");
@@ -218,7 +162,7 @@ async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
         }
     };
     let ours = QueryUsageLogsRequest {
-        enforcer_id: enforcer.id.clone(),
+        enforcer_id: w.enforcer.id.clone(),
         ..since.clone()
     };
     assert_eq!(gaps_for(ours.clone()).await, 1);
@@ -279,7 +223,7 @@ async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
         .collect();
     assert_eq!(gaps.len(), 1, "{csv}");
     let row = gaps[0];
-    assert_eq!(&row[column("enforcer_id")], enforcer.id);
+    assert_eq!(&row[column("enforcer_id")], w.enforcer.id);
     assert_eq!(&row[column("dropped_allowed")], ALLOWED_DROPPED.to_string());
     assert_eq!(&row[column("dropped_blocked")], BLOCKED_DROPPED.to_string());
     let rfc3339 = |t: SystemTime| humantime::format_rfc3339_millis(t).to_string();
