@@ -359,11 +359,9 @@ async fn envoy_with_the_shipped_configuration_asks_ext_authz() {
     assert_eq!(seen["x-api-key"], serde_json::Value::Null, "{seen}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nginx_with_the_shipped_configuration_asks_the_auth_endpoint() {
-    if !tools::available(&["nginx"]) {
-        return;
-    }
+/// The stage for nginx and Traefik: the HTTP auth endpoint on, the gateway
+/// on loopback trusted for `X-Forwarded-For`; and the endpoint's address.
+async fn auth_stage() -> (Stage, std::net::SocketAddr) {
     let stage = stage(&[
         "--auth-listen",
         "127.0.0.1:0",
@@ -371,8 +369,21 @@ async fn nginx_with_the_shipped_configuration_asks_the_auth_endpoint() {
         "127.0.0.1/32",
     ])
     .await;
+    let auth = stage
+        .w
+        .enforcer
+        .auth_addr
+        .expect("the auth endpoint listens");
+    (stage, auth)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_with_the_shipped_configuration_asks_the_auth_endpoint() {
+    if !tools::available(&["nginx"]) {
+        return;
+    }
+    let (stage, auth) = auth_stage().await;
     let w = &stage.w;
-    let auth = w.enforcer.auth_addr.expect("the auth endpoint listens");
     let config = read("deploy/nginx/ipgate-auth.conf");
     let config = replace_once(
         &config,
@@ -415,15 +426,8 @@ async fn traefik_with_the_shipped_configuration_asks_the_auth_endpoint() {
     if !tools::available(&["traefik"]) {
         return;
     }
-    let stage = stage(&[
-        "--auth-listen",
-        "127.0.0.1:0",
-        "--trusted-proxies",
-        "127.0.0.1/32",
-    ])
-    .await;
+    let (stage, auth) = auth_stage().await;
     let w = &stage.w;
-    let auth = w.enforcer.auth_addr.expect("the auth endpoint listens");
     let static_config = read("deploy/traefik/traefik.yml");
     let static_config = replace_once(
         &static_config,
