@@ -60,7 +60,7 @@ pub fn batch(
             dropped_allowed,
             dropped_blocked,
             dropped_window: drop_window(
-                dropped_allowed + dropped_blocked > 0,
+                dropped_allowed > 0 || dropped_blocked > 0,
                 first_dropped.as_ref(),
                 last_dropped.as_ref(),
                 now,
@@ -125,6 +125,24 @@ mod tests {
         };
         let err = batch(req, SystemTime::now()).unwrap_err();
         assert_eq!(err.fields[0].field, "events[1].client_ip");
+    }
+
+    #[test]
+    fn any_drop_counts_an_enforcer_sends_are_read_without_overflow() {
+        let now = SystemTime::now();
+        let req = wire::ReportEventsRequest {
+            batch_id: uuid::Uuid::new_v4().to_string(),
+            enforcer_id: "e1".into(),
+            dropped_allowed: u64::MAX,
+            dropped_blocked: u64::MAX,
+            ..Default::default()
+        };
+        let read = batch(req, now).expect("a batch of drops only");
+        assert_eq!(
+            (read.dropped_allowed, read.dropped_blocked),
+            (u64::MAX, u64::MAX)
+        );
+        assert_eq!(read.dropped_window, Some((now, now)));
     }
 
     #[test]
