@@ -6,11 +6,11 @@ use std::{net::IpAddr, sync::Arc, time::SystemTime};
 use arc_swap::ArcSwapOption;
 use ipgate_shared::{
     ClientIpSource, Decision, Door, Index, KeyId, PresentedKey, Reason, Request, Revision, decide,
-    normalize_ip, time, usage::UsageEvent,
+    normalize_ip, time,
 };
 use tokio::sync::watch;
 
-use crate::events::EventSink;
+use crate::events::{Event, EventSink, RequestId, Seen, Text};
 
 /// One request as a door saw it.
 #[derive(Clone, Copy, Debug)]
@@ -34,7 +34,8 @@ pub struct DecisionInput<'a> {
     pub request_id: Option<&'a str>,
 }
 
-/// What a door needs to answer, owned so it outlives the index it came from.
+/// What a door needs to answer, owned so it outlives the index it came
+/// from; built without the heap, like the event (`events/event.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Outcome {
     /// Why the request was allowed or refused.
@@ -44,11 +45,11 @@ pub struct Outcome {
     /// The exact JSON body of a denial; `None` when allowed.
     pub body: Option<&'static str>,
     /// Id shared by the response headers and the usage log.
-    pub request_id: String,
+    pub request_id: RequestId,
     /// The address decided on, canonical (IPv4-mapped shown as IPv4).
-    pub client_ip: String,
+    pub client_ip: IpAddr,
     /// For allowed requests, the label of the entry that matched.
-    pub matched_label: String,
+    pub matched_label: Text,
     /// The presented key's id when it was well-formed.
     pub key_id: Option<KeyId>,
 }
@@ -111,20 +112,19 @@ impl Enforcer {
             Some(index) => decide(index, &request),
             None => Decision::unsynced_request(&request, self.fail_open_until_synced),
         };
-        let request_id = match input.request_id {
-            Some(id) if !id.is_empty() => id.to_owned(),
-            _ => new_request_id(),
-        };
-        let event = UsageEvent::record(
-            &decision,
-            input.door,
-            &request_id,
-            now,
-            input.api,
-            input.method,
-            input.path,
+        let seen = Seen {
+            door: input.door,
+            time: now,
+            api: input.api,
+            method: input.method,
+            path: input.path,
             client_ip,
-            input.client_ip_source,
+            client_ip_source: input.client_ip_source,
+        };
+        let event = Event::record(
+            &decision,
+            seen,
+            RequestId::given_or_generate(input.request_id),
         );
         let outcome = Outcome {
             reason: decision.reason,
@@ -132,7 +132,7 @@ impl Enforcer {
             body: decision.reason.body(),
             // The event's copy is cut to the log's limit; answer with the same.
             request_id: event.request_id.clone(),
-            client_ip: client_ip.to_string(),
+            client_ip,
             matched_label: event.matched_label.clone(),
             key_id: decision.key_id,
         };
@@ -159,7 +159,9 @@ impl Enforcer {
     }
 
     /// Puts `index` in force for every request that starts from now on.
-    pub(crate) fn install(&self, index: Arc<Index>) {
+    /// The sync client calls it; so do tests and benches that decide
+    /// without a control plane.
+    pub fn install(&self, index: Arc<Index>) {
         self.index.store(Some(index));
         self.synced
             .send_if_modified(|synced| !std::mem::replace(synced, true));
@@ -179,7 +181,7 @@ impl Enforcer {
 #[must_use = "the event is queued when this is dropped"]
 pub struct PendingEvent<'e> {
     sink: &'e EventSink,
-    event: Option<UsageEvent>,
+    event: Option<Event>,
 }
 
 impl PendingEvent<'_> {
@@ -197,11 +199,6 @@ impl Drop for PendingEvent<'_> {
             self.sink.push(event);
         }
     }
-}
-
-/// A fresh request id (UUID v4).
-pub fn new_request_id() -> String {
-    uuid::Uuid::new_v4().to_string()
 }
 
 #[cfg(test)]
@@ -231,7 +228,7 @@ mod tests {
         let before = enforcer.decide(input("::ffff:203.0.113.5"));
         assert_eq!(before.reason, Reason::NotSynced);
         assert_eq!(before.status, 503);
-        assert_eq!(before.client_ip, "203.0.113.5");
+        assert_eq!(before.client_ip.to_string(), "203.0.113.5");
         assert!(
             before
                 .body
@@ -262,7 +259,7 @@ mod tests {
             ..input("198.51.100.1")
         });
         assert_eq!(blocked.reason, Reason::IpNotAllowedApi);
-        assert_eq!(blocked.request_id, "req-7");
+        assert_eq!(&*blocked.request_id, "req-7");
 
         let mut events = Vec::new();
         source.drain_into(&mut events, 10);
@@ -270,14 +267,14 @@ mod tests {
         // Each event says the door and the address's source its input named.
         let doors: Vec<_> = events
             .iter()
-            .map(|e| (e.request_id == "req-7", e.door, e.client_ip_source))
+            .map(|e| (&*e.request_id == "req-7", e.door, e.client_ip_source))
             .collect();
         assert!(
-            doors.contains(&(true, Some(Door::Proxy), Some(ClientIpSource::Malformed))),
+            doors.contains(&(true, Door::Proxy, ClientIpSource::Malformed)),
             "{doors:?}"
         );
         assert!(
-            doors.contains(&(false, Some(Door::Check), Some(ClientIpSource::Named))),
+            doors.contains(&(false, Door::Check, ClientIpSource::Named)),
             "{doors:?}"
         );
     }

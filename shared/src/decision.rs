@@ -6,7 +6,7 @@
 //! carries); path (it must have a safe normal form); API key; scope; key
 //! allowlist.
 
-use std::{fmt, net::IpAddr, str::FromStr};
+use std::{fmt, net::IpAddr, str::FromStr, sync::Arc};
 
 use crate::{
     api::required_scope,
@@ -247,6 +247,9 @@ pub struct Decision<'i> {
     pub reason: Reason,
     /// Id of the presented key when it was well-formed (even if refused).
     pub key_id: Option<KeyId>,
+    /// The API's slug as the index holds it, when the index knows the API:
+    /// a usage event keeps it without copying.
+    pub api: Option<&'i Arc<str>>,
     /// For allowed requests, the entry that let the address through: the
     /// key's when the key has a list, else the API's.
     pub matched: Option<Matched<'i>>,
@@ -266,7 +269,7 @@ pub struct Matched<'i> {
     pub entry: MatchedEntry<'i>,
 }
 
-impl Decision<'_> {
+impl<'i> Decision<'i> {
     /// The decision of an enforcer that has no index yet.
     pub fn unsynced(key: PresentedKey<'_>, fail_open: bool) -> Decision<'static> {
         Decision {
@@ -276,6 +279,7 @@ impl Decision<'_> {
                 Reason::NotSynced
             },
             key_id: well_formed_id(key),
+            api: None,
             matched: None,
         }
     }
@@ -298,7 +302,13 @@ impl Decision<'_> {
 
     /// The label of the entry that matched ("" when none did or it has none).
     pub fn matched_label(&self) -> &str {
-        self.matched.map_or("", |m| m.entry.label)
+        self.shared_label().map_or("", |l| l)
+    }
+
+    /// The matched entry's label as the index holds it, to keep without
+    /// copying; `None` when none matched or it has no label.
+    pub fn shared_label(&self) -> Option<&'i Arc<str>> {
+        self.matched.and_then(|m| m.entry.label)
     }
 }
 
@@ -313,15 +323,21 @@ fn well_formed_id(key: PresentedKey<'_>) -> Option<KeyId> {
 /// Decides one request against `index`.
 pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
     let key_id = well_formed_id(req.key);
-    let deny = |reason| Decision {
-        reason,
-        key_id,
-        matched: None,
-    };
 
     // 1. The API.
     let Some(api) = index.api(req.api) else {
-        return deny(Reason::ApiNotFound);
+        return Decision {
+            reason: Reason::ApiNotFound,
+            key_id,
+            api: None,
+            matched: None,
+        };
+    };
+    let deny = |reason| Decision {
+        reason,
+        key_id,
+        api: Some(&api.slug),
+        matched: None,
     };
     if !api.enabled {
         return deny(Reason::ApiDisabled);
@@ -386,6 +402,7 @@ pub fn decide<'i>(index: &'i Index, req: &Request<'_>) -> Decision<'i> {
     }
 
     Decision {
+        api: Some(&api.slug),
         reason: if would_block {
             Reason::WouldBlockIp
         } else {

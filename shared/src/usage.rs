@@ -5,12 +5,7 @@
 
 use std::{fmt, net::IpAddr, str::FromStr, time::SystemTime};
 
-use crate::{
-    decision::{Decision, Reason},
-    key::KeyId,
-    proto::sync::v1 as wire,
-    time,
-};
+use crate::{decision::Reason, key::KeyId, proto::sync::v1 as wire, time};
 
 /// Longest request path kept in the log; longer paths are cut.
 pub const MAX_PATH_CHARS: usize = 1024;
@@ -270,41 +265,6 @@ pub struct UsageEvent {
     pub client_ip_source: Option<ClientIpSource>,
 }
 
-impl UsageEvent {
-    /// The event for `decision`, cutting over-long fields to their limits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn record(
-        decision: &Decision<'_>,
-        door: Door,
-        request_id: &str,
-        time: SystemTime,
-        api: &str,
-        method: &str,
-        path: &str,
-        client_ip: IpAddr,
-        client_ip_source: ClientIpSource,
-    ) -> Self {
-        UsageEvent {
-            request_id: cut(request_id, MAX_SHORT_CHARS),
-            time,
-            api: cut(api, MAX_SHORT_CHARS),
-            key_id: decision.key_id,
-            method: cut(method, MAX_SHORT_CHARS),
-            path: cut(path, MAX_PATH_CHARS),
-            status: decision.reason.http_status(),
-            client_ip,
-            reason: decision.reason,
-            matched_label: decision.matched_label().to_owned(),
-            door: Some(door),
-            client_ip_source: Some(client_ip_source),
-        }
-    }
-}
-
-fn cut(s: &str, max_chars: usize) -> String {
-    s.chars().take(max_chars).collect()
-}
-
 /// A usage event that cannot be stored; names the field.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("usage event {field}: {message}")]
@@ -331,6 +291,45 @@ fn bounded(field: &'static str, s: String, max_chars: usize) -> Result<String, I
     }
 }
 
+/// Puts back the text `event` names by reference into its batch's string
+/// table `strings` (`ReportEventsRequest.strings`), so the event reads as
+/// if it carried its fields itself. A reference past the table's end is
+/// an invalid event, named by the reference's field.
+pub fn resolve_refs(strings: &[String], event: &mut wire::UsageEvent) -> Result<(), InvalidEvent> {
+    let fields: [(&'static str, &mut u32, &mut String); 6] = [
+        ("api_ref", &mut event.api_ref, &mut event.api),
+        (
+            "api_key_id_ref",
+            &mut event.api_key_id_ref,
+            &mut event.api_key_id,
+        ),
+        ("method_ref", &mut event.method_ref, &mut event.method),
+        ("path_ref", &mut event.path_ref, &mut event.path),
+        ("reason_ref", &mut event.reason_ref, &mut event.reason),
+        (
+            "matched_label_ref",
+            &mut event.matched_label_ref,
+            &mut event.matched_label,
+        ),
+    ];
+    for (field, reference, text) in fields {
+        let at = std::mem::take(reference);
+        if at == 0 {
+            continue;
+        }
+        match strings.get(at as usize - 1) {
+            Some(s) => s.clone_into(text),
+            None => {
+                return Err(invalid(
+                    field,
+                    format!("{at} is past the batch's {} strings", strings.len()),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl TryFrom<wire::UsageEvent> for UsageEvent {
     type Error = InvalidEvent;
 
@@ -348,6 +347,13 @@ impl TryFrom<wire::UsageEvent> for UsageEvent {
             matched_label,
             door,
             client_ip_source,
+            // Resolved before (`resolve_refs`); left over, they name nothing.
+            api_ref: _,
+            api_key_id_ref: _,
+            method_ref: _,
+            path_ref: _,
+            reason_ref: _,
+            matched_label_ref: _,
         } = e;
         let time = ts
             .as_ref()
@@ -408,6 +414,7 @@ impl From<&UsageEvent> for wire::UsageEvent {
             matched_label: e.matched_label.clone(),
             door: Door::to_wire(e.door).into(),
             client_ip_source: ClientIpSource::to_wire(e.client_ip_source).into(),
+            ..Default::default()
         }
     }
 }
@@ -415,43 +422,46 @@ impl From<&UsageEvent> for wire::UsageEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decision::PresentedKey;
+
+    /// An event as the control plane reads it, refused as not synced.
+    fn event(door: Door, time: SystemTime, path: &str, source: ClientIpSource) -> UsageEvent {
+        UsageEvent {
+            request_id: "req-1".into(),
+            time,
+            api: "orders".into(),
+            key_id: None,
+            method: "GET".into(),
+            path: path.into(),
+            status: 503,
+            client_ip: "203.0.113.5".parse().unwrap(),
+            reason: Reason::NotSynced,
+            matched_label: String::new(),
+            door: Some(door),
+            client_ip_source: Some(source),
+        }
+    }
 
     #[test]
-    fn events_round_trip_and_long_fields_are_cut() {
-        let d = Decision::unsynced(PresentedKey::Missing, false);
-        let long_path = format!("/{}", "a".repeat(5000));
-        let e = UsageEvent::record(
-            &d,
+    fn events_round_trip_up_to_the_field_limits() {
+        let longest = format!("/{}", "é".repeat(MAX_PATH_CHARS - 1));
+        let e = event(
             Door::Proxy,
-            "req-1",
             time::from_millis(1_800_000_000_000),
-            "orders",
-            "GET",
-            &long_path,
-            "203.0.113.5".parse().unwrap(),
+            &longest,
             ClientIpSource::Named,
         );
-        assert_eq!(e.path.chars().count(), MAX_PATH_CHARS);
-        assert_eq!(e.status, 503);
         let wire = wire::UsageEvent::from(&e);
-        assert_eq!(UsageEvent::try_from(wire), Ok(e));
+        assert_eq!(UsageEvent::try_from(wire.clone()), Ok(e));
+        let longer = wire::UsageEvent {
+            path: format!("{longest}a"),
+            ..wire
+        };
+        assert_eq!(UsageEvent::try_from(longer).unwrap_err().field, "path");
     }
 
     #[test]
     fn bad_events_name_the_field() {
-        let d = Decision::unsynced(PresentedKey::Missing, false);
-        let e = UsageEvent::record(
-            &d,
-            Door::Check,
-            "r",
-            SystemTime::now(),
-            "orders",
-            "GET",
-            "/",
-            "203.0.113.5".parse().unwrap(),
-            ClientIpSource::Named,
-        );
+        let e = event(Door::Check, SystemTime::now(), "/", ClientIpSource::Named);
         let good = wire::UsageEvent::from(&e);
         type Spoil = fn(&mut wire::UsageEvent);
         let cases: [(&str, Spoil); 4] = [
@@ -478,18 +488,7 @@ mod tests {
         }
         assert!("Proxy".parse::<Door>().is_err());
         assert!(UNKNOWN_DOOR.parse::<Door>().is_err());
-        let d = Decision::unsynced(PresentedKey::Missing, false);
-        let e = UsageEvent::record(
-            &d,
-            Door::Check,
-            "r",
-            SystemTime::now(),
-            "orders",
-            "GET",
-            "/",
-            "203.0.113.5".parse().unwrap(),
-            ClientIpSource::Named,
-        );
+        let e = event(Door::Check, SystemTime::now(), "/", ClientIpSource::Named);
         assert_eq!(e.door, Some(Door::Check));
         let mut older = wire::UsageEvent::from(&e);
         // An enforcer built before doors were reported sends none; a newer
@@ -533,16 +532,10 @@ mod tests {
             ]
         );
 
-        let d = Decision::unsynced(PresentedKey::Missing, false);
-        let e = UsageEvent::record(
-            &d,
+        let e = event(
             Door::Proxy,
-            "r",
             SystemTime::now(),
-            "orders",
-            "GET",
             "/",
-            "203.0.113.5".parse().unwrap(),
             ClientIpSource::Malformed,
         );
         assert_eq!(e.client_ip_source, Some(ClientIpSource::Malformed));

@@ -101,7 +101,7 @@ proptest! {
                     } else {
                         naive.first()
                     };
-                    prop_assert_eq!(Some(&(m.cidr, m.label)), expected, "{} matched {:?}, naive scan says {:?}", ip, m, naive);
+                    prop_assert_eq!(Some(&(m.cidr, m.label())), expected, "{} matched {:?}, naive scan says {:?}", ip, m, naive);
                 }
             }
         }

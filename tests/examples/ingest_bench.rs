@@ -91,6 +91,7 @@ fn template(seed: usize, size: usize) -> Vec<UsageEvent> {
                 },
                 door: Door::Proxy.into(),
                 client_ip_source: ClientIpSource::XForwardedFor.into(),
+                ..Default::default()
             }
         })
         .collect()

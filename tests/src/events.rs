@@ -26,6 +26,7 @@ pub fn event(api: &str, key_id: &str, client_ip: &str, time: SystemTime) -> Usag
         matched_label: String::new(),
         door: ipgate_shared::proto::sync::v1::Door::Check.into(),
         client_ip_source: ipgate_shared::proto::sync::v1::ClientIpSource::Named.into(),
+        ..UsageEvent::default()
     }
 }
 
@@ -39,6 +40,7 @@ pub async fn report(sync: &mut SyncClient, events: Vec<UsageEvent>) {
         dropped_blocked: 0,
         first_dropped: None,
         last_dropped: None,
+        strings: Vec::new(),
     })
     .await
     .expect("report usage events");

@@ -3,7 +3,12 @@
 
 use std::time::SystemTime;
 
-use ipgate_shared::{EnforcerId, proto::sync::v1 as wire, time, usage::UsageEvent};
+use ipgate_shared::{
+    EnforcerId,
+    proto::sync::v1 as wire,
+    time,
+    usage::{self, UsageEvent},
+};
 
 use crate::{invalid::InvalidRequest, store::UsageBatch};
 
@@ -23,6 +28,7 @@ pub fn batch(
         dropped_blocked,
         first_dropped,
         last_dropped,
+        strings,
     } = req;
     let mut bad = InvalidRequest::default();
     let id = bad.check(
@@ -46,8 +52,9 @@ pub fn batch(
     let events: Vec<Option<UsageEvent>> = events
         .into_iter()
         .enumerate()
-        .map(|(i, e)| {
-            UsageEvent::try_from(e)
+        .map(|(i, mut e)| {
+            usage::resolve_refs(&strings, &mut e)
+                .and_then(|()| UsageEvent::try_from(e))
                 .map_err(|err| bad.add(format!("events[{i}].{}", err.field), err.message))
                 .ok()
         })
@@ -110,7 +117,59 @@ mod tests {
             matched_label: String::new(),
             door: wire::Door::Proxy.into(),
             client_ip_source: wire::ClientIpSource::Peer.into(),
+            ..Default::default()
         }
+    }
+
+    #[test]
+    fn events_may_name_their_text_in_the_batch_string_table() {
+        let by_ref = wire::UsageEvent {
+            api: String::new(),
+            path: String::new(),
+            reason: String::new(),
+            api_ref: 2,
+            path_ref: 1,
+            reason_ref: 3,
+            ..event()
+        };
+        let req = wire::ReportEventsRequest {
+            batch_id: uuid::Uuid::new_v4().to_string(),
+            enforcer_id: "e1".into(),
+            events: vec![by_ref.clone(), event()],
+            strings: vec![
+                "/v1/orders".into(),
+                "billing".into(),
+                "IP_NOT_ALLOWED_API".into(),
+            ],
+            ..Default::default()
+        };
+        let read = batch(req.clone(), SystemTime::now()).expect("valid");
+        let e = &read.events[0];
+        assert_eq!((e.api.as_str(), e.path.as_str()), ("billing", "/v1/orders"));
+        assert_eq!(e.reason.as_str(), "IP_NOT_ALLOWED_API");
+        assert_eq!(
+            read.events[1].api, "orders",
+            "an event's own text still counts"
+        );
+
+        let past_end = wire::ReportEventsRequest {
+            events: vec![
+                event(),
+                wire::UsageEvent {
+                    path_ref: 4,
+                    ..by_ref
+                },
+            ],
+            ..req
+        };
+        let err = batch(past_end, SystemTime::now()).unwrap_err();
+        assert_eq!(err.fields[0].field, "events[1].path_ref");
+        assert!(
+            err.fields[0]
+                .description
+                .contains("past the batch's 3 strings"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -277,6 +277,7 @@ pub fn usage_event(
         matched_label: String::new(),
         door: ipgate_shared::proto::sync::v1::Door::Check.into(),
         client_ip_source: ipgate_shared::proto::sync::v1::ClientIpSource::Named.into(),
+        ..Default::default()
     }
 }
 
@@ -296,6 +297,7 @@ pub async fn report(
             dropped_blocked: 0,
             first_dropped: None,
             last_dropped: None,
+            ..Default::default()
         })
         .await
         .expect("report usage events");

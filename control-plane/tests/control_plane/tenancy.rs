@@ -353,6 +353,7 @@ async fn another_tenants_objects_are_not_found(db: Db) {
                 matched_label: String::new(),
                 door: ipgate_shared::proto::sync::v1::Door::Check.into(),
                 client_ip_source: ipgate_shared::proto::sync::v1::ClientIpSource::Named.into(),
+                ..Default::default()
             }],
             ..Default::default()
         })

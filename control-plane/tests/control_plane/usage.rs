@@ -40,6 +40,7 @@ fn event(i: u32, key: &str, method: &str, status: u32, at: SystemTime) -> UsageE
         matched_label: String::new(),
         door: Door::Proxy.into(),
         client_ip_source: ClientIpSource::Peer.into(),
+        ..Default::default()
     }
 }
 
@@ -52,6 +53,7 @@ fn batch(events: Vec<UsageEvent>) -> ReportEventsRequest {
         dropped_blocked: 0,
         first_dropped: None,
         last_dropped: None,
+        strings: Vec::new(),
     }
 }
 

@@ -292,7 +292,7 @@ fn denied(outcome: &Outcome) -> Response<Full<Bytes>> {
     let status = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::FORBIDDEN);
     let mut response = door_answer(status, outcome.body.unwrap_or_default());
     let headers = response.headers_mut();
-    set(headers, X_IPGATE_CLIENT_IP, &outcome.client_ip);
+    set(headers, X_IPGATE_CLIENT_IP, &outcome.client_ip.to_string());
     set(headers, X_REQUEST_ID, &outcome.request_id);
     response
 }

@@ -91,9 +91,9 @@ impl CheckService for CheckDoor {
             error_code: outcome.error_code().unwrap_or_default().to_owned(),
             body: outcome.body.unwrap_or_default().to_owned(),
             reason: outcome.reason.as_str().to_owned(),
-            request_id: outcome.request_id,
-            client_ip: outcome.client_ip,
-            matched_label: outcome.matched_label,
+            request_id: outcome.request_id.to_string(),
+            client_ip: outcome.client_ip.to_string(),
+            matched_label: outcome.matched_label.to_string(),
         }))
     }
 }

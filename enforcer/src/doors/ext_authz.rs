@@ -303,7 +303,7 @@ fn denied(outcome: &Outcome) -> CheckResponse {
             }),
             headers: vec![
                 header("content-type", "application/json"),
-                header(X_IPGATE_CLIENT_IP, &outcome.client_ip),
+                header(X_IPGATE_CLIENT_IP, &outcome.client_ip.to_string()),
                 header(X_REQUEST_ID, &outcome.request_id),
             ],
             body: outcome.body.unwrap_or_default().to_owned(),

@@ -245,7 +245,7 @@ fn json(status: StatusCode, outcome: &Outcome, body: &'static str) -> Response<P
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    set(headers, X_IPGATE_CLIENT_IP, &outcome.client_ip);
+    set(headers, X_IPGATE_CLIENT_IP, &outcome.client_ip.to_string());
     set(headers, X_REQUEST_ID, &outcome.request_id);
     response
 }

@@ -12,8 +12,9 @@ use std::{
     time::SystemTime,
 };
 
-use ipgate_shared::usage::UsageEvent;
 use tokio::sync::mpsc::{self, error::TrySendError};
+
+use super::Event;
 
 /// Makes a queue holding up to `capacity` allowed and `capacity` blocked events.
 pub fn queue(capacity: usize) -> (EventSink, EventSource) {
@@ -77,14 +78,14 @@ fn lock(dropped: &SharedDropped) -> std::sync::MutexGuard<'_, Dropped> {
 /// The doors' end: pushing never waits.
 #[derive(Clone, Debug)]
 pub struct EventSink {
-    allowed: mpsc::Sender<UsageEvent>,
-    blocked: mpsc::Sender<UsageEvent>,
+    allowed: mpsc::Sender<Event>,
+    blocked: mpsc::Sender<Event>,
     dropped: SharedDropped,
 }
 
 impl EventSink {
     /// Queues `event`, or counts it as dropped when its queue is full.
-    pub fn push(&self, event: UsageEvent) {
+    pub fn push(&self, event: Event) {
         let allowed = event.reason.allowed();
         let queue = if allowed {
             &self.allowed
@@ -104,8 +105,8 @@ impl EventSink {
 /// The reporter's end.
 #[derive(Debug)]
 pub struct EventSource {
-    allowed: mpsc::Receiver<UsageEvent>,
-    blocked: mpsc::Receiver<UsageEvent>,
+    allowed: mpsc::Receiver<Event>,
+    blocked: mpsc::Receiver<Event>,
     dropped: SharedDropped,
 }
 
@@ -113,7 +114,7 @@ impl EventSource {
     /// Waits for at least one event, then moves whatever else is waiting into
     /// `out` until it holds `max`. Returns false once every sink is gone and
     /// both queues are empty.
-    pub async fn recv_into(&mut self, out: &mut Vec<UsageEvent>, max: usize) -> bool {
+    pub async fn recv_into(&mut self, out: &mut Vec<Event>, max: usize) -> bool {
         let first = tokio::select! {
             biased;
             Some(e) = self.blocked.recv() => e,
@@ -126,7 +127,7 @@ impl EventSource {
     }
 
     /// Moves waiting events into `out` until it holds `max`, blocked ones first.
-    pub fn drain_into(&mut self, out: &mut Vec<UsageEvent>, max: usize) {
+    pub fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) {
         for queue in [&mut self.blocked, &mut self.allowed] {
             while out.len() < max {
                 match queue.try_recv() {
@@ -145,8 +146,24 @@ impl EventSource {
     /// Counts events that were taken from the queue but could not be
     /// delivered (`lost`), so the next batch reports them.
     pub fn count_lost(&self, lost: Dropped) {
+        self.lost_counter().count(lost);
+    }
+
+    /// A handle that counts lost events, for a batch on its way.
+    pub(crate) fn lost_counter(&self) -> LostCounter {
+        LostCounter(self.dropped.clone())
+    }
+}
+
+/// Counts events taken from the queue that could not be delivered.
+#[derive(Clone, Debug)]
+pub(crate) struct LostCounter(SharedDropped);
+
+impl LostCounter {
+    /// Adds `lost` to what the next batch reports as dropped.
+    pub(crate) fn count(&self, lost: Dropped) {
         if let Some((first, last)) = lost.window {
-            lock(&self.dropped).add(lost.allowed, lost.blocked, first, last);
+            lock(&self.0).add(lost.allowed, lost.blocked, first, last);
         }
     }
 }
@@ -158,21 +175,21 @@ mod tests {
     use ipgate_shared::{Decision, PresentedKey};
 
     use super::*;
+    use crate::events::{RequestId, Seen};
 
-    fn event(fail_open: bool) -> UsageEvent {
+    fn event(fail_open: bool) -> Event {
         // Unsynced decisions give one allowed and one blocked reason.
         let d = Decision::unsynced(PresentedKey::Missing, fail_open);
-        UsageEvent::record(
-            &d,
-            ipgate_shared::Door::Proxy,
-            "r",
-            SystemTime::now(),
-            "orders",
-            "GET",
-            "/",
-            "203.0.113.5".parse().unwrap(),
-            ipgate_shared::ClientIpSource::Peer,
-        )
+        let seen = Seen {
+            door: ipgate_shared::Door::Proxy,
+            time: SystemTime::now(),
+            api: "orders",
+            method: "GET",
+            path: "/",
+            client_ip: "203.0.113.5".parse().unwrap(),
+            client_ip_source: ipgate_shared::ClientIpSource::Peer,
+        };
+        Event::record(&d, seen, RequestId::generate())
     }
 
     #[tokio::test]

@@ -49,6 +49,17 @@ async fn decisions_reach_report_events_with_their_fields() {
         Some(format!("Bearer {TOKEN}").as_str())
     );
     assert!(uuid::Uuid::parse_str(&report.request.batch_id).is_ok());
+    // Text travels once a batch, in its table: events name it by reference.
+    for report in fake.reports().into_iter().filter(|r| r.accepted) {
+        let table = &report.request.strings;
+        let distinct: HashSet<&String> = table.iter().collect();
+        assert_eq!(distinct.len(), table.len(), "each text once: {table:?}");
+        for e in &report.request.events {
+            assert_eq!((e.api.as_str(), e.path.as_str()), ("", ""));
+            assert_eq!(table[e.api_ref as usize - 1], "orders");
+            assert_eq!(table[e.path_ref as usize - 1], "/orders/7");
+        }
+    }
     assert_eq!(
         (
             report.request.dropped_allowed,

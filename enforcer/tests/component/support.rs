@@ -425,11 +425,20 @@ impl FakeControlPlane {
     }
 
     /// Every event delivered so far (accepted calls only).
+    /// Every event of the accepted batches, its text read back from the
+    /// batch's string table as the control plane does.
     pub fn events(&self) -> Vec<wire::UsageEvent> {
         self.reports()
             .into_iter()
             .filter(|r| r.accepted)
-            .flat_map(|r| r.request.events)
+            .flat_map(|r| {
+                let strings = r.request.strings;
+                r.request.events.into_iter().map(move |mut e| {
+                    ipgate_enforcer::shared::usage::resolve_refs(&strings, &mut e)
+                        .expect("references inside the batch's table");
+                    e
+                })
+            })
             .collect()
     }
 

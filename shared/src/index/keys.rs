@@ -506,7 +506,7 @@ impl<'a> KeyRef<'a> {
             }
         };
         match cidr {
-            Some(cidr) => ListMatch::Matched(MatchedEntry { cidr, label: "" }),
+            Some(cidr) => ListMatch::Matched(MatchedEntry { cidr, label: None }),
             None => ListMatch::NotMatched,
         }
     }
@@ -546,7 +546,7 @@ mod tests {
 
     fn hit(key: KeyRef<'_>, ip: &str) -> String {
         match key.lookup(ip.parse().unwrap(), 0) {
-            ListMatch::Matched(m) => format!("{} {}", m.label, m.cidr),
+            ListMatch::Matched(m) => format!("{} {}", m.label(), m.cidr),
             ListMatch::NotMatched => "-".into(),
             ListMatch::Empty => "empty".into(),
         }
@@ -591,13 +591,13 @@ mod tests {
         assert!(!got.has_scope(&"orders:write".parse().unwrap()));
         assert!(got.accepts(&SecretHash::of(&old.secret), at_ms - 1));
         assert!(!got.accepts(&SecretHash::of(&old.secret), at_ms));
-        assert_eq!(
-            got.lookup("203.0.113.5".parse().unwrap(), at_ms - 1),
-            ListMatch::Matched(MatchedEntry {
-                cidr: "203.0.113.5/32".parse().unwrap(),
-                label: "temp"
-            })
-        );
+        match got.lookup("203.0.113.5".parse().unwrap(), at_ms - 1) {
+            ListMatch::Matched(m) => {
+                assert_eq!(m.cidr, "203.0.113.5/32".parse::<IpNet>().unwrap());
+                assert_eq!(m.label(), "temp");
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(
             got.lookup("203.0.113.5".parse().unwrap(), at_ms),
             ListMatch::NotMatched

@@ -13,7 +13,10 @@
 //! Expired entries are skipped at lookup time, so an entry stops matching at
 //! its instant whether or not the control plane has removed it yet.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    sync::Arc,
+};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
@@ -41,8 +44,16 @@ pub enum ListMatch<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MatchedEntry<'a> {
     pub cidr: IpNet,
-    /// Its label ("" when none).
-    pub label: &'a str,
+    /// Its label; `None` when it has none. Shared with the index, so a
+    /// usage event can keep it without copying.
+    pub label: Option<&'a Arc<str>>,
+}
+
+impl MatchedEntry<'_> {
+    /// Its label as text ("" when none).
+    pub fn label(&self) -> &str {
+        self.label.map_or("", |l| l)
+    }
 }
 
 /// An allowlist compiled for lookups.
@@ -59,7 +70,7 @@ pub struct CompiledList {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Meta {
-    label: Box<str>,
+    label: Option<Arc<str>>,
     expires_at: UnixMillis,
 }
 
@@ -296,7 +307,7 @@ impl CompiledList {
             entries
                 .iter()
                 .map(|e| Meta {
-                    label: e.label().into(),
+                    label: (!e.label().is_empty()).then(|| e.label().into()),
                     expires_at: e.expires_at().map_or(NEVER, time::to_millis),
                 })
                 .collect()
@@ -339,7 +350,7 @@ impl CompiledList {
         match hit {
             Some((idx, cidr)) => ListMatch::Matched(MatchedEntry {
                 cidr,
-                label: self.meta(idx).map_or("", |m| &m.label),
+                label: self.meta(idx).and_then(|m| m.label.as_ref()),
             }),
             None => ListMatch::NotMatched,
         }
@@ -368,7 +379,7 @@ mod tests {
     /// The matched entry as text: "label cidr", or "-" when none matched.
     fn hit(list: &CompiledList, ip: &str, now: UnixMillis) -> String {
         match list.lookup(ip.parse().unwrap(), now) {
-            ListMatch::Matched(m) => format!("{} {}", m.label, m.cidr),
+            ListMatch::Matched(m) => format!("{} {}", m.label(), m.cidr),
             ListMatch::NotMatched => "-".into(),
             ListMatch::Empty => "empty".into(),
         }

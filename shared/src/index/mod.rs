@@ -57,6 +57,12 @@ struct Slugs {
 }
 
 impl Slugs {
+    /// The slug's one shared copy, made on first sight.
+    fn intern(&mut self, slug: &str) -> Arc<str> {
+        let n = self.number(slug);
+        Arc::clone(&self.names[n as usize])
+    }
+
     fn number(&mut self, slug: &str) -> u32 {
         if let Some(n) = self.numbers.get(slug) {
             return *n;
@@ -117,6 +123,7 @@ impl Index {
 
     fn put_api(&mut self, api: ApiConfig) {
         let compiled = CompiledApi {
+            slug: self.slugs.intern(api.slug.as_str()),
             enabled: api.enabled,
             allowlist: CompiledList::new(&api.allowlist),
             routes: api.routes,
@@ -167,6 +174,9 @@ impl Eq for Index {}
 /// An API ready for decisions.
 #[derive(Debug, PartialEq, Eq)]
 pub struct CompiledApi {
+    /// The slug, shared with the index's slug table: a usage event keeps
+    /// it without copying.
+    pub(crate) slug: Arc<str>,
     pub(crate) enabled: bool,
     pub(crate) allowlist: CompiledList,
     pub(crate) routes: Vec<RouteRule>,
