@@ -10,6 +10,7 @@ mod admin;
 mod demo_upstream;
 mod dev;
 mod logging;
+mod runtime;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(flatten)]
     log: logging::LogArgs,
+    #[command(flatten)]
+    runtime: runtime::RuntimeArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -69,10 +72,10 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match cli.runtime.build() {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            eprintln!("error: cannot start the async runtime: {e:#}");
             return std::process::ExitCode::FAILURE;
         }
     };

@@ -26,6 +26,7 @@
 #   PIN=1 tests/bench/peers.sh             # control plane on CPU 0, enforcer on CPU 1
 #   KEEP=1 tests/bench/peers.sh            # keep the logs, configs and database
 #   PAUSE=1 tests/bench/peers.sh           # print the pids, wait for Enter before the rounds
+#   ENFORCER_FLAGS="--runtime current-thread" tests/bench/peers.sh   # extra enforcer flags
 #
 # Needs nginx, wrk, h2load (nghttp2-client), curl and python3; run as root,
 # it installs the first three with apt-get when they are missing.
@@ -69,7 +70,7 @@ start_control_plane "${pin_cp[@]}"
 IPGATE_ENFORCER_TOKEN=$enf IPGATE_LOG=warn "${pin_enf[@]}" "$bin" enforcer \
   --control-plane "http://127.0.0.1:$cp_port" --grpc-listen "127.0.0.1:$grpc_port" \
   --api bench --upstream "http://127.0.0.1:$up_port" --proxy-listen "127.0.0.1:$proxy_port" \
-  > "$work/enforcer.log" 2>&1 & enf_pid=$!; pids+=("$enf_pid")
+  ${ENFORCER_FLAGS:-} > "$work/enforcer.log" 2>&1 & enf_pid=$!; pids+=("$enf_pid")
 
 # --- N and L: nginx allow/deny, without and with an access log ---
 allow_lines=""
@@ -221,7 +222,7 @@ ratio G H "gRPC Check / Health floor"
 # (the warm-up requests included) is a row once the control plane has
 # ingested the last batches; wait until the count reaches it or stops.
 count_rows() {
-  python3 - "$work/ipgate.db" <<'EOF'
+  python3 - "$work/ipgate.usage.db" <<'EOF'
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=10)
 rows = dict(db.execute("SELECT door, COUNT(*) FROM usage_events GROUP BY door").fetchall())
@@ -239,7 +240,7 @@ done
 read -r got_p got_g <<< "$rows"
 # Events the enforcer had to drop (its queue full) are not lost silently:
 # they are gaps in the usage log, counted but not split by door.
-gapped="$(python3 - "$work/ipgate.db" <<'EOF'
+gapped="$(python3 - "$work/ipgate.usage.db" <<'EOF'
 import sqlite3, sys
 db = sqlite3.connect(f"file:{sys.argv[1]}?mode=ro", uri=True, timeout=10)
 print(db.execute("SELECT COALESCE(SUM(dropped_allowed + dropped_blocked), 0) FROM usage_gaps").fetchone()[0])

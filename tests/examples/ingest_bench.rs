@@ -1,6 +1,6 @@
 //! Usage ingestion at load: `ReportEvents` batches of realistic events, sent
 //! as an enforcer sends them (gRPC, an enforcer token) to a real release
-//! control plane on SQLite on loopback, several batches in flight, for
+//! control plane on SQLite or PostgreSQL on loopback, several batches in flight, for
 //! DURATION seconds. Prints the events/s sustained (the median of the
 //! per-second rates, and the total over the run), then checks that the
 //! usage log holds exactly the events acknowledged. `tests/bench/ingest.sh`
@@ -8,7 +8,10 @@
 //!
 //! Environment: `DURATION` seconds (default 60, 1 to 600), `IN_FLIGHT`
 //! batches (default 4, 1 to 64), `BATCH` events a batch (default 1,000, 1
-//! to 10,000), `IPGATE_BIN` (default: `target/release/ipgate`).
+//! to 10,000), `IPGATE_BIN` (default: `target/release/ipgate`), `BACKEND`
+//! (`sqlite`, the default, or `postgres`: a fresh database in the
+//! PostgreSQL named by `IPGATE_TEST_POSTGRES_URL`, as `tests/postgres.sh
+//! start` prints it).
 
 use std::{
     sync::{
@@ -23,7 +26,7 @@ use ipgate_shared::proto::sync::v1::{
     ClientIpSource, Door, ReportEventsRequest, UsageEvent, sync_service_client::SyncServiceClient,
 };
 use ipgate_tests::{Backend, ControlPlane, ENFORCER_TOKEN, admin::timestamp, process::Bearer};
-use sqlx::{Connection, sqlite::SqliteConnection};
+use sqlx::{AnyConnection, Connection};
 use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 /// Distinct batches of events the senders cycle through (each sent with a
@@ -153,7 +156,13 @@ async fn main() -> Result<()> {
     let in_flight = env_bounded("IN_FLIGHT", 4, 1, 64)? as usize;
     let batch = env_bounded("BATCH", 1_000, 1, 10_000)? as usize;
 
-    let backend = Backend::sqlite();
+    let backend = match std::env::var("BACKEND").as_deref() {
+        Err(_) | Ok("sqlite") => Backend::sqlite(),
+        Ok("postgres") => Backend::postgres()
+            .await
+            .context("BACKEND=postgres needs IPGATE_TEST_POSTGRES_URL")?,
+        Ok(other) => bail!("BACKEND={other:?}: sqlite or postgres"),
+    };
     let control_plane = ControlPlane::start(&backend);
     println!(
         "control plane pid {} on {} ({}); {in_flight} batches of {batch} in flight for {duration} s",
@@ -216,7 +225,8 @@ async fn main() -> Result<()> {
         total as f64 / elapsed
     );
 
-    let mut db = SqliteConnection::connect(backend.url()).await?;
+    sqlx::any::install_default_drivers();
+    let mut db = AnyConnection::connect(&backend.usage_log_url()).await?;
     let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM usage_events")
         .fetch_one(&mut db)
         .await?;

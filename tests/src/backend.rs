@@ -1,13 +1,23 @@
 //! The databases a control plane under test runs on: a fresh SQLite file, or
 //! a fresh database in the PostgreSQL that `tests/run.sh` provides.
 
+use std::sync::Arc;
+
 use sqlx::{Connection, Executor, postgres::PgConnection};
 use tempfile::TempDir;
 
 /// Where a test's control plane keeps its state.
 pub enum Backend {
-    Sqlite { _dir: TempDir, url: String },
-    Postgres { url: String },
+    /// The folder is shared with every control plane started on it, so it
+    /// lasts as long as they do, even when the test lets go of its
+    /// `Backend` first.
+    Sqlite {
+        dir: Arc<TempDir>,
+        url: String,
+    },
+    Postgres {
+        url: String,
+    },
 }
 
 impl Backend {
@@ -15,7 +25,10 @@ impl Backend {
     pub fn sqlite() -> Backend {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("ipgate.db").display());
-        Backend::Sqlite { _dir: dir, url }
+        Backend::Sqlite {
+            dir: Arc::new(dir),
+            url,
+        }
     }
 
     /// A new, empty database in the test PostgreSQL named by
@@ -51,6 +64,23 @@ impl Backend {
     pub fn url(&self) -> &str {
         match self {
             Backend::Sqlite { url, .. } | Backend::Postgres { url } => url,
+        }
+    }
+
+    /// What keeps the database's folder while a control plane uses it.
+    pub(crate) fn keep(&self) -> Option<Arc<TempDir>> {
+        match self {
+            Backend::Sqlite { dir, .. } => Some(dir.clone()),
+            Backend::Postgres { .. } => None,
+        }
+    }
+
+    /// Where the usage log is: on SQLite its own file beside the
+    /// database (`ipgate.usage.db`), on PostgreSQL the same database.
+    pub fn usage_log_url(&self) -> String {
+        match self {
+            Backend::Sqlite { url, .. } => url.replace("/ipgate.db", "/ipgate.usage.db"),
+            Backend::Postgres { url } => url.clone(),
         }
     }
 }

@@ -242,6 +242,8 @@ pub struct ControlPlane {
     pub addr: SocketAddr,
     database: String,
     extra_args: Vec<String>,
+    /// The SQLite folder, kept while this control plane may use it.
+    _folder: Option<std::sync::Arc<tempfile::TempDir>>,
 }
 
 impl ControlPlane {
@@ -253,11 +255,13 @@ impl ControlPlane {
     /// Like [`ControlPlane::start`], with more flags (kept across restarts).
     pub fn start_with(backend: &Backend, extra_args: &[&str]) -> ControlPlane {
         let extra_args = extra_args.iter().map(|a| (*a).to_owned()).collect();
-        Self::start_at(
+        let mut started = Self::start_at(
             backend.url(),
             "127.0.0.1:0".parse().expect("address"),
             extra_args,
-        )
+        );
+        started._folder = backend.keep();
+        started
     }
 
     /// Like [`ControlPlane::start_with`], on the database at `database` as
@@ -290,6 +294,7 @@ impl ControlPlane {
             addr: addrs[0],
             database: database.to_owned(),
             extra_args,
+            _folder: None,
         }
     }
 
@@ -313,7 +318,9 @@ impl ControlPlane {
     /// Starts it again on the same address and database.
     pub fn restart(&mut self) {
         self.kill();
+        let folder = self._folder.take();
         *self = Self::start_at(&self.database.clone(), self.addr, self.extra_args.clone());
+        self._folder = folder;
     }
 
     /// `http://<addr>`, for enforcers and clients.

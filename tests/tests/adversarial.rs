@@ -779,6 +779,8 @@ impl Secrets {
 
 /// What the suite runs against.
 struct Stage {
+    /// The database's folder lives as long as the control plane using it.
+    _backend: Backend,
     _cp: ControlPlane,
     admin: ipgate_tests::process::AdminClient,
     enforcer: Enforcer,
@@ -922,6 +924,7 @@ async fn stage() -> Stage {
         ("200_kb", vec![b'v'; 200_000]),
     ]);
     let stage = Stage {
+        _backend: backend,
         _cp: cp,
         admin,
         enforcer,

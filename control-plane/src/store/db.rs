@@ -1,6 +1,7 @@
 //! [`Store`] itself: a connection pool on sqlx's `Any` driver over SQLite or
-//! PostgreSQL, transactions, and the watch that tells the change feed of
-//! each commit. The operations live beside it, one file per concern.
+//! PostgreSQL, the usage log beside it (`usage_log.rs`), transactions, and
+//! the watch that tells the change feed of each commit. The operations live
+//! beside it, one file per concern.
 //!
 //! Queries use `$1, $2…` placeholders, which both databases accept; every
 //! integer is a BIGINT (`i64`), bytes are BLOB/BYTEA, times Unix milliseconds.
@@ -18,7 +19,11 @@ use tokio::sync::watch;
 use super::{
     error::{OpenError, StoreError, StoreResult},
     preview_hold::PreviewGate,
+    usage_log::UsageLog,
 };
+
+// Where the other operations have always found it.
+pub(super) use super::records::db_int;
 
 /// An open transaction on either database.
 pub(super) type Tx = Transaction<'static, Any>;
@@ -34,6 +39,8 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(super) pool: AnyPool,
+    /// The usage log: its own file on SQLite, its own writers on both.
+    pub(super) usage: UsageLog,
     backend: Backend,
     /// The last revision this process committed.
     commits: watch::Sender<Revision>,
@@ -48,49 +55,27 @@ impl Store {
         // As given, for errors: without the `mode=rwc` added for SQLite.
         let shown = redact::url(url);
         let (backend, url) = prepare_url(url)?;
-        // Each connection to `sqlite::memory:` would be a database of its own.
-        let max_connections = match backend {
-            Backend::Sqlite if url.contains(":memory:") || url.contains("mode=memory") => 1,
-            Backend::Sqlite => 8,
-            Backend::Postgres => 16,
-        };
-        let options = AnyConnectOptions::from_str(&url).map_err(OpenError::Connect)?;
-        let pool = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                // Pragmas are per connection, so every new one gets them.
-                .after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
-                             PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                }),
-            Backend::Postgres => AnyPoolOptions::new(),
-        }
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect_with(options)
-        .await
-        .map_err(OpenError::Connect)?;
-
+        let pool = any_pool(backend, &url).await?;
         let migrated = match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await,
         };
-        migrated.map_err(|e| match e {
-            MigrateError::VersionMismatch(_) | MigrateError::VersionMissing(_) => {
-                OpenError::OtherBuild {
-                    database: shown,
-                    detail: e.to_string(),
-                }
+        migrated.map_err(|e| migrate_error(e, &shown))?;
+        let usage = match backend {
+            Backend::Sqlite => {
+                let usage_url = usage_file(&url);
+                let reads = any_pool(backend, &usage_url).await?;
+                sqlx::migrate!("./migrations/sqlite-usage")
+                    .run(&reads)
+                    .await
+                    .map_err(|e| migrate_error(e, &redact::url(&usage_url)))?;
+                UsageLog::sqlite(reads, &usage_url).await?
             }
-            other => OpenError::Migrate(other),
-        })?;
+            Backend::Postgres => UsageLog::postgres(pool.clone(), &url).await?,
+        };
         let store = Store {
             pool,
+            usage,
             backend,
             commits: watch::Sender::new(Revision::ZERO),
             previews: PreviewGate::default(),
@@ -115,6 +100,7 @@ impl Store {
 
     /// Closes every connection; pending queries finish first.
     pub async fn close(&self) {
+        self.usage.close().await;
         self.pool.close().await;
     }
 
@@ -170,16 +156,85 @@ impl Store {
     }
 }
 
+/// A pool on the database at `url` (prepared by [`prepare_url`]); every
+/// SQLite connection gets the pragmas the store relies on.
+async fn any_pool(backend: Backend, url: &str) -> Result<AnyPool, OpenError> {
+    // Each connection to a private `sqlite::memory:` is a database of its own.
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    let max_connections = match backend {
+        Backend::Sqlite if in_memory => 1,
+        Backend::Sqlite => 8,
+        Backend::Postgres => 16,
+    };
+    let options = AnyConnectOptions::from_str(url).map_err(OpenError::Connect)?;
+    match backend {
+        Backend::Sqlite => AnyPoolOptions::new()
+            // Pragmas are per connection, so every new one gets them.
+            .after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    conn.execute(
+                        "PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 10000; \
+                         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+                    )
+                    .await?;
+                    Ok(())
+                })
+            }),
+        Backend::Postgres => AnyPoolOptions::new(),
+    }
+    .max_connections(max_connections)
+    // An in-memory database lives as long as a connection to it does.
+    .min_connections(u32::from(in_memory))
+    .acquire_timeout(Duration::from_secs(30))
+    .connect_with(options)
+    .await
+    .map_err(OpenError::Connect)
+}
+
+fn migrate_error(e: MigrateError, database: &str) -> OpenError {
+    match e {
+        MigrateError::VersionMismatch(_) | MigrateError::VersionMissing(_) => {
+            OpenError::OtherBuild {
+                database: database.to_owned(),
+                detail: e.to_string(),
+            }
+        }
+        other => OpenError::Migrate(other),
+    }
+}
+
+/// The SQLite URL of the usage log beside the database at `url` (prepared
+/// by [`prepare_url`]): `ipgate.db` -> `ipgate.usage.db`, any other name
+/// gets `.usage` added; an in-memory database gets an in-memory log, one
+/// of its own that all of the log's connections share.
+fn usage_file(url: &str) -> String {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return format!(
+            "sqlite://file:ipgate-usage-{}?mode=memory",
+            uuid::Uuid::new_v4().simple()
+        );
+    }
+    let usage = match path.strip_suffix(".db") {
+        Some(stem) => format!("{stem}.usage.db"),
+        None => format!("{path}.usage"),
+    };
+    if query.is_empty() {
+        format!("sqlite://{usage}")
+    } else {
+        format!("sqlite://{usage}?{query}")
+    }
+}
+
 /// A revision read from the database.
 pub(super) fn revision(n: i64) -> StoreResult<Revision> {
     u64::try_from(n)
         .map(Revision::new)
         .map_err(|_| StoreError::Corrupt(format!("negative revision {n}")))
-}
-
-/// A counter or revision as a database integer (BIGINT is signed).
-pub(super) fn db_int(n: u64) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Splits off the backend and, for SQLite, makes sure the file can be

@@ -1,17 +1,17 @@
 //! Gaps in the usage log: the drops a batch reports, one row per batch in
-//! `usage_gaps`, read back as [`UsageRecord`]s with `dropped` set and a
+//! `usage_gaps` (written with the batch by the log's writers), read back as [`UsageRecord`]s with `dropped` set and a
 //! negated id, so they page with the events in one order.
 
 use std::fmt::Write as _;
 
-use ipgate_shared::{Reason, time};
+use ipgate_shared::Reason;
 use sqlx::{Row, any::AnyRow};
 
 use super::{
     args::Args,
-    db::{Store, Tx, db_int},
+    db::Store,
     error::{StoreError, StoreResult},
-    records::{DroppedRecord, TenantId, UsageBatch, UsageCursor, UsageFilter, UsageRecord},
+    records::{DroppedRecord, TenantId, UsageCursor, UsageFilter, UsageRecord},
 };
 
 impl Store {
@@ -65,41 +65,13 @@ impl Store {
         let l = args.int(i64::from(limit));
         let _ = write!(sql, " ORDER BY first_ms DESC, id ASC LIMIT {l}");
 
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.usage.reads.acquire().await?;
         let rows = args
             .bind(sqlx::query(sqlx::AssertSqlSafe(sql)))
             .fetch_all(&mut *conn)
             .await?;
         rows.iter().map(gap_record).collect()
     }
-}
-
-/// Records the batch's drops, if any, as a gap in `tenant`'s usage log.
-pub(super) async fn store_gap(
-    tx: &mut Tx,
-    tenant: TenantId,
-    batch: &UsageBatch,
-) -> StoreResult<()> {
-    if batch.dropped_allowed == 0 && batch.dropped_blocked == 0 {
-        return Ok(());
-    }
-    let (first, last) = batch
-        .dropped_window
-        .unwrap_or((batch.received_at, batch.received_at));
-    sqlx::query(
-        "INSERT INTO usage_gaps (tenant_id, batch_id, enforcer_id, first_ms, last_ms, \
-         dropped_allowed, dropped_blocked) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(tenant.0)
-    .bind(batch.id.to_string())
-    .bind(batch.enforcer.as_str())
-    .bind(time::to_millis(first))
-    .bind(time::to_millis(last))
-    .bind(db_int(batch.dropped_allowed))
-    .bind(db_int(batch.dropped_blocked))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 fn gap_record(row: &AnyRow) -> StoreResult<UsageRecord> {

@@ -200,8 +200,16 @@ impl Store {
             Lockout::none(since)
         } else {
             self.previews.pass(ctx.tenant).await;
-            let activity =
-                activity(conn, ctx.tenant, O::USAGE_COLUMN, &id.to_string(), since).await?;
+            // The usage log may be another database than `conn`'s.
+            let mut log = self.usage.reads.acquire().await?;
+            let activity = activity(
+                &mut log,
+                ctx.tenant,
+                O::USAGE_COLUMN,
+                &id.to_string(),
+                since,
+            )
+            .await?;
             preview(current.allowlist(), &list, activity, since, now)
         };
         if !lockout.is_empty() && !write.acknowledge_lockout_risk && !ctx.validate_only {

@@ -1,7 +1,9 @@
 //! Storage: [`Store`], the control plane's one way into its database (sqlx
 //! `Any` over SQLite or PostgreSQL), with one file per concern for its
 //! operations (`tenants`, `tokens`, `apis`, `keys`, `lists`, `audit`,
-//! `sync`, `usage`, `gaps`).
+//! `sync`, `usage`, `gaps`). The usage log is apart from the configuration
+//! (`usage_log`): its own SQLite file, its own writers on the backend's
+//! own driver (`usage_writer`, `usage_sqlite`, `usage_postgres`).
 //!
 //! Every configuration write is one transaction that takes the next
 //! revision first, checks the etag, writes the rows, appends the encoded
@@ -16,6 +18,7 @@
 mod apis;
 mod args;
 mod audit;
+mod copy_binary;
 mod db;
 mod error;
 mod gaps;
@@ -28,6 +31,10 @@ mod sync;
 mod tenants;
 mod tokens;
 mod usage;
+mod usage_log;
+mod usage_postgres;
+mod usage_sqlite;
+mod usage_writer;
 mod write;
 
 pub use db::{Backend, Store};

@@ -492,8 +492,16 @@ pub struct DroppedRecord {
 /// How much a prune removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
+    /// Usage events deleted row by row.
     pub usage_events: u64,
+    /// Days of usage events dropped whole (PostgreSQL's day partitions).
+    pub usage_days: u64,
     pub changes: u64,
+}
+
+/// A counter or revision as a database integer (BIGINT is signed).
+pub(super) fn db_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The sortable key of a client address: IPv4 as IPv4-mapped IPv6.

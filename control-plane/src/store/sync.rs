@@ -128,7 +128,9 @@ impl Store {
     }
 
     /// Deletes usage events older than `usage_before` and change-log rows
-    /// more than `keep_revisions` behind the current revision.
+    /// more than `keep_revisions` behind the current revision. The usage
+    /// log goes by whole days where it can, else in bounded chunks, so
+    /// ingests never stall behind it (`usage_log.rs`).
     pub async fn prune(
         &self,
         usage_before: SystemTime,
@@ -136,33 +138,27 @@ impl Store {
     ) -> StoreResult<Pruned> {
         let current = self.current_revision().await?;
         let oldest_kept = current.get().saturating_sub(keep_revisions);
-        let mut conn = self.pool.acquire().await?;
-        let changes = sqlx::query("DELETE FROM changes WHERE revision <= $1")
-            .bind(db_int(oldest_kept))
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        let before_ms = time::to_millis(usage_before);
-        let usage_events = sqlx::query("DELETE FROM usage_events WHERE time_ms < $1")
-            .bind(before_ms)
-            .execute(&mut *conn)
-            .await?
-            .rows_affected();
-        // Gaps go with the events of their time.
-        sqlx::query("DELETE FROM usage_gaps WHERE last_ms < $1")
-            .bind(before_ms)
-            .execute(&mut *conn)
-            .await?;
-        // Batch ids are kept as long as events of their age: a retry older
-        // than that could not be told from a new batch anyway.
-        sqlx::query("DELETE FROM usage_batches WHERE received_at < $1")
-            .bind(before_ms)
-            .execute(&mut *conn)
-            .await?;
+        let changes = {
+            let mut conn = self.pool.acquire().await?;
+            sqlx::query("DELETE FROM changes WHERE revision <= $1")
+                .bind(db_int(oldest_kept))
+                .execute(&mut *conn)
+                .await?
+                .rows_affected()
+        };
+        let usage = self.usage.prune(usage_before).await?;
         Ok(Pruned {
-            usage_events,
+            usage_events: usage.events,
+            usage_days: usage.days,
             changes,
         })
+    }
+
+    /// For tests: makes the usage log's day partitions around `at`, as a
+    /// control plane running then would have (PostgreSQL; SQLite has none).
+    #[doc(hidden)]
+    pub async fn prepare_usage_days_around(&self, at: SystemTime) -> StoreResult<()> {
+        self.usage.prepare_days_around(at).await
     }
 }
 

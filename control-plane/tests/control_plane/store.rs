@@ -805,6 +805,44 @@ async fn a_compacted_change_log_asks_for_a_snapshot(db: Db) {
     assert_eq!(pruned.usage_events, 1);
 }
 
+/// Retention takes old days whole where it can: on PostgreSQL a day with
+/// a partition of its own is dropped (no row deleted one by one), a day
+/// without one is deleted from the default partition in chunks; SQLite
+/// deletes in chunks. Recent rows stay on both, and the queries see them.
+async fn retention_drops_old_days_and_keeps_recent_rows(db: Db) {
+    let store = open(&db).await;
+    new_api(&store, "orders").await;
+    let day = Duration::from_secs(86_400);
+    let now = SystemTime::now();
+    let ten_days_ago = now - 10 * day;
+    // A partition for that day and its neighbours, as if the control plane
+    // had been running then; forty days ago has none.
+    store.prepare_usage_days_around(ten_days_ago).await.unwrap();
+    let at = |t: SystemTime| time::to_millis(t);
+    let events = vec![
+        event("orders", None, "GET", 200, at(ten_days_ago)),
+        event("orders", None, "GET", 200, at(ten_days_ago) + 1),
+        event("orders", None, "GET", 200, at(now - 40 * day)),
+        event("orders", None, "GET", 200, at(now)),
+    ];
+    store.store_usage(T, batch(events)).await.unwrap();
+
+    let pruned = store.prune(now - 5 * day, 10_000).await.unwrap();
+    if db.url().starts_with("postgres") {
+        assert!(pruned.usage_days >= 1, "{pruned:?}");
+        assert_eq!(pruned.usage_events, 1, "only the day without a partition");
+    } else {
+        assert_eq!(pruned.usage_days, 0);
+        assert_eq!(pruned.usage_events, 3);
+    }
+    let left = store
+        .query_usage(T, &UsageFilter::default(), None, 100)
+        .await
+        .unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].time_ms, at(now));
+}
+
 async fn reopening_keeps_data_and_revision(db: Db) {
     let store = open(&db).await;
     new_api(&store, "orders").await;
@@ -921,8 +959,117 @@ async fn a_slow_lockout_preview_holds_up_no_other_write(db: Db) {
     assert_eq!(written.record.config.allowlist, list(&["198.51.100.0/24"]));
 }
 
+/// The usage log is written apart from the configuration (its own file on
+/// SQLite, its own tables and connections on PostgreSQL): an ingest goes
+/// through while another connection holds the configuration's write lock,
+/// and an allowlist write, lockout preview included, goes through while
+/// another holds the usage log's. Each hold is shown to be real by a write
+/// of its own kind that waits for it.
+async fn ingest_and_allowlist_writes_never_wait_for_each_other(db: Db) {
+    use sqlx::{Connection, Executor};
+    const BOUND: Duration = Duration::from_secs(5);
+
+    let store = Arc::new(open(&db).await);
+    new_api(&store, "orders").await;
+    let now = time::to_millis(SystemTime::now());
+    let postgres = db.url().starts_with("postgres");
+    sqlx::any::install_default_drivers();
+    let connect = |url: String| async move {
+        sqlx::AnyConnection::connect(&url)
+            .await
+            .expect("a connection of the test's own")
+    };
+
+    // Every configuration write updates the one `meta` row first.
+    let mut config = connect(db.url().to_owned()).await;
+    let begin = if postgres { "BEGIN" } else { "BEGIN IMMEDIATE" };
+    config.execute(begin).await.expect("begin");
+    config
+        .execute("UPDATE meta SET revision = revision WHERE id = 1")
+        .await
+        .expect("hold the configuration's write lock");
+    let waiting_write = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            let write = set(list(&["203.0.113.0/24"]), ListRules::for_apis(), None);
+            store
+                .write_allowlist::<ApiRecord>(&ctx(), &slug("orders"), write)
+                .await
+        }
+    });
+    let ingest = store.store_usage(T, batch(vec![event("orders", None, "GET", 200, now)]));
+    let stored = tokio::time::timeout(BOUND, ingest)
+        .await
+        .expect("an ingest finishes while an allowlist write holds the lock")
+        .expect("ingest");
+    assert_eq!(stored, Stored::New);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting_write.is_finished(),
+        "the hold is real: an allowlist write waits for it"
+    );
+    config.execute("ROLLBACK").await.expect("release");
+    tokio::time::timeout(Duration::from_secs(30), waiting_write)
+        .await
+        .expect("the write goes on once released")
+        .unwrap()
+        .expect("the allowlist write");
+
+    // Every ingest inserts its batch id into `usage_batches` first.
+    let usage_url = if postgres {
+        db.url().to_owned()
+    } else {
+        db.url().replace("/ipgate.db", "/ipgate.usage.db")
+    };
+    let mut usage = connect(usage_url).await;
+    usage.execute(begin).await.expect("begin");
+    let hold = if postgres {
+        "LOCK TABLE usage_batches IN EXCLUSIVE MODE"
+    } else {
+        "DELETE FROM usage_batches WHERE id = 'none'"
+    };
+    usage
+        .execute(hold)
+        .await
+        .expect("hold the usage log's write lock");
+    let waiting_ingest = tokio::spawn({
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .store_usage(T, batch(vec![event("orders", None, "GET", 200, now + 1)]))
+                .await
+        }
+    });
+    // Its lockout preview reads the log: the first ingest's address made an
+    // allowed request, the list lets it in, and the new list leaves it out.
+    let write = set(list(&["192.0.2.0/24"]), ListRules::for_apis(), None);
+    let written = tokio::time::timeout(
+        BOUND,
+        store.write_allowlist::<ApiRecord>(&ctx(), &slug("orders"), write),
+    )
+    .await
+    .expect("an allowlist write finishes while an ingest holds the log")
+    .expect("the allowlist write");
+    assert_eq!(written.record.config.allowlist, list(&["192.0.2.0/24"]));
+    assert_eq!(written.lockout.total, 1, "203.0.113.5 would be blocked");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting_ingest.is_finished(),
+        "the hold is real: an ingest waits for it"
+    );
+    usage.execute("ROLLBACK").await.expect("release");
+    let stored = tokio::time::timeout(Duration::from_secs(30), waiting_ingest)
+        .await
+        .expect("the ingest goes on once released")
+        .unwrap()
+        .expect("ingest");
+    assert_eq!(stored, Stored::New);
+}
+
 on_both_backends!(
     revisions_commit_in_order_with_their_change_rows,
+    ingest_and_allowlist_writes_never_wait_for_each_other,
+    retention_drops_old_days_and_keeps_recent_rows,
     a_slow_lockout_preview_holds_up_no_other_write,
     a_stale_etag_changes_nothing,
     a_snapshot_plus_later_deltas_is_the_later_snapshot,

@@ -37,7 +37,7 @@ use super::{
     limits::{self, Exceeded, ProxyLimits},
     request::{ReadRequest, uri_path},
     request_id,
-    upstream::{Failure, Upstream},
+    upstream::{Failure, OwnConnection, Upstream},
     websocket::Tunnels,
 };
 use crate::{
@@ -90,11 +90,13 @@ impl ProxyDoor {
     }
 
     /// Answers one request from `peer` (the PROXY header's source, with
-    /// `--proxy-protocol`).
+    /// `--proxy-protocol`), forwarding it over `own`, the client
+    /// connection's own upstream connection, when it can.
     pub async fn handle(
         &self,
         request: Request<Incoming>,
         peer: SocketAddr,
+        own: &OwnConnection,
     ) -> Response<ProxyBody> {
         if let Some(exceeded) = self.limits.exceeded(&request) {
             // Not a decision: nothing of the request was looked at.
@@ -132,7 +134,9 @@ impl ProxyDoor {
                 return json(StatusCode::BAD_REQUEST, &outcome, body);
             }
         };
-        let response = self.forward(request, target, client_ip, &outcome).await;
+        let response = self
+            .forward(request, target, client_ip, &outcome, own)
+            .await;
         // The usage log keeps the status the client got, not just "allowed".
         event.set_status(response.status().as_u16());
         response
@@ -144,6 +148,7 @@ impl ProxyDoor {
         target: PathAndQuery,
         client_ip: IpAddr,
         outcome: &Outcome,
+        own: &OwnConnection,
     ) -> Response<ProxyBody> {
         // Taken before the request moves on: hyper hands the client's
         // connection over through it once the answer is a 101.
@@ -174,7 +179,7 @@ impl ProxyDoor {
 
         let failure = match self
             .upstream
-            .send(Request::from_parts(parts, body), upgrading)
+            .send(Request::from_parts(parts, body), upgrading, own)
             .await
         {
             Ok(mut response) => {
@@ -289,10 +294,12 @@ pub(crate) async fn serve(
                 };
                 let head_seen = Arc::new(Notify::new());
                 let seen = head_seen.clone();
+                let own = Arc::new(OwnConnection::default());
                 let service = service_fn(move |request| {
                     seen.notify_one();
                     let door = door.clone();
-                    async move { Ok::<_, Infallible>(door.handle(request, peer).await) }
+                    let own = own.clone();
+                    async move { Ok::<_, Infallible>(door.handle(request, peer, &own).await) }
                 });
                 let connection = watcher.watch(
                     server

@@ -7,6 +7,15 @@
 //! `--upstream-protocol`, the other HTTP/1.1 only, for WebSocket upgrades,
 //! which HTTP/2 cannot carry without extended CONNECT (RFC 8441).
 //!
+//! To an `http://` upstream over HTTP/1.1, each client connection has, by
+//! default, an upstream connection of its own (`--upstream-reuse
+//! per-client`), driven by hyper's connection API directly: its requests
+//! come one after another, so one upstream connection carries them all,
+//! with no pool to check out from and no second connection opened when a
+//! request arrives before the previous answer's connection is back in the
+//! pool (BENCHMARKS.md). Requests that find it busy (HTTP/2 clients
+//! sending several at once) or closed take the shared pool.
+//!
 //! Requests name the host the client called in their URI, so an HTTP/2
 //! upstream gets it as `:authority` as an HTTP/1.1 one gets it as `Host`;
 //! the connector dials the upstream whatever the URI names, and verifies
@@ -18,16 +27,17 @@ use std::{
     future::Future,
     path::{Path, PathBuf},
     pin::Pin,
-    sync::Arc,
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll},
     time::Duration,
 };
 
 use http::{
     HeaderValue, Request, Response, Uri,
+    header::HOST,
     uri::{Authority, PathAndQuery, Scheme},
 };
-use hyper::body::Incoming;
+use hyper::{body::Incoming, client::conn::http1};
 use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder, MaybeHttpsStream};
 use hyper_util::{
     client::legacy::{Client, connect::HttpConnector},
@@ -61,6 +71,19 @@ pub enum UpstreamProtocol {
     /// ALPN `h2`.
     #[value(alias = "h2c", alias = "h2")]
     Http2,
+}
+
+/// How client connections share connections to the upstream.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum UpstreamReuse {
+    /// To an `http://` HTTP/1.1 upstream, each client connection gets an
+    /// upstream connection of its own, kept while both stay open; anything
+    /// else, and requests that find it busy, use the shared pool.
+    #[default]
+    PerClient,
+    /// Every request takes a connection from one pool shared by all
+    /// client connections.
+    Shared,
 }
 
 /// How the HTTP proxy door talks to its upstream (`ipgate enforcer --help`).
@@ -113,6 +136,18 @@ pub struct UpstreamOptions {
         requires = "upstream"
     )]
     pub upstream_ca: Option<PathBuf>,
+
+    /// How client connections share upstream connections: `per-client`
+    /// (each client connection keeps one of its own to an http://
+    /// HTTP/1.1 upstream; the fastest, see BENCHMARKS.md) or `shared` (one
+    /// pool for all).
+    #[arg(
+        long,
+        env = "IPGATE_UPSTREAM_REUSE",
+        value_enum,
+        default_value_t = UpstreamReuse::PerClient
+    )]
+    pub upstream_reuse: UpstreamReuse,
 }
 
 impl Default for UpstreamOptions {
@@ -122,6 +157,7 @@ impl Default for UpstreamOptions {
             upstream_connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             upstream_ca: None,
+            upstream_reuse: UpstreamReuse::PerClient,
         }
     }
 }
@@ -164,7 +200,7 @@ pub enum Failure {
     /// No response head within `--upstream-timeout`.
     ResponseTimeout,
     /// Refused, reset, a TLS failure, a broken answer.
-    Unavailable(hyper_util::client::legacy::Error),
+    Unavailable(BoxError),
 }
 
 impl fmt::Display for Failure {
@@ -197,7 +233,71 @@ pub struct Upstream {
     client: Client<Connector, Incoming>,
     /// HTTP/1.1 only, for upgrades.
     upgrades: Client<Connector, Incoming>,
+    /// Where a client connection's own upstream connection dials, when
+    /// requests use one (`--upstream-reuse per-client`, `http://`,
+    /// HTTP/1.1).
+    per_client: Option<Dial>,
     timeout: Duration,
+}
+
+/// A client connection's own HTTP/1.1 connection to the upstream.
+#[derive(Default)]
+pub struct OwnConnection(Mutex<Own>);
+
+#[derive(Default)]
+enum Own {
+    /// None yet, or the last one closed.
+    #[default]
+    None,
+    /// Open and waiting for the next request.
+    Idle(http1::SendRequest<Incoming>),
+    /// A request is using it.
+    Busy,
+}
+
+impl OwnConnection {
+    /// Takes the connection for a request: `Err(())` when another request
+    /// holds it; `Ok(None)` when there is none. The claim ends when the
+    /// [`Claim`] is dropped, with the connection put back only if the
+    /// request gave it back.
+    fn claim(&self) -> Result<(Claim<'_>, Option<http1::SendRequest<Incoming>>), ()> {
+        let mut own = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::mem::replace(&mut *own, Own::Busy) {
+            Own::Busy => Err(()),
+            Own::None => Ok((
+                Claim {
+                    own: self,
+                    back: None,
+                },
+                None,
+            )),
+            Own::Idle(sender) => Ok((
+                Claim {
+                    own: self,
+                    back: None,
+                },
+                Some(sender),
+            )),
+        }
+    }
+}
+
+/// A request's hold on its client connection's own upstream connection.
+struct Claim<'a> {
+    own: &'a OwnConnection,
+    /// What goes back into the slot: the sender once its request was sent.
+    back: Option<http1::SendRequest<Incoming>>,
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let back = match self.back.take() {
+            Some(sender) => Own::Idle(sender),
+            // Failed, cancelled or timed out: the next request dials anew.
+            None => Own::None,
+        };
+        *self.own.0.lock().unwrap_or_else(PoisonError::into_inner) = back;
+    }
 }
 
 impl Upstream {
@@ -228,6 +328,10 @@ impl Upstream {
                 .map_err(|_| UpstreamError::NoHost(shown.clone()))?,
             timeout: options.upstream_connect_timeout,
         };
+        let per_client = (options.upstream_reuse == UpstreamReuse::PerClient
+            && scheme == Scheme::HTTP
+            && options.upstream_protocol != UpstreamProtocol::Http2)
+            .then(|| dial.clone());
         let client = client(tls.clone(), options.upstream_protocol, dial.clone());
         let upgrades = client_for_upgrades(tls, dial);
         Ok(Upstream {
@@ -236,6 +340,7 @@ impl Upstream {
             shown,
             client,
             upgrades,
+            per_client,
             timeout: options.upstream_timeout,
         })
     }
@@ -266,8 +371,28 @@ impl Upstream {
 
     /// Sends `request` and waits for the head of the answer, at most
     /// `--upstream-timeout`; `upgrade` sends it over HTTP/1.1, so the
-    /// connection can switch protocols.
+    /// connection can switch protocols. `own` is the client connection's
+    /// own upstream connection, used when it is idle and the upstream
+    /// allows one.
     pub async fn send(
+        &self,
+        request: Request<Incoming>,
+        upgrade: bool,
+        own: &OwnConnection,
+    ) -> Result<Response<Incoming>, Failure> {
+        let exchange = async {
+            match &self.per_client {
+                Some(dial) if !upgrade => self.send_own(request, dial, own).await,
+                _ => self.send_pooled(request, upgrade).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => Err(Failure::ResponseTimeout),
+            Ok(answer) => answer,
+        }
+    }
+
+    async fn send_pooled(
         &self,
         request: Request<Incoming>,
         upgrade: bool,
@@ -277,11 +402,62 @@ impl Upstream {
         } else {
             &self.client
         };
-        match tokio::time::timeout(self.timeout, client.request(request)).await {
-            Err(_) => Err(Failure::ResponseTimeout),
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(e)) if connect_timed_out(&e) => Err(Failure::ConnectTimeout),
-            Ok(Err(e)) => Err(Failure::Unavailable(e)),
+        match client.request(request).await {
+            Ok(response) => Ok(response),
+            Err(e) if connect_timed_out(&e) => Err(Failure::ConnectTimeout),
+            Err(e) => Err(Failure::Unavailable(e.into())),
+        }
+    }
+
+    /// Sends over `own`, dialled first when there is none. A request that
+    /// finds it busy (several at once on an HTTP/2 client connection), or
+    /// closed before the request went out, takes the pool instead.
+    async fn send_own(
+        &self,
+        mut request: Request<Incoming>,
+        dial: &Dial,
+        own: &OwnConnection,
+    ) -> Result<Response<Incoming>, Failure> {
+        let Ok((mut claim, idle)) = own.claim() else {
+            return self.send_pooled(request, false).await;
+        };
+        let mut sender = match idle {
+            // Ready once the previous answer's body has been read; an
+            // error means the upstream closed it.
+            Some(mut sender) => match sender.ready().await {
+                Ok(()) => sender,
+                Err(_) => dial.http1().await?,
+            },
+            None => dial.http1().await?,
+        };
+        // The pool's URI names the host; the upstream itself gets the
+        // origin form, with the host in Host.
+        let uri = std::mem::take(request.uri_mut());
+        if !request.headers().contains_key(HOST)
+            && let Some(host) = uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+        {
+            request.headers_mut().insert(HOST, host);
+        }
+        let target = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(target);
+        match sender.try_send_request(request).await {
+            Ok(response) => {
+                claim.back = Some(sender);
+                Ok(response)
+            }
+            Err(mut e) => match e.take_message() {
+                // Closed before the request was written: nothing was sent.
+                Some(mut request) => {
+                    *request.uri_mut() = uri;
+                    self.send_pooled(request, false).await
+                }
+                None => Err(Failure::Unavailable(e.into_error().into())),
+            },
         }
     }
 }
@@ -402,6 +578,32 @@ struct Dial {
     /// `scheme://host:port/` of `--upstream`.
     upstream: Uri,
     timeout: Duration,
+}
+
+impl Dial {
+    /// A new HTTP/1.1 connection to an `http://` upstream, its I/O driven
+    /// by a task of its own that ends when the connection closes.
+    async fn http1(&self) -> Result<http1::SendRequest<Incoming>, Failure> {
+        let host = self.upstream.host().unwrap_or_default();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = self.upstream.port_u16().unwrap_or(80);
+        let stream =
+            match tokio::time::timeout(self.timeout, TcpStream::connect((host, port))).await {
+                Err(_) => return Err(Failure::ConnectTimeout),
+                Ok(Err(e)) => return Err(Failure::Unavailable(e.into())),
+                Ok(Ok(stream)) => stream,
+            };
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| Failure::Unavailable(e.into()))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
 }
 
 /// Connects to the upstream as hyper-rustls does — whatever host the
