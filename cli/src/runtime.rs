@@ -50,3 +50,47 @@ impl RuntimeArgs {
         Ok(builder.enable_all().build()?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    }
+
+    fn build(args: &[&str]) -> anyhow::Result<tokio::runtime::Runtime> {
+        let flags = Flags::try_parse_from(std::iter::once("ipgate").chain(args.iter().copied()))?;
+        flags.runtime.build()
+    }
+
+    #[test]
+    fn each_flavour_builds_a_runtime_that_runs_tasks() {
+        for args in [
+            &[][..],
+            &["--runtime", "current-thread"][..],
+            &["--worker-threads", "1"][..],
+        ] {
+            let runtime = build(args).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+            let answer = runtime.block_on(async { tokio::spawn(async { 42 }).await.ok() });
+            assert_eq!(answer, Some(42), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn worker_threads_are_refused_with_one_thread_and_out_of_range() {
+        let e = build(&["--runtime", "current-thread", "--worker-threads", "2"])
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            e.contains("--worker-threads is for --runtime multi-thread"),
+            "{e}"
+        );
+        assert!(build(&["--worker-threads", "0"]).is_err());
+    }
+}
