@@ -8,10 +8,11 @@ use sqlx::{AnyConnection, Row};
 use super::{
     args::Args,
     audit,
-    db::{Store, db_int},
+    db::Store,
     error::{StoreError, StoreResult},
     keys::{load_keys_of_api, save_key},
     lists::ListOwner,
+    records::db_int,
     records::{
         ApiChanges, ApiFilter, ApiRecord, Deleted, EntryOrigins, Expected, KeyStatus, NewApi,
         TenantId, WriteCtx,

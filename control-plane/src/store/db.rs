@@ -22,9 +22,6 @@ use super::{
     usage_log::UsageLog,
 };
 
-// Where the other operations have always found it.
-pub(super) use super::records::db_int;
-
 /// An open transaction on either database.
 pub(super) type Tx = Transaction<'static, Any>;
 

@@ -11,9 +11,10 @@ use sqlx::AnyConnection;
 use super::{
     args::Args,
     audit,
-    db::{Store, db_int},
+    db::Store,
     error::{StoreError, StoreResult},
     lists::ListOwner,
+    records::db_int,
     records::{
         EntryOrigins, Expected, KeyChanges, KeyCursor, KeyFilter, KeyRecord, KeyStatus, NewKey,
         Rotation, TenantId, WriteCtx,

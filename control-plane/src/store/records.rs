@@ -9,7 +9,7 @@ use std::{
 
 use ipgate_shared::{
     ApiConfig, ApiSlug, Cidr, EnforcerId, KeyConfig, KeyId, ListRules, Revision, RouteRule, Scope,
-    SecretHash, proto::sync::v1 as wire, usage::UsageEvent,
+    SecretHash, proto::sync::v1 as wire, time, usage::UsageEvent,
 };
 
 use crate::allowlists::{Edit, Lockout};
@@ -401,6 +401,20 @@ pub struct UsageBatch {
     /// The first and last drop; `None` places drops at `received_at`.
     pub dropped_window: Option<(SystemTime, SystemTime)>,
     pub received_at: SystemTime,
+}
+
+impl UsageBatch {
+    /// The gap this batch leaves in the log, first and last drop in
+    /// milliseconds; `None` when it dropped nothing.
+    pub(super) fn gap_ms(&self) -> Option<(i64, i64)> {
+        if self.dropped_allowed == 0 && self.dropped_blocked == 0 {
+            return None;
+        }
+        let (first, last) = self
+            .dropped_window
+            .unwrap_or((self.received_at, self.received_at));
+        Some((time::to_millis(first), time::to_millis(last)))
+    }
 }
 
 /// What happened to a usage batch.

@@ -8,8 +8,9 @@ use prost::Message;
 use sqlx::Row;
 
 use super::{
-    db::{Store, Tx, db_int, revision},
+    db::{Store, Tx, revision},
     error::{StoreError, StoreResult},
+    records::db_int,
     records::{Backlog, Committed, EnforcerRecord, Pruned, Snapshot, TenantId},
     rows::{api_config, key_config},
 };

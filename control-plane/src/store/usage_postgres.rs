@@ -12,13 +12,13 @@
 use std::time::{Duration, SystemTime};
 
 use ipgate_shared::{ClientIpSource, Door, time};
-use sqlx::{PgPool, Row, postgres::PgPoolOptions};
+use sqlx::{PgPool, Postgres, Row, Transaction, postgres::PgPoolOptions};
 
 use super::{
     copy_binary::CopyRows,
     error::StoreResult,
     records::{Stored, TenantId, UsageBatch, db_int, ip_key},
-    usage_writer::{PruneChunk, Sink},
+    usage_writer::{PruneChunk, Sink, sql},
 };
 
 const COPY_EVENTS: &str = "COPY usage_events (tenant_id, enforcer_id, request_id, time_ms, api, \
@@ -60,20 +60,16 @@ impl Sink for PgSink {
         let mut tx = self.pool.begin().await?;
         let mut stored = Vec::with_capacity(group.len());
         for (_, batch) in group {
-            let inserted = sqlx::query(
-                "INSERT INTO usage_batches (id, enforcer_id, received_at, events, \
-                 dropped_allowed, dropped_blocked) VALUES ($1, $2, $3, $4, $5, $6) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(batch.id.to_string())
-            .bind(batch.enforcer.as_str())
-            .bind(time::to_millis(batch.received_at))
-            .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
-            .bind(db_int(batch.dropped_allowed))
-            .bind(db_int(batch.dropped_blocked))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
+            let inserted = sqlx::query(sql::INSERT_BATCH)
+                .bind(batch.id.to_string())
+                .bind(batch.enforcer.as_str())
+                .bind(time::to_millis(batch.received_at))
+                .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+                .bind(db_int(batch.dropped_allowed))
+                .bind(db_int(batch.dropped_blocked))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
             stored.push(if inserted == 0 {
                 Stored::Duplicate
             } else {
@@ -100,25 +96,19 @@ impl Sink for PgSink {
         }
 
         for (tenant, batch) in new() {
-            if batch.dropped_allowed == 0 && batch.dropped_blocked == 0 {
+            let Some((first_ms, last_ms)) = batch.gap_ms() else {
                 continue;
-            }
-            let (first, last) = batch
-                .dropped_window
-                .unwrap_or((batch.received_at, batch.received_at));
-            sqlx::query(
-                "INSERT INTO usage_gaps (tenant_id, batch_id, enforcer_id, first_ms, last_ms, \
-                 dropped_allowed, dropped_blocked) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(tenant.0)
-            .bind(batch.id.to_string())
-            .bind(batch.enforcer.as_str())
-            .bind(time::to_millis(first))
-            .bind(time::to_millis(last))
-            .bind(db_int(batch.dropped_allowed))
-            .bind(db_int(batch.dropped_blocked))
-            .execute(&mut *tx)
-            .await?;
+            };
+            sqlx::query(sql::INSERT_GAP)
+                .bind(tenant.0)
+                .bind(batch.id.to_string())
+                .bind(batch.enforcer.as_str())
+                .bind(first_ms)
+                .bind(last_ms)
+                .bind(db_int(batch.dropped_allowed))
+                .bind(db_int(batch.dropped_blocked))
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(stored)
@@ -137,24 +127,8 @@ impl Sink for PgSink {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let gaps = sqlx::query(
-            "DELETE FROM usage_gaps WHERE id IN \
-             (SELECT id FROM usage_gaps WHERE last_ms < $1 LIMIT $2)",
-        )
-        .bind(before_ms)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let batches = sqlx::query(
-            "DELETE FROM usage_batches WHERE id IN \
-             (SELECT id FROM usage_batches WHERE received_at < $1 LIMIT $2)",
-        )
-        .bind(before_ms)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let gaps = prune(sql::PRUNE_GAPS, before_ms, limit, &mut tx).await?;
+        let batches = prune(sql::PRUNE_BATCHES, before_ms, limit, &mut tx).await?;
         tx.commit().await?;
         let limit = limit.unsigned_abs();
         Ok(PruneChunk {
@@ -162,6 +136,21 @@ impl Sink for PgSink {
             more: events >= limit || gaps >= limit || batches >= limit,
         })
     }
+}
+
+/// Runs one of the shared prune statements: rows deleted.
+async fn prune(
+    statement: &'static str,
+    before_ms: i64,
+    limit: i64,
+    tx: &mut Transaction<'static, Postgres>,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(statement)
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }
 
 /// The events of `batches`, `events` in all, as one COPY stream.

@@ -20,7 +20,7 @@ use sqlx::{
 use super::{
     error::StoreResult,
     records::{Stored, TenantId, UsageBatch, db_int, ip_key},
-    usage_writer::{PruneChunk, Sink},
+    usage_writer::{PruneChunk, Sink, sql},
 };
 
 /// Events per INSERT: 15 parameters each, far below SQLite's limit of
@@ -88,27 +88,8 @@ impl Sink for SqliteSink {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        // Gaps go with the events of their time; batch ids are kept as
-        // long as events of their age (a retry older than that could not
-        // be told from a new batch anyway).
-        let gaps = sqlx::query(
-            "DELETE FROM usage_gaps WHERE id IN \
-             (SELECT id FROM usage_gaps WHERE last_ms < ? LIMIT ?)",
-        )
-        .bind(before_ms)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let batches = sqlx::query(
-            "DELETE FROM usage_batches WHERE id IN \
-             (SELECT id FROM usage_batches WHERE received_at < ? LIMIT ?)",
-        )
-        .bind(before_ms)
-        .bind(limit)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let gaps = prune(sql::PRUNE_GAPS, before_ms, limit, &mut tx).await?;
+        let batches = prune(sql::PRUNE_BATCHES, before_ms, limit, &mut tx).await?;
         tx.commit().await?;
         let limit = limit.unsigned_abs();
         Ok(PruneChunk {
@@ -125,20 +106,16 @@ impl SqliteSink {
         tenant: TenantId,
         batch: &UsageBatch,
     ) -> StoreResult<Stored> {
-        let received_ms = time::to_millis(batch.received_at);
-        let inserted = sqlx::query(
-            "INSERT INTO usage_batches (id, enforcer_id, received_at, events, dropped_allowed, \
-             dropped_blocked) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(batch.id.to_string())
-        .bind(batch.enforcer.as_str())
-        .bind(received_ms)
-        .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
-        .bind(db_int(batch.dropped_allowed))
-        .bind(db_int(batch.dropped_blocked))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
+        let inserted = sqlx::query(sql::INSERT_BATCH)
+            .bind(batch.id.to_string())
+            .bind(batch.enforcer.as_str())
+            .bind(time::to_millis(batch.received_at))
+            .bind(i64::try_from(batch.events.len()).unwrap_or(i64::MAX))
+            .bind(db_int(batch.dropped_allowed))
+            .bind(db_int(batch.dropped_blocked))
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
         if inserted == 0 {
             return Ok(Stored::Duplicate);
         }
@@ -174,26 +151,35 @@ impl SqliteSink {
             insert.execute(&mut **tx).await?;
         }
 
-        if batch.dropped_allowed > 0 || batch.dropped_blocked > 0 {
-            let (first, last) = batch
-                .dropped_window
-                .unwrap_or((batch.received_at, batch.received_at));
-            sqlx::query(
-                "INSERT INTO usage_gaps (tenant_id, batch_id, enforcer_id, first_ms, last_ms, \
-                 dropped_allowed, dropped_blocked) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(tenant.0)
-            .bind(batch.id.to_string())
-            .bind(batch.enforcer.as_str())
-            .bind(time::to_millis(first))
-            .bind(time::to_millis(last))
-            .bind(db_int(batch.dropped_allowed))
-            .bind(db_int(batch.dropped_blocked))
-            .execute(&mut **tx)
-            .await?;
+        if let Some((first_ms, last_ms)) = batch.gap_ms() {
+            sqlx::query(sql::INSERT_GAP)
+                .bind(tenant.0)
+                .bind(batch.id.to_string())
+                .bind(batch.enforcer.as_str())
+                .bind(first_ms)
+                .bind(last_ms)
+                .bind(db_int(batch.dropped_allowed))
+                .bind(db_int(batch.dropped_blocked))
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(Stored::New)
     }
+}
+
+/// Runs one of the shared prune statements: rows deleted.
+async fn prune(
+    statement: &'static str,
+    before_ms: i64,
+    limit: i64,
+    tx: &mut Transaction<'static, Sqlite>,
+) -> StoreResult<u64> {
+    Ok(sqlx::query(statement)
+        .bind(before_ms)
+        .bind(limit)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected())
 }
 
 /// `INSERT INTO usage_events (…) VALUES (?, …), …` for `rows` events.

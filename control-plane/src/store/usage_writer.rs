@@ -24,6 +24,25 @@ pub(super) const GROUP_EVENTS: usize = 16_000;
 /// which slows enforcers' `ReportEvents` rather than growing memory.
 const QUEUE: usize = 64;
 
+/// The statements both sinks run as they are: small enough that SQLite's
+/// by-name lookup of `$n` parameters costs nothing worth avoiding.
+pub(super) mod sql {
+    /// A batch id, stored once: a conflict means a retry.
+    pub const INSERT_BATCH: &str = "INSERT INTO usage_batches (id, enforcer_id, received_at, \
+         events, dropped_allowed, dropped_blocked) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (id) DO NOTHING";
+    /// The gap a batch that dropped events leaves.
+    pub const INSERT_GAP: &str = "INSERT INTO usage_gaps (tenant_id, batch_id, enforcer_id, \
+         first_ms, last_ms, dropped_allowed, dropped_blocked) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+    /// Gaps go with the events of their time.
+    pub const PRUNE_GAPS: &str = "DELETE FROM usage_gaps WHERE id IN \
+         (SELECT id FROM usage_gaps WHERE last_ms < $1 LIMIT $2)";
+    /// Batch ids are kept as long as events of their age: a retry older
+    /// than that could not be told from a new batch anyway.
+    pub const PRUNE_BATCHES: &str = "DELETE FROM usage_batches WHERE id IN \
+         (SELECT id FROM usage_batches WHERE received_at < $1 LIMIT $2)";
+}
+
 /// One backend's way of writing the usage log.
 pub(super) trait Sink: Send + 'static {
     /// Stores `group` in one transaction: one answer a batch, in order; a
@@ -83,30 +102,33 @@ impl Writer {
 
     /// Stores `batch` under `tenant` once its group has committed.
     pub(super) async fn store(&self, tenant: TenantId, batch: UsageBatch) -> StoreResult<Stored> {
-        let (done, answer) = oneshot::channel();
-        self.send(Job::Store {
+        self.ask(|done| Job::Store {
             tenant,
             batch,
             done,
         })
-        .await?;
-        answer.await.map_err(|_| stopped())?
+        .await
     }
 
     /// Deletes one chunk of at most `limit` rows older than `before_ms`.
     pub(super) async fn prune_chunk(&self, before_ms: i64, limit: u32) -> StoreResult<PruneChunk> {
-        let (done, answer) = oneshot::channel();
-        self.send(Job::Prune {
+        self.ask(|done| Job::Prune {
             before_ms,
             limit,
             done,
         })
-        .await?;
-        answer.await.map_err(|_| stopped())?
+        .await
     }
 
-    async fn send(&self, job: Job) -> StoreResult<()> {
-        self.jobs.send(job).await.map_err(|_| stopped())
+    /// Queues the job `job` makes with its answer's sender; waits for the
+    /// answer.
+    async fn ask<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<StoreResult<T>>) -> Job,
+    ) -> StoreResult<T> {
+        let (done, answer) = oneshot::channel();
+        self.jobs.send(job(done)).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 }
 

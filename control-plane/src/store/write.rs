@@ -10,8 +10,9 @@ use serde_json::Value;
 use sqlx::{AnyConnection, Row};
 
 use super::{
-    db::{Store, Tx, db_int, revision},
+    db::{Store, Tx, revision},
     error::StoreResult,
+    records::db_int,
     records::{EntryOrigin, TenantId, WriteCtx},
 };
 

@@ -18,7 +18,7 @@ use std::{convert::Infallible, net::IpAddr, net::SocketAddr, sync::Arc, time::Du
 
 use bytes::Bytes;
 use http::{
-    HeaderName, HeaderValue, Request, Response, StatusCode, Version,
+    HeaderName, HeaderValue, Request, Response, StatusCode, Uri, Version,
     header::{CONTENT_TYPE, HOST},
     uri::PathAndQuery,
 };
@@ -163,9 +163,6 @@ impl ProxyDoor {
         {
             parts.headers.insert(HOST, value);
         }
-        let Some(uri) = self.upstream.uri(target, parts.headers.get(HOST)) else {
-            return json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY);
-        };
         let upgrading = forward::to_upstream(
             &mut parts.headers,
             parts.version,
@@ -173,7 +170,8 @@ impl ProxyDoor {
             client_ip,
             self.hide_credentials,
         );
-        parts.uri = uri;
+        // The origin form: the upstream adds what its connection needs.
+        parts.uri = Uri::from(target);
         // The upstream client picks the protocol (--upstream-protocol).
         parts.version = Version::HTTP_11;
 
@@ -204,7 +202,9 @@ impl ProxyDoor {
             }
             Err(failure) => failure,
         };
-        warn!(upstream = %self.upstream.shown(), error = %failure, "upstream did not answer");
+        if !matches!(failure, Failure::BadTarget) {
+            warn!(upstream = %self.upstream.shown(), error = %failure, "upstream did not answer");
+        }
         match failure {
             Failure::ConnectTimeout | Failure::ResponseTimeout => {
                 json(StatusCode::GATEWAY_TIMEOUT, outcome, UPSTREAM_TIMEOUT_BODY)
@@ -212,6 +212,7 @@ impl ProxyDoor {
             Failure::Unavailable(_) => {
                 json(StatusCode::BAD_GATEWAY, outcome, UPSTREAM_UNAVAILABLE_BODY)
             }
+            Failure::BadTarget => json(StatusCode::BAD_REQUEST, outcome, BAD_TARGET_BODY),
         }
     }
 }

@@ -201,6 +201,8 @@ pub enum Failure {
     ResponseTimeout,
     /// Refused, reset, a TLS failure, a broken answer.
     Unavailable(BoxError),
+    /// The request and the upstream make no URI: nothing was sent.
+    BadTarget,
 }
 
 impl fmt::Display for Failure {
@@ -208,6 +210,7 @@ impl fmt::Display for Failure {
         match self {
             Failure::ConnectTimeout => f.write_str("connecting timed out"),
             Failure::ResponseTimeout => f.write_str("no answer in time"),
+            Failure::BadTarget => f.write_str("the request target makes no upstream URI"),
             // The client error alone says little ("client error (Connect)");
             // its sources say why.
             Failure::Unavailable(e) => {
@@ -356,7 +359,7 @@ impl Upstream {
     /// `target`; `None` if it makes none. Only the connection's pool and an
     /// HTTP/2 request's `:authority` read the host: the connection always
     /// goes to the upstream.
-    pub fn uri(&self, target: PathAndQuery, host: Option<&HeaderValue>) -> Option<Uri> {
+    fn uri(&self, target: PathAndQuery, host: Option<&HeaderValue>) -> Option<Uri> {
         let authority = host
             .and_then(|h| Authority::try_from(h.as_bytes()).ok())
             .filter(|a| !a.as_str().contains('@'))
@@ -369,7 +372,8 @@ impl Upstream {
             .ok()
     }
 
-    /// Sends `request` and waits for the head of the answer, at most
+    /// Sends `request` (its URI the target, in origin form) and waits for
+    /// the head of the answer, at most
     /// `--upstream-timeout`; `upgrade` sends it over HTTP/1.1, so the
     /// connection can switch protocols. `own` is the client connection's
     /// own upstream connection, used when it is idle and the upstream
@@ -392,11 +396,21 @@ impl Upstream {
         }
     }
 
+    /// Sends through the shared pool, which needs the absolute URI: it
+    /// keys its connections by the host named.
     async fn send_pooled(
         &self,
-        request: Request<Incoming>,
+        mut request: Request<Incoming>,
         upgrade: bool,
     ) -> Result<Response<Incoming>, Failure> {
+        let target = request
+            .uri()
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        *request.uri_mut() = self
+            .uri(target, request.headers().get(HOST))
+            .ok_or(Failure::BadTarget)?;
         let client = if upgrade {
             &self.upgrades
         } else {
@@ -430,21 +444,13 @@ impl Upstream {
             },
             None => dial.http1().await?,
         };
-        // The pool's URI names the host; the upstream itself gets the
-        // origin form, with the host in Host.
-        let uri = std::mem::take(request.uri_mut());
+        // The origin form goes as it is; a client that named no host
+        // names the upstream's.
         if !request.headers().contains_key(HOST)
-            && let Some(host) = uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            && let Ok(host) = HeaderValue::from_str(self.authority.as_str())
         {
             request.headers_mut().insert(HOST, host);
         }
-        let target = uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        *request.uri_mut() = Uri::from(target);
         match sender.try_send_request(request).await {
             Ok(response) => {
                 claim.back = Some(sender);
@@ -452,10 +458,7 @@ impl Upstream {
             }
             Err(mut e) => match e.take_message() {
                 // Closed before the request was written: nothing was sent.
-                Some(mut request) => {
-                    *request.uri_mut() = uri;
-                    self.send_pooled(request, false).await
-                }
+                Some(request) => self.send_pooled(request, false).await,
                 None => Err(Failure::Unavailable(e.into_error().into())),
             },
         }
