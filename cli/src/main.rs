@@ -14,6 +14,14 @@ mod runtime;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc with background threads that return freed pages to the system:
+/// an enforcer's resident memory falls back to its index's size seconds
+/// after a snapshot build frees the configs it was built from, where
+/// glibc's malloc kept them (docs/architecture.md, "Memory").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// ipgate restricts who may call an API by source IP address.
 #[derive(Parser, Debug)]
 #[command(

@@ -18,126 +18,23 @@ use std::{
 use criterion::{BenchmarkId, Criterion};
 use hashbrown::HashMap;
 use ipgate_shared::{
-    Allowlist, ApiConfig, Change, Entry, Index, KeyConfig, KeyId, Label, PresentedKey, Request,
-    Revision, SecretHash, decide,
+    Allowlist, Change, Entry, Index, KeyId, Label, PresentedKey, Request, Revision, SecretHash,
+    decide,
     index::CompiledList,
     key::{self, NewKey},
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
+mod fixture;
+use fixture::{Lcg, api, bulk_keys, key_config, key_count, list, rss_bytes};
+
 // Counts heap bytes, so the index's footprint is measured exactly rather
 // than read off RSS, which keeps whatever the allocator holds on to.
 #[global_allocator]
 static ALLOC: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
-/// Keys in the big index, unless `IPGATE_BENCH_KEYS` says otherwise.
-const KEYS: usize = 10_000_000;
-/// Keys of the big index whose secrets are kept for the cold cases.
-const SAMPLE: usize = 1 << 16;
-
-fn key_count() -> usize {
-    std::env::var("IPGATE_BENCH_KEYS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(KEYS)
-}
 const NOW: i64 = 1_800_000_000_000;
-
-/// A cheap deterministic generator, so runs compare like with like.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 32) as u32
-    }
-
-    /// A public-looking IPv4 range, /16 to /32.
-    fn v4_net(&mut self) -> Ipv4Net {
-        let addr = Ipv4Addr::from(0x2D00_0000 | (self.next() & 0x00FF_FFFF));
-        let len = 16 + (self.next() % 17) as u8;
-        Ipv4Net::new_assert(addr, len).trunc()
-    }
-
-    /// A global-unicast-looking IPv6 range, /33 to /128.
-    fn v6_net(&mut self) -> Ipv6Net {
-        let addr = (0x2a00_u128 << 112)
-            | (u128::from(self.next() & 0xFFFF) << 96)
-            | (u128::from(self.next()) << 64)
-            | (u128::from(self.next()) << 32)
-            | u128::from(self.next());
-        let len = 33 + (self.next() % 96) as u8;
-        Ipv6Net::new_assert(addr.into(), len).trunc()
-    }
-}
-
-fn list<N: ToString>(nets: &[N]) -> Allowlist {
-    let entries = nets
-        .iter()
-        .map(|n| {
-            Entry::new(
-                n.to_string().parse().expect("valid"),
-                Label::default(),
-                None,
-            )
-        })
-        .collect();
-    Allowlist::new(entries, false)
-}
-
-fn api(slug: &str, allowlist: Allowlist) -> ApiConfig {
-    ApiConfig {
-        slug: slug.parse().expect("slug"),
-        enabled: true,
-        allowlist,
-        routes: vec![],
-    }
-}
-
-fn key_config(key: &NewKey, api: &str, allowlist: Allowlist) -> KeyConfig {
-    KeyConfig {
-        id: key.id,
-        api: api.parse().expect("slug"),
-        secret_hash: SecretHash::of(&key.secret),
-        scopes: vec![],
-        expires_at: None,
-        allowlist,
-        previous_secrets: vec![],
-    }
-}
-
-fn rss_bytes() -> u64 {
-    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm
-        .split_whitespace()
-        .nth(1)
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(0);
-    pages * 4096
-}
-
-/// Keys of the big index, `n` keys with 5 entries each, and a sample of
-/// them: (key, an address on its list).
-fn bulk_keys(rng: &mut Lcg, n: usize) -> (Vec<KeyConfig>, Vec<(String, IpAddr)>) {
-    let every = (n / SAMPLE).max(1);
-    let mut sample = Vec::new();
-    let configs = (0..n)
-        .map(|i| {
-            let nets: Vec<Ipv4Net> = (0..5).map(|_| rng.v4_net()).collect();
-            let key = NewKey::generate();
-            let config = key_config(&key, "bulk", list(&nets));
-            if i % every == 0 && sample.len() < SAMPLE {
-                sample.push((key.secret, IpAddr::V4(nets[0].addr())));
-            }
-            config
-        })
-        .collect();
-    (configs, sample)
-}
 
 struct Fixture {
     index: Index,

@@ -5,9 +5,15 @@
 # a key whose list has 20 networks, and the arithmetic on wrk's figures.
 #
 # The sourcing script sets BENCH (its name, for messages) first.
+# IPGATE_BIN names another ipgate binary (to compare two builds); without
+# it the release build of this tree is used.
 
-cargo build --release -q -p ipgate
-bin="$PWD/target/release/ipgate"
+if [ -n "${IPGATE_BIN:-}" ]; then
+  bin="$(realpath "$IPGATE_BIN")"
+else
+  cargo build --release -q -p ipgate
+  bin="$PWD/target/release/ipgate"
+fi
 work="$(mktemp -d "${TMPDIR:-/tmp}/ipgate-$BENCH.XXXXXX")"
 pids=()
 cleanup() {
