@@ -25,7 +25,7 @@ use super::{
 
 /// Events per INSERT: 15 parameters each, far below SQLite's limit of
 /// 32,766, and few statements a batch.
-const ROWS_PER_INSERT: usize = 500;
+const ROWS_PER_INSERT: usize = 100;
 const EVENT_COLUMNS: &str = "tenant_id, enforcer_id, request_id, time_ms, api, api_key_id, \
      method, path, status_code, client_ip, client_ip_key, reason, matched_label, door, \
      client_ip_source";
