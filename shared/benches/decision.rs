@@ -18,8 +18,7 @@ use std::{
 use criterion::{BenchmarkId, Criterion};
 use hashbrown::HashMap;
 use ipgate_shared::{
-    Allowlist, Change, Entry, Index, KeyId, Label, PresentedKey, Request, Revision, SecretHash,
-    decide,
+    Allowlist, Change, Index, KeyId, PresentedKey, Request, Revision, SecretHash, decide,
     index::CompiledList,
     key::{self, NewKey},
 };
@@ -229,17 +228,7 @@ fn benches(c: &mut Criterion, fx: &Fixture) {
     );
     let cases = fx.keys.iter().map(|k| (k, "")).chain([(&v6_case, "v6_")]);
     for ((_, nets, inside, outside), family) in cases {
-        let entries: Vec<Entry> = nets
-            .iter()
-            .map(|n| {
-                Entry::new(
-                    n.to_string().parse().expect("valid"),
-                    Label::default(),
-                    None,
-                )
-            })
-            .collect();
-        let compiled = CompiledList::new(&Allowlist::new(entries, false));
+        let compiled = CompiledList::new(&list(nets));
         let n = nets.len();
         for (case, ip) in [("hit", *inside), ("miss", *outside)] {
             group.bench_with_input(
