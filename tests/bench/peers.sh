@@ -11,8 +11,13 @@
 #      same key, driven by h2load
 #   H  grpc.health.v1.Health/Check on the same gRPC server: the floor,
 #      what a no-op unary call costs there
+#   B  the proxy door's floor: `bare_proxy` (tests/examples), a hyper
+#      reverse proxy with the door's upstream design that decides and
+#      reports nothing, on a multi-thread runtime as the enforcer runs
+#   C  the same floor on a current-thread runtime a core, each with a
+#      listener of its own (SO_REUSEPORT), as nginx runs its workers
 #
-# N, L and P are driven by wrk -t1 -cCONNECTIONS, G and H by h2load with as
+# N, L, P, B and C are driven by wrk -t1 -cCONNECTIONS, G and H by h2load with as
 # many connections, one stream each. Each round runs every door in turn
 # for DURATION; the figures are the medians of ROUNDS rounds. Around every
 # run the script reads each process's CPU time from /proc and divides it
@@ -36,7 +41,7 @@ cd "$(dirname "$0")/../.."
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8s}"
 CONNECTIONS="${CONNECTIONS:-32}"
-DOORS="${ONLY:-N L P G H}"
+DOORS="${ONLY:-N L P B G H}"
 export PATH="$PATH:/usr/sbin"
 
 declare -A package=([nginx]=nginx-light [wrk]=wrk [h2load]=nghttp2-client [curl]=curl)
@@ -72,6 +77,16 @@ IPGATE_ENFORCER_TOKEN=$enf IPGATE_LOG=warn "${pin_enf[@]}" "$bin" enforcer \
   --api bench --upstream "http://127.0.0.1:$up_port" --proxy-listen "127.0.0.1:$proxy_port" \
   ${ENFORCER_FLAGS:-} > "$work/enforcer.log" 2>&1 & enf_pid=$!; pids+=("$enf_pid")
 
+# --- B and C: the proxy door's floor, the same upstream ---
+b_port=$(free_port); c_port=$(free_port)
+if [[ " $DOORS " == *" B "* || " $DOORS " == *" C "* ]]; then
+  cargo build --release -q -p ipgate-tests --example bare_proxy
+  "${pin_enf[@]}" target/release/examples/bare_proxy "127.0.0.1:$b_port" "127.0.0.1:$up_port" multi \
+    > "$work/bare-multi.log" 2>&1 & b_pid=$!; pids+=("$b_pid")
+  "${pin_enf[@]}" target/release/examples/bare_proxy "127.0.0.1:$c_port" "127.0.0.1:$up_port" per-core \
+    > "$work/bare-per-core.log" 2>&1 & c_pid=$!; pids+=("$c_pid")
+fi
+
 # --- N and L: nginx allow/deny, without and with an access log ---
 allow_lines=""
 for n in "${networks[@]}"; do allow_lines+="allow $n; "; done
@@ -93,6 +108,7 @@ http { access_log off;
 EOF
 nginx -p "$work/ngx" -e "$work/ngx/error.log" -c "$work/ngx/nginx.conf" & ngx_pid=$!; pids+=("$ngx_pid")
 for p in "$up_port" "$n_port" "$l_port" "$grpc_port" "$proxy_port"; do wait_port "$p"; done
+[ -z "${b_pid:-}" ] || { wait_port "$b_port"; wait_port "$c_port"; }
 
 # --- the gRPC bodies: a 5-byte frame prefix (not compressed, length) and
 # the message. Check: api, api_key, client_ip, method, path; Health: empty.
@@ -150,20 +166,23 @@ if [ -n "${PAUSE:-}" ]; then
   read -r _
 fi
 
-# Who spends the CPU: the nginx front (N, L), the enforcer (the door of P,
-# G and H), the control plane (usage ingest) and the upstream.
-watched=("$ngx_pid" "$enf_pid" "$cp_pid" "$up_pid")
+# Who spends the CPU: the front (nginx for N and L, bare_proxy for B and
+# C), the enforcer (the door of P, G and H), the control plane (usage
+# ingest) and the upstream.
 dur_s="${DURATION%s}"
 
 declare -A rps p50 cpu served
 served[P]=0; served[G]=0
 for round in $(seq 1 "$ROUNDS"); do
-  for n in N L P G H; do
+  for n in N L P B C G H; do
     [[ " $DOORS " == *" $n "* ]] || continue
+    front=$ngx_pid; [ "$n" = B ] && front=$b_pid; [ "$n" = C ] && front=$c_pid
+    watched=("$front" "$enf_pid" "$cp_pid" "$up_pid")
     before=(); for w in "${watched[@]}"; do before+=("$(ticks "$w")"); done
     case $n in
-      N|L|P)
-        port=$n_port; [ "$n" = L ] && port=$l_port; [ "$n" = P ] && port=$proxy_port
+      N|L|P|B|C)
+        declare -A door_port=([N]=$n_port [L]=$l_port [P]=$proxy_port [B]=$b_port [C]=$c_port)
+        port=${door_port[$n]}
         out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "X-API-Key: $key" "http://127.0.0.1:$port/hello")"
         requests="$(echo "$out" | awk '/requests in/ {print $1}')"
         r="$(echo "$out" | awk '/Requests\/sec/ {print $2}')"
@@ -197,9 +216,10 @@ done
 
 declare -A R
 declare -A peer=([N]="nginx allow/deny, no access log" [L]="nginx allow/deny, access log"
-  [P]="ipgate proxy door (usage on)" [G]="ipgate gRPC Check (h2load)" [H]="gRPC Health/Check on the same server (h2load): floor")
+  [P]="ipgate proxy door (usage on)" [B]="floor: bare hyper proxy, multi-thread"
+  [C]="floor: bare hyper proxy, a current-thread runtime a core" [G]="ipgate gRPC Check (h2load)" [H]="gRPC Health/Check on the same server (h2load): floor")
 echo
-echo "| door | what | requests/s, $CONNECTIONS connections | p50 ms (G, H: mean) | CPU µs a request: nginx front / enforcer / control plane / upstream |"
+echo "| door | what | requests/s, $CONNECTIONS connections | p50 ms (G, H: mean) | CPU µs a request: front (nginx, bare proxy) / enforcer / control plane / upstream |"
 echo "|---|---|---|---|---|"
 for n in $DOORS; do
   R[$n]="$(echo "${rps[$n]}" | median)"
@@ -216,6 +236,9 @@ ratio() { # $1 $2 doors, $3 text
 ratio P N "proxy door / nginx without access log"
 ratio P L "proxy door / nginx with access log"
 ratio L N "nginx with access log / without"
+ratio B N "floor, multi-thread / nginx without access log"
+ratio C N "floor, a runtime a core / nginx without access log"
+ratio P B "proxy door / its floor (multi-thread)"
 ratio G H "gRPC Check / Health floor"
 
 # --- no lost usage row: every request the proxy and check doors decided

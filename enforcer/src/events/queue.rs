@@ -111,21 +111,6 @@ pub struct EventSource {
 }
 
 impl EventSource {
-    /// Waits for at least one event, then moves whatever else is waiting into
-    /// `out` until it holds `max`. Returns false once every sink is gone and
-    /// both queues are empty.
-    pub async fn recv_into(&mut self, out: &mut Vec<Event>, max: usize) -> bool {
-        let first = tokio::select! {
-            biased;
-            Some(e) = self.blocked.recv() => e,
-            Some(e) = self.allowed.recv() => e,
-            else => return false,
-        };
-        out.push(first);
-        self.drain_into(out, max);
-        true
-    }
-
     /// Moves waiting events into `out` until it holds `max`, blocked ones first.
     pub fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) {
         for queue in [&mut self.blocked, &mut self.allowed] {
@@ -136,6 +121,15 @@ impl EventSource {
                 }
             }
         }
+    }
+
+    /// True once every sink is gone and both queues are empty: nothing
+    /// more will come.
+    pub fn is_closed(&self) -> bool {
+        self.blocked.is_closed()
+            && self.allowed.is_closed()
+            && self.blocked.is_empty()
+            && self.allowed.is_empty()
     }
 
     /// Events dropped since the previous call.
@@ -192,8 +186,8 @@ mod tests {
         Event::record(&d, seen, RequestId::generate())
     }
 
-    #[tokio::test]
-    async fn a_flood_of_allowed_events_never_pushes_out_blocked_ones() {
+    #[test]
+    fn a_flood_of_allowed_events_never_pushes_out_blocked_ones() {
         let (sink, mut source) = queue(2);
         sink.push(event(false));
         for _ in 0..10 {
@@ -208,7 +202,7 @@ mod tests {
         assert_eq!(source.take_dropped(), Dropped::default());
 
         let mut out = Vec::new();
-        assert!(source.recv_into(&mut out, 3).await);
+        source.drain_into(&mut out, 3);
         assert_eq!(out.len(), 3);
         assert!(
             out[..2].iter().all(|e| !e.reason.allowed()),
@@ -218,14 +212,17 @@ mod tests {
         assert_eq!(out.len(), 4);
     }
 
-    #[tokio::test]
-    async fn a_closed_queue_ends_the_source() {
+    #[test]
+    fn a_queue_is_closed_once_its_sinks_are_gone_and_it_is_empty() {
         let (sink, mut source) = queue(4);
         sink.push(event(true));
+        assert!(!source.is_closed(), "a sink is left");
         drop(sink);
+        assert!(!source.is_closed(), "an event is left");
         let mut out = Vec::new();
-        assert!(source.recv_into(&mut out, 10).await);
-        assert!(!source.recv_into(&mut out, 10).await);
+        source.drain_into(&mut out, 10);
+        assert_eq!(out.len(), 1);
+        assert!(source.is_closed());
     }
 
     #[test]

@@ -28,6 +28,10 @@ use crate::{backoff::Backoff, control_plane::ControlPlane};
 pub(crate) const MAX_BATCH: usize = 1_000;
 /// Longest an event waits for its batch to leave.
 pub(crate) const BATCH_INTERVAL: Duration = Duration::from_millis(200);
+/// How often [`Reporter::fill`] reads the queue while a batch fills: at
+/// most this much is added to an event's wait, and at 100,000 events a
+/// second a tick gathers 1,000, one batch.
+const FILL_TICK: Duration = Duration::from_millis(10);
 /// Most batches sent and not yet acknowledged while deliveries succeed.
 /// One at a time, an enforcer could send no faster than one store commit
 /// per round trip; several let the control plane's ingest commit them
@@ -128,6 +132,11 @@ impl Reporter {
     /// Gathers events for one batch; true when shutdown was asked for. A
     /// delivery failing meanwhile ends the batch early, so what comes after
     /// waits in the queue.
+    ///
+    /// The queue is read every [`FILL_TICK`], not woken by each event: a
+    /// door's push then never wakes the reporter, and at tens of thousands
+    /// of requests a second those wake-ups, each a task switch and often a
+    /// thread's, cost the proxy door more than the event (BENCHMARKS.md).
     async fn fill(&mut self, events: &mut Vec<Event>) -> bool {
         let window = Instant::now() + BATCH_INTERVAL;
         let mut healthy = self.healthy.clone();
@@ -140,21 +149,26 @@ impl Reporter {
             }
         };
         tokio::pin!(failing);
-        while events.len() < MAX_BATCH {
+        loop {
+            self.source.drain_into(events, MAX_BATCH);
+            if events.len() >= MAX_BATCH {
+                return false;
+            }
+            if self.source.is_closed() {
+                // Every door is gone: nothing more will come.
+                return true;
+            }
+            let now = Instant::now();
+            if now >= window {
+                return false;
+            }
             tokio::select! {
                 biased;
                 () = crate::shutdown::requested(&mut self.stop) => return true,
-                () = &mut failing => break,
-                open = self.source.recv_into(events, MAX_BATCH) => {
-                    if !open {
-                        // Every door is gone: nothing more will come.
-                        return true;
-                    }
-                }
-                () = sleep_until(window) => break,
+                () = &mut failing => return false,
+                () = sleep_until(window.min(now + FILL_TICK)) => {}
             }
         }
-        false
     }
 
     /// Sends every event still queued, then waits for every batch on its
