@@ -3,9 +3,12 @@
 //!
 //! An index is immutable once built; updates build a new one beside it
 //! ([`Index::apply`] on a clone) so readers never lock and never see half an
-//! update. APIs and key shards sit behind `Arc`s, so a clone copies
-//! pointers, not allowlists, and a change to a key rebuilds only its shard
-//! (see `keys.rs`).
+//! update. A clone copies three pointers: the API map, the key table and
+//! the slug table each sit behind an `Arc`, and a revision copies only the
+//! parts it changes. So a revision that changes nothing costs O(1), one
+//! that changes an API copies the map of `Arc`ed APIs, and one that changes
+//! a key copies the table's shard pointers and rebuilds that key's shard
+//! alone (see `keys.rs`).
 
 mod keys;
 mod list;
@@ -42,10 +45,10 @@ pub enum Change {
 #[derive(Clone, Debug, Default)]
 pub struct Index {
     revision: Revision,
-    apis: HashMap<ApiSlug, Arc<CompiledApi>>,
-    keys: KeyTable,
+    apis: Arc<HashMap<ApiSlug, Arc<CompiledApi>>>,
+    keys: Arc<KeyTable>,
     /// Each API slug that keys refer to, once: keys hold its number.
-    slugs: Slugs,
+    slugs: Arc<Slugs>,
 }
 
 /// API slugs by number, and numbers by slug. Never shrinks: a number once
@@ -89,46 +92,61 @@ impl Index {
         for api in apis {
             index.put_api(api);
         }
-        let slugs = &mut index.slugs;
-        index.keys = KeyTable::build(keys.into_iter().map(|key| {
+        let slugs = Arc::make_mut(&mut index.slugs);
+        index.keys = Arc::new(KeyTable::build(keys.into_iter().map(|key| {
             let api = slugs.number(key.api.as_str());
             (key, api)
-        }));
+        })));
         index
     }
 
     /// Applies the changes of one revision in place. Callers that share the
-    /// index clone it first and swap the result in.
-    /// Only the key shards the changes fall in are rebuilt.
+    /// index clone it first and swap the result in: only the parts the
+    /// changes touch are copied, and of the keys only the shards they fall
+    /// in are rebuilt. No changes cost O(1).
     pub fn apply(&mut self, revision: Revision, changes: impl IntoIterator<Item = Change>) {
         let mut keys = Vec::new();
         for change in changes {
             match change {
                 Change::PutApi(api) => self.put_api(api),
                 Change::DeleteApi(slug) => {
-                    self.apis.remove(&slug);
+                    if self.apis.contains_key(&slug) {
+                        Arc::make_mut(&mut self.apis).remove(&slug);
+                    }
                 }
                 Change::PutKey(key) => {
-                    let api = self.slugs.number(key.api.as_str());
+                    let api = self.slug_number(key.api.as_str());
                     keys.push((key.id, Some((key, api))));
                 }
                 Change::DeleteKey(id) => keys.push((id, None)),
             }
         }
         if !keys.is_empty() {
-            self.keys.apply(keys);
+            Arc::make_mut(&mut self.keys).apply(keys);
         }
         self.revision = revision;
     }
 
     fn put_api(&mut self, api: ApiConfig) {
+        let slug = match self.slugs.numbers.get(api.slug.as_str()) {
+            Some(&n) => Arc::clone(&self.slugs.names[n as usize]),
+            None => Arc::make_mut(&mut self.slugs).intern(api.slug.as_str()),
+        };
         let compiled = CompiledApi {
-            slug: self.slugs.intern(api.slug.as_str()),
+            slug,
             enabled: api.enabled,
             allowlist: CompiledList::new(&api.allowlist),
             routes: api.routes,
         };
-        self.apis.insert(api.slug, Arc::new(compiled));
+        Arc::make_mut(&mut self.apis).insert(api.slug, Arc::new(compiled));
+    }
+
+    /// The slug's number, copying the slug table only for a new slug.
+    fn slug_number(&mut self, slug: &str) -> u32 {
+        match self.slugs.numbers.get(slug) {
+            Some(&n) => n,
+            None => Arc::make_mut(&mut self.slugs).number(slug),
+        }
     }
 
     /// The revision this index reflects.
@@ -209,6 +227,52 @@ mod tests {
         assert!(index.api("orders").is_some_and(|a| !a.enabled));
         index.apply(Revision::new(3), [Change::DeleteApi(slug)]);
         assert!(index.api("orders").is_none());
+    }
+
+    #[test]
+    fn changes_to_a_clone_leave_the_original_whole() {
+        let api = |slug: &str, enabled| ApiConfig {
+            slug: slug.parse().unwrap(),
+            enabled,
+            allowlist: Allowlist::default(),
+            routes: vec![],
+        };
+        let new = crate::key::NewKey::generate();
+        let key = KeyConfig {
+            id: new.id,
+            api: "orders".parse().unwrap(),
+            secret_hash: crate::key::SecretHash::of(&new.secret),
+            scopes: vec![],
+            expires_at: None,
+            allowlist: Allowlist::default(),
+            previous_secrets: vec![],
+        };
+        let old = Index::from_snapshot(Revision::new(1), [api("orders", true)], [key.clone()]);
+        let before = old.clone();
+
+        let mut empty = old.clone();
+        empty.apply(Revision::new(2), []);
+        assert_eq!(empty.revision(), Revision::new(2));
+        assert_eq!((empty.api_count(), empty.key_count()), (1, 1));
+
+        let mut changed = old.clone();
+        changed.apply(
+            Revision::new(2),
+            [
+                Change::PutApi(api("orders", false)),
+                Change::PutApi(api("billing", true)),
+                Change::DeleteKey(key.id),
+                Change::DeleteApi("missing".parse().unwrap()),
+            ],
+        );
+        assert!(changed.api("orders").is_some_and(|a| !a.enabled));
+        assert!(changed.api("billing").is_some());
+        assert!(changed.key(&key.id).is_none());
+
+        assert_eq!(old, before, "the original is untouched");
+        assert!(old.api("orders").is_some_and(|a| a.enabled));
+        assert!(old.api("billing").is_none());
+        assert_eq!(old.key(&key.id).map(|k| k.api()), Some("orders"));
     }
 
     #[test]
