@@ -14,17 +14,14 @@ use criterion::{BatchSize, Criterion};
 use ipgate_shared::{Allowlist, Change, Index, Revision, key::NewKey};
 
 mod fixture;
-use fixture::{Lcg, api, bulk_keys, key_config, list};
+use fixture::{Lcg, api, bulk_keys, key_config, key_count_or, list};
 
 /// Keys of the index unless `IPGATE_BENCH_KEYS` says otherwise.
 const KEYS: usize = 1_000_000;
 const APIS: usize = 100;
 
 fn main() {
-    let n = std::env::var("IPGATE_BENCH_KEYS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(KEYS);
+    let n = key_count_or(KEYS);
     let mut rng = Lcg(0x5eed);
     let (configs, _) = bulk_keys(&mut rng, n);
     let some_key = configs[n / 2].id;

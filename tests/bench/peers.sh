@@ -170,18 +170,18 @@ fi
 # C), the enforcer (the door of P, G and H), the control plane (usage
 # ingest) and the upstream.
 dur_s="${DURATION%s}"
+declare -A door_port=([N]=$n_port [L]=$l_port [P]=$proxy_port [B]=$b_port [C]=$c_port)
+declare -A front=([B]=${b_pid:-} [C]=${c_pid:-})
 
 declare -A rps p50 cpu served
 served[P]=0; served[G]=0
 for round in $(seq 1 "$ROUNDS"); do
   for n in N L P B C G H; do
     [[ " $DOORS " == *" $n "* ]] || continue
-    front=$ngx_pid; [ "$n" = B ] && front=$b_pid; [ "$n" = C ] && front=$c_pid
-    watched=("$front" "$enf_pid" "$cp_pid" "$up_pid")
+    watched=("${front[$n]:-$ngx_pid}" "$enf_pid" "$cp_pid" "$up_pid")
     before=(); for w in "${watched[@]}"; do before+=("$(ticks "$w")"); done
     case $n in
       N|L|P|B|C)
-        declare -A door_port=([N]=$n_port [L]=$l_port [P]=$proxy_port [B]=$b_port [C]=$c_port)
         port=${door_port[$n]}
         out="$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency -H "X-API-Key: $key" "http://127.0.0.1:$port/hello")"
         requests="$(echo "$out" | awk '/requests in/ {print $1}')"

@@ -60,12 +60,7 @@ struct Slugs {
 }
 
 impl Slugs {
-    /// The slug's one shared copy, made on first sight.
-    fn intern(&mut self, slug: &str) -> Arc<str> {
-        let n = self.number(slug);
-        Arc::clone(&self.names[n as usize])
-    }
-
+    /// The slug's number, handed out on first sight.
     fn number(&mut self, slug: &str) -> u32 {
         if let Some(n) = self.numbers.get(slug) {
             return *n;
@@ -128,12 +123,9 @@ impl Index {
     }
 
     fn put_api(&mut self, api: ApiConfig) {
-        let slug = match self.slugs.numbers.get(api.slug.as_str()) {
-            Some(&n) => Arc::clone(&self.slugs.names[n as usize]),
-            None => Arc::make_mut(&mut self.slugs).intern(api.slug.as_str()),
-        };
+        let n = self.slug_number(api.slug.as_str());
         let compiled = CompiledApi {
-            slug,
+            slug: Arc::clone(&self.slugs.names[n as usize]),
             enabled: api.enabled,
             allowlist: CompiledList::new(&api.allowlist),
             routes: api.routes,
