@@ -79,5 +79,5 @@ finish() {
 trap finish EXIT
 
 # The end-to-end tests start this binary.
-cargo build -p ipgate
-cargo test --workspace "$@"
+cargo build -p ipgate --features fault-injection
+cargo test --workspace --features ipgate/fault-injection "$@"

@@ -365,6 +365,7 @@ async fn create_demo_api(addr: SocketAddr, token: &str, slug: &str) -> anyhow::R
         });
     let created = admin
         .create_api(CreateApiRequest {
+            wait_for_propagation: None,
             slug: slug.to_owned(),
             name: "Demo API (ipgate dev)".to_owned(),
             routes: vec![],

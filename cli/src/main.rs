@@ -76,6 +76,8 @@ enum Command {
     Audit(admin::Group<admin::cmd::Audit>),
     /// Tell whether a change is live on every enforcer.
     Revision(admin::Group<admin::cmd::Revision>),
+    /// List the enforcers: where each is connected, its revision and lag, its queued events and its last refused update.
+    Enforcers(admin::cmd::EnforcersArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -96,6 +98,7 @@ fn main() -> std::process::ExitCode {
         Command::Logs(g) => admin::AdminCommand::Logs(g),
         Command::Audit(g) => admin::AdminCommand::Audit(g),
         Command::Revision(g) => admin::AdminCommand::Revision(g),
+        Command::Enforcers(a) => admin::AdminCommand::Enforcers(a),
         server => {
             return match runtime.block_on(serve(cli.log, server)) {
                 Ok(()) => std::process::ExitCode::SUCCESS,

@@ -56,6 +56,8 @@ pub struct Config {
     pub bootstrap_token: Option<String>,
     /// Enforcer token to make sure exists at start.
     pub bootstrap_enforcer_token: Option<String>,
+    /// This replica's name in ListEnforcers; `None` means host name and port.
+    pub replica_id: Option<String>,
 }
 
 impl Config {
@@ -73,6 +75,7 @@ impl Config {
             expiry_sweep_interval: DEFAULT_EXPIRY_SWEEP_INTERVAL,
             bootstrap_token: None,
             bootstrap_enforcer_token: None,
+            replica_id: None,
         }
     }
 
@@ -117,6 +120,10 @@ pub struct ControlPlaneArgs {
     /// Enforcer token to make sure exists at start (prefer the environment variable to the flag).
     #[arg(long, env = "IPGATE_BOOTSTRAP_ENFORCER_TOKEN", hide_env_values = true)]
     pub bootstrap_enforcer_token: Option<String>,
+
+    /// This replica's name, shown beside each enforcer connected to it (ListEnforcers); by default the host name and the listening port.
+    #[arg(long, env = "IPGATE_REPLICA_ID")]
+    pub replica_id: Option<String>,
 }
 
 impl ControlPlaneArgs {
@@ -129,8 +136,10 @@ impl ControlPlaneArgs {
             timing,
             bootstrap_token,
             bootstrap_enforcer_token,
+            replica_id,
         } = self;
         let mut config = Config::with_database(database);
+        config.replica_id = replica_id;
         config.listen = listen;
         config.bootstrap_token = bootstrap_token;
         config.bootstrap_enforcer_token = bootstrap_enforcer_token;
@@ -273,7 +282,9 @@ mod tests {
             expiry_sweep_interval,
             bootstrap_token,
             bootstrap_enforcer_token,
+            replica_id,
         } = parsed;
+        assert_eq!(replica_id, expected.replica_id);
         assert_eq!(listen, expected.listen);
         assert_eq!(listen.to_string(), "127.0.0.1:7151");
         assert_eq!(database, expected.database);

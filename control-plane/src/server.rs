@@ -59,7 +59,22 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         config.expiry_sweep_interval,
         stop.clone(),
     ));
-    let registry = Arc::new(Registry::default());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let replica = config
+        .replica_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
+    let registry = Arc::new(Registry::new(replica));
+    let flusher = registry.spawn_flusher(Arc::clone(&store), stop.clone());
 
     let admin = AdminApi::new(
         Arc::clone(&store),
@@ -107,16 +122,6 @@ pub async fn start(config: Config) -> Result<Running, Error> {
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| Error::Bind {
-        addr: config.listen,
-        source,
-    })?;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
 
     let mut stopped = stop.clone();
@@ -139,7 +144,7 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         bootstrap,
         shutdown,
         server,
-        tasks: vec![feed_task, pruner, sweeper],
+        tasks: vec![feed_task, pruner, sweeper, flusher],
         store,
     })
 }
@@ -193,6 +198,16 @@ impl Running {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// The machine's name, for the default replica id.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "control-plane".to_owned())
 }
 
 /// Prunes old usage events and compacts the change log, at start and then

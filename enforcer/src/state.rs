@@ -88,6 +88,11 @@ impl Enforcer {
         }
     }
 
+    /// Usage events queued and dropped since start, for sync heartbeats.
+    pub fn event_counts(&self) -> (u64, u64) {
+        (self.events.buffered(), self.events.dropped_total())
+    }
+
     /// Decides one request, queues its usage event and returns the answer.
     pub fn decide(&self, input: DecisionInput<'_>) -> Outcome {
         self.decide_pending(input).0

@@ -9,6 +9,7 @@ pub mod backend;
 pub mod docs;
 pub mod events;
 pub mod http;
+pub mod link;
 pub mod peers;
 pub mod process;
 pub mod skip;

@@ -416,6 +416,26 @@ impl Enforcer {
         )
     }
 
+    /// Like [`Enforcer::start_with`], syncing from `control_plane` as given
+    /// (several comma-separated, or a link the test controls).
+    pub fn start_via(
+        control_plane: &str,
+        api: &str,
+        upstream: SocketAddr,
+        extra_args: &[&str],
+        extra_envs: &[(&str, &str)],
+    ) -> Enforcer {
+        Self::start_configured(
+            control_plane,
+            api,
+            upstream,
+            ENFORCER_TOKEN,
+            "127.0.0.1:0",
+            extra_args,
+            extra_envs,
+        )
+    }
+
     /// Like [`Enforcer::start`], with more `IPGATE_…` variables set (the
     /// way an operator sets a flag through the environment).
     pub fn start_with_envs(
@@ -492,6 +512,11 @@ impl Enforcer {
     /// Everything it logged (stderr) so far.
     pub fn log(&self) -> String {
         self.proc.log_text()
+    }
+
+    /// The process id, e.g. to freeze it with SIGSTOP.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
     }
 
     /// Sends SIGTERM, as an orchestrator stopping it does.

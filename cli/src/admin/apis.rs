@@ -153,6 +153,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
         } => {
             let api = client
                 .create_api(CreateApiRequest {
+                    wait_for_propagation: out.wait_for_propagation(),
                     slug,
                     name,
                     routes: routes.into_iter().map(|r| r.0).collect(),
@@ -167,7 +168,8 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     println!("Created API {:?}.", api.slug);
                 }
                 print_api(api);
-            })
+            })?;
+            out.receipt(api.propagation.as_ref())
         }
         Command::Get { slug } => {
             let api = client.get_api(GetApiRequest { slug }).await?.into_inner();
@@ -204,6 +206,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
             });
             let api = client
                 .update_api(UpdateApiRequest {
+                    wait_for_propagation: out.wait_for_propagation(),
                     slug,
                     name,
                     status: status
@@ -222,7 +225,8 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     println!("Updated API {:?} (revision {}).", api.slug, api.revision);
                 }
                 print_api(api);
-            })
+            })?;
+            out.receipt(api.propagation.as_ref())
         }
         Command::Delete {
             slug,
@@ -232,6 +236,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
         } => {
             let response = client
                 .delete_api(DeleteApiRequest {
+                    wait_for_propagation: out.wait_for_propagation(),
                     slug,
                     etag,
                     force,
@@ -239,7 +244,8 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 })
                 .await?
                 .into_inner();
-            out.print(&response, |r| print_deleted(r, dry_run))
+            out.print(&response, |r| print_deleted(r, dry_run))?;
+            out.receipt(response.propagation.as_ref())
         }
         Command::Allowlist(command) => allowlist::run(client, out, command).await,
     }

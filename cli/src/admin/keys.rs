@@ -182,6 +182,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 });
             let response = client
                 .create_api_key(CreateApiKeyRequest {
+                    wait_for_propagation: out.wait_for_propagation(),
                     api,
                     name,
                     description,
@@ -203,7 +204,8 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 if !r.secret.is_empty() {
                     print_secret("key", &r.secret);
                 }
-            })
+            })?;
+            out.receipt(response.propagation.as_ref())
         }
         Command::Get { id } => {
             let key = client
@@ -252,6 +254,7 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
             let scopes = (clear_scopes || !scopes.is_empty()).then_some(Scopes { scopes });
             let key = client
                 .update_api_key(UpdateApiKeyRequest {
+                    wait_for_propagation: out.wait_for_propagation(),
                     id,
                     name,
                     description,
@@ -267,11 +270,13 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     &format!("Updated API key {} (revision {}).", k.id, k.revision),
                 );
                 print_key(k);
-            })
+            })?;
+            out.receipt(key.propagation.as_ref())
         }
         Command::Revoke { id, write } => {
             let key = client
                 .revoke_api_key(RevokeApiKeyRequest {
+                    wait_for_propagation: out.wait_for_propagation(),
                     id,
                     etag: write.etag,
                     validate_only: write.dry_run,
@@ -287,11 +292,13 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                     ),
                 );
                 print_key(k);
-            })
+            })?;
+            out.receipt(key.propagation.as_ref())
         }
         Command::Rotate { id, grace, write } => {
             let response = client
                 .rotate_api_key(RotateApiKeyRequest {
+                    wait_for_propagation: out.wait_for_propagation(),
                     id,
                     grace_period: Some(proto_duration(grace)),
                     etag: write.etag,
@@ -317,7 +324,8 @@ pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Re
                 if !r.secret.is_empty() {
                     print_secret("new key", &r.secret);
                 }
-            })
+            })?;
+            out.receipt(response.propagation.as_ref())
         }
         Command::Allowlist(command) => allowlist::run(client, out, command).await,
     }

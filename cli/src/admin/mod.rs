@@ -10,6 +10,7 @@ mod allowlist;
 mod apis;
 mod audit;
 mod client;
+mod enforcers;
 mod errors;
 mod keys;
 mod logs;
@@ -42,6 +43,9 @@ pub struct AdminArgs {
     /// Print the response as canonical proto3 JSON (what grpcurl prints) instead of tables.
     #[arg(long, env = "IPGATE_JSON", default_value_t = false, global = true)]
     pub json: bool,
+    /// On a write: return once every enforcer has the change in force, waiting at most this long (`5s`, at most `60s`). The write is committed either way; the command fails, naming the enforcers that lag, when the time runs out.
+    #[arg(long, value_parser = time::parse_duration, global = true)]
+    pub wait: Option<std::time::Duration>,
 }
 
 /// A group of subcommands with the shared admin flags.
@@ -64,14 +68,15 @@ pub enum AdminCommand {
     Logs(Group<logs::Command>),
     Audit(Group<audit::Command>),
     Revision(Group<revision::Command>),
+    Enforcers(enforcers::EnforcersArgs),
 }
 
 /// Re-exported argument types for `main.rs`'s command enum.
 pub mod cmd {
     pub use super::{
         access::TestAccessArgs, apis::Command as Apis, audit::Command as Audit,
-        keys::Command as Keys, logs::Command as Logs, revision::Command as Revision,
-        tenants::Command as Tenants, tokens::Command as Tokens,
+        enforcers::EnforcersArgs, keys::Command as Keys, logs::Command as Logs,
+        revision::Command as Revision, tenants::Command as Tenants, tokens::Command as Tokens,
     };
 }
 
@@ -93,6 +98,10 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Revision(g) => {
             with_client(&g.admin, |c, o| revision::run(c, o, g.command)).await
         }
+        AdminCommand::Enforcers(a) => {
+            let admin = a.admin.clone();
+            with_client(&admin, |c, o| enforcers::run(c, o, a)).await
+        }
     }
 }
 
@@ -103,7 +112,7 @@ where
 {
     let client = client::connect(args).await?;
     let addr = client::normalize_addr(&args.addr);
-    f(client, Output::new(args.json))
+    f(client, Output::new(args.json, args.wait))
         .await
         .map_err(|e| errors::attach_addr(e, &addr))
 }

@@ -46,19 +46,69 @@ admin_messages!(
     ListAuditEventsResponse,
     RevisionStatus,
     Allowlist,
+    ListEnforcersResponse,
 );
 
-/// Where and how answers are printed.
+/// Where and how answers are printed, and how long a write waits for
+/// its propagation (`--wait`).
 #[derive(Clone, Copy, Debug)]
 pub struct Output {
     /// Print canonical JSON instead of tables.
     pub json: bool,
+    /// `--wait`: how long a write waits until every enforcer has it.
+    pub wait: Option<Duration>,
 }
 
 impl Output {
     /// Output in JSON (`--json`) or for people.
-    pub fn new(json: bool) -> Self {
-        Output { json }
+    pub fn new(json: bool, wait: Option<Duration>) -> Self {
+        Output { json, wait }
+    }
+
+    /// What a write request says about waiting (`--wait`).
+    pub fn wait_for_propagation(&self) -> Option<v1::WaitForPropagation> {
+        self.wait.map(|w| v1::WaitForPropagation {
+            deadline: prost_types::Duration::try_from(w).ok(),
+        })
+    }
+
+    /// After a write printed its result: says where its propagation stands,
+    /// and fails when it was not live everywhere by the deadline.
+    pub fn receipt(&self, propagation: Option<&v1::Propagation>) -> anyhow::Result<()> {
+        let Some(p) = propagation else {
+            return Ok(());
+        };
+        if p.live {
+            if !self.json {
+                println!(
+                    "Live on all {} enforcers (revision {}).",
+                    p.enforcers_expected, p.revision
+                );
+            }
+            return Ok(());
+        }
+        let mut behind: Vec<String> = p
+            .lagging
+            .iter()
+            .map(|e| format!("{} (at revision {})", e.id, e.acked_revision))
+            .collect();
+        behind.extend(p.nacked.iter().map(|e| {
+            let reason = e.last_nack.as_ref().map_or("", |n| n.reason.as_str());
+            format!("{} (refused it: {reason})", e.id)
+        }));
+        if p.enforcers_expected == 0 {
+            anyhow::bail!(
+                "committed at revision {}, but no enforcer is connected to take it",
+                p.revision
+            );
+        }
+        anyhow::bail!(
+            "committed at revision {}, but not live by the deadline: {} of {} enforcers have it; not yet: {}",
+            p.revision,
+            p.enforcers_acked,
+            p.enforcers_expected,
+            behind.join(", ")
+        )
     }
 
     /// Prints `message` as JSON when `--json` was given, or else runs `human`.

@@ -9,7 +9,6 @@ use ipgate_shared::proto::admin::v1::{GetRevisionStatusRequest, RevisionStatus};
 use super::{
     Admin, Output,
     output::{details, print_table, table, time_relative},
-    time::parse_duration,
 };
 
 /// How often `--wait` asks again.
@@ -20,18 +19,16 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 pub enum Command {
     /// Tell whether a revision is live on every connected enforcer.
     Status {
-        /// The revision (the `Revision:` of a write); leave out for the current one.
+        /// The revision (the `Revision:` of a write); leave out for the current one. With `--wait`, waits up to that long for it to be live, and fails if it is not by then.
         #[arg(default_value_t = 0)]
         revision: u64,
-        /// Wait up to this long for the revision to be live (`5s`); fail if it is not by then.
-        #[arg(long, value_parser = parse_duration)]
-        wait: Option<Duration>,
     },
 }
 
 /// Runs one `revision` subcommand.
 pub async fn run(mut client: Admin, out: Output, command: Command) -> anyhow::Result<()> {
-    let Command::Status { revision, wait } = command;
+    let Command::Status { revision } = command;
+    let wait = out.wait;
     let deadline = wait.map(|w| Instant::now() + w);
     let status = loop {
         let status = client

@@ -47,6 +47,7 @@ impl AdminList for ApiRecord {
 
     fn respond(written: &ListWritten<ApiRecord>, ctx: &WriteCtx) -> Self::Response {
         admin::ApiAllowlistResponse {
+            propagation: None,
             api: Some(response::api(&written.record)),
             lockout: Some(response::lockout(&written.lockout)),
             validate_only: ctx.validate_only,
@@ -64,6 +65,7 @@ impl AdminList for KeyRecord {
 
     fn respond(written: &ListWritten<KeyRecord>, ctx: &WriteCtx) -> Self::Response {
         admin::ApiKeyAllowlistResponse {
+            propagation: None,
             key: Some(response::api_key(&written.record, ctx.now)),
             lockout: Some(response::lockout(&written.lockout)),
             validate_only: ctx.validate_only,
@@ -104,6 +106,8 @@ macro_rules! list_calls {
                     allowlist,
                     etag,
                     options,
+                    // Taken before: the write waits in `propagation.rs`.
+                    wait_for_propagation: _,
                 } = req;
                 let edit = EditCall::Set(allowlist);
                 ListCall {
@@ -122,6 +126,8 @@ macro_rules! list_calls {
                     entries,
                     etag,
                     options,
+                    // Taken before: the write waits in `propagation.rs`.
+                    wait_for_propagation: _,
                 } = req;
                 let edit = EditCall::Add(entries);
                 ListCall {
@@ -140,6 +146,8 @@ macro_rules! list_calls {
                     cidrs,
                     etag,
                     options,
+                    // Taken before: the write waits in `propagation.rs`.
+                    wait_for_propagation: _,
                 } = req;
                 let edit = EditCall::Remove(cidrs);
                 ListCall {
@@ -161,6 +169,8 @@ macro_rules! list_calls {
                     clear_expires_at,
                     etag,
                     options,
+                    // Taken before: the write waits in `propagation.rs`.
+                    wait_for_propagation: _,
                 } = req;
                 let edit = EditCall::Update {
                     cidr,

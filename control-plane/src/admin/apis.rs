@@ -22,6 +22,7 @@ pub async fn create(
     req: admin::CreateApiRequest,
 ) -> Result<admin::Api, RpcError> {
     let admin::CreateApiRequest {
+        wait_for_propagation: _,
         slug,
         name,
         routes,
@@ -123,6 +124,7 @@ pub async fn update(
     req: admin::UpdateApiRequest,
 ) -> Result<admin::Api, RpcError> {
     let admin::UpdateApiRequest {
+        wait_for_propagation: _,
         slug,
         name,
         status,
@@ -183,6 +185,7 @@ pub async fn delete(
     req: admin::DeleteApiRequest,
 ) -> Result<admin::DeleteApiResponse, RpcError> {
     let admin::DeleteApiRequest {
+        wait_for_propagation: _,
         slug,
         etag,
         force,
@@ -196,6 +199,7 @@ pub async fn delete(
     let deleted = api.store.delete_api(&ctx, &slug, expected, force).await?;
     committed(deleted.revision, validate_only);
     Ok(admin::DeleteApiResponse {
+        propagation: None,
         api: Some(response::api(&deleted.api)),
         revoked_key_ids: deleted
             .revoked_keys

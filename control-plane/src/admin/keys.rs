@@ -34,6 +34,7 @@ pub async fn create(
     req: admin::CreateApiKeyRequest,
 ) -> Result<admin::CreateApiKeyResponse, RpcError> {
     let admin::CreateApiKeyRequest {
+        wait_for_propagation: _,
         api: slug,
         name,
         description,
@@ -74,6 +75,7 @@ pub async fn create(
     let record = api.store.create_key(&ctx, key).await?;
     committed(record.revision, validate_only);
     Ok(admin::CreateApiKeyResponse {
+        propagation: None,
         key: Some(response::api_key(&record, ctx.now)),
         secret: shown_once(generated.secret, validate_only),
     })
@@ -167,6 +169,7 @@ pub async fn update(
     req: admin::UpdateApiKeyRequest,
 ) -> Result<admin::ApiKey, RpcError> {
     let admin::UpdateApiKeyRequest {
+        wait_for_propagation: _,
         id,
         name,
         description,
@@ -223,6 +226,7 @@ pub async fn revoke(
     req: admin::RevokeApiKeyRequest,
 ) -> Result<admin::ApiKey, RpcError> {
     let admin::RevokeApiKeyRequest {
+        wait_for_propagation: _,
         id,
         etag,
         validate_only,
@@ -243,6 +247,7 @@ pub async fn rotate(
     req: admin::RotateApiKeyRequest,
 ) -> Result<admin::RotateApiKeyResponse, RpcError> {
     let admin::RotateApiKeyRequest {
+        wait_for_propagation: _,
         id,
         grace_period,
         etag,
@@ -271,6 +276,7 @@ pub async fn rotate(
     let record = api.store.rotate_key(&ctx, &id, rotation, expected).await?;
     committed(record.revision, validate_only);
     Ok(admin::RotateApiKeyResponse {
+        propagation: None,
         key: Some(response::api_key(&record, ctx.now)),
         secret: shown_once(generated.secret, validate_only),
     })

@@ -11,6 +11,7 @@ pub mod allowlists;
 pub mod apis;
 pub mod audit;
 pub mod keys;
+pub mod propagation;
 pub mod response;
 pub mod revision;
 pub mod service;
@@ -84,8 +85,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::CreateApiRequest>,
     ) -> Result<Response<admin::Api>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(apis::create(self, &caller, req).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(&caller, wait, apis::create(self, &caller, req).await)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "GetApi", skip_all, fields(slug = %request.get_ref().slug))]
@@ -111,8 +116,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::UpdateApiRequest>,
     ) -> Result<Response<admin::Api>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(apis::update(self, &caller, req).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(&caller, wait, apis::update(self, &caller, req).await)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "DeleteApi", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -120,8 +129,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::DeleteApiRequest>,
     ) -> Result<Response<admin::DeleteApiResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(apis::delete(self, &caller, req).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(&caller, wait, apis::delete(self, &caller, req).await)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "SetApiAllowlist", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -129,8 +142,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::SetApiAllowlistRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<ApiRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "AddApiAllowlistEntries", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -138,8 +159,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::AddApiAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<ApiRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "RemoveApiAllowlistEntries", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -147,8 +176,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::RemoveApiAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<ApiRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "UpdateApiAllowlistEntry", skip_all, fields(slug = %request.get_ref().slug, revision = field::Empty))]
@@ -156,8 +193,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::UpdateApiAllowlistEntryRequest>,
     ) -> Result<Response<admin::ApiAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<ApiRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<ApiRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "CreateApiKey", skip_all, fields(api = %request.get_ref().api, key = field::Empty, revision = field::Empty))]
@@ -165,8 +210,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::CreateApiKeyRequest>,
     ) -> Result<Response<admin::CreateApiKeyResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(keys::create(self, &caller, req).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(&caller, wait, keys::create(self, &caller, req).await)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "GetApiKey", skip_all, fields(key = %request.get_ref().id))]
@@ -192,8 +241,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::UpdateApiKeyRequest>,
     ) -> Result<Response<admin::ApiKey>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(keys::update(self, &caller, req).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(&caller, wait, keys::update(self, &caller, req).await)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "RevokeApiKey", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -201,8 +254,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::RevokeApiKeyRequest>,
     ) -> Result<Response<admin::ApiKey>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(keys::revoke(self, &caller, req).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(&caller, wait, keys::revoke(self, &caller, req).await)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "RotateApiKey", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -210,8 +267,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::RotateApiKeyRequest>,
     ) -> Result<Response<admin::RotateApiKeyResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(keys::rotate(self, &caller, req).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(&caller, wait, keys::rotate(self, &caller, req).await)
+                .await,
+        )
     }
 
     #[tracing::instrument(name = "SetApiKeyAllowlist", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -219,8 +280,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::SetApiKeyAllowlistRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<KeyRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "AddApiKeyAllowlistEntries", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -228,8 +297,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::AddApiKeyAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<KeyRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "RemoveApiKeyAllowlistEntries", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -237,8 +314,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::RemoveApiKeyAllowlistEntriesRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<KeyRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "UpdateApiKeyAllowlistEntry", skip_all, fields(key = %request.get_ref().id, revision = field::Empty))]
@@ -246,8 +331,16 @@ impl AdminService for AdminApi {
         &self,
         request: Request<admin::UpdateApiKeyAllowlistEntryRequest>,
     ) -> Result<Response<admin::ApiKeyAllowlistResponse>, Status> {
-        let (caller, req) = self.call(request, Access::Write).await?;
-        reply(allowlists::write::<KeyRecord>(self, &caller, req.into()).await)
+        let (caller, mut req) = self.call(request, Access::Write).await?;
+        let wait = propagation::requested(&mut req).map_err(Status::from)?;
+        reply(
+            self.waited(
+                &caller,
+                wait,
+                allowlists::write::<KeyRecord>(self, &caller, req.into()).await,
+            )
+            .await,
+        )
     }
 
     #[tracing::instrument(name = "TestAccess", skip_all, fields(api = %request.get_ref().api))]
@@ -275,6 +368,24 @@ impl AdminService for AdminApi {
     ) -> Result<Response<admin::ListAuditEventsResponse>, Status> {
         let (caller, req) = self.call(request, Access::Read).await?;
         reply(audit::list(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "GetPropagation", skip_all, fields(revision = request.get_ref().revision))]
+    async fn get_propagation(
+        &self,
+        request: Request<admin::GetPropagationRequest>,
+    ) -> Result<Response<admin::Propagation>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(propagation::get(self, &caller, req).await)
+    }
+
+    #[tracing::instrument(name = "ListEnforcers", skip_all)]
+    async fn list_enforcers(
+        &self,
+        request: Request<admin::ListEnforcersRequest>,
+    ) -> Result<Response<admin::ListEnforcersResponse>, Status> {
+        let (caller, req) = self.call(request, Access::Read).await?;
+        reply(propagation::list(self, &caller, req).await)
     }
 
     #[tracing::instrument(name = "GetRevisionStatus", skip_all, fields(revision = request.get_ref().revision))]

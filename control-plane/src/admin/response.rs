@@ -31,6 +31,7 @@ pub fn api(record: &ApiRecord) -> admin::Api {
         admin::ApiStatus::Disabled
     };
     admin::Api {
+        propagation: None,
         slug: config.slug.to_string(),
         name: name.clone(),
         status: status.into(),
@@ -58,6 +59,7 @@ pub fn api_key(record: &KeyRecord, now: SystemTime) -> admin::ApiKey {
         updated_at,
     } = record;
     admin::ApiKey {
+        propagation: None,
         id: config.id.to_string(),
         api: config.api.to_string(),
         name: name.clone(),

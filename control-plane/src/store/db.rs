@@ -42,6 +42,8 @@ pub struct Store {
     /// The last revision this process committed.
     commits: watch::Sender<Revision>,
     pub(super) previews: PreviewGate,
+    /// The database's id (`meta.database_id`), made at its first start.
+    database_id: String,
 }
 
 impl Store {
@@ -70,12 +72,14 @@ impl Store {
             }
             Backend::Postgres => UsageLog::postgres(pool.clone(), &url).await?,
         };
+        let database_id = database_id(&pool).await.map_err(OpenError::Connect)?;
         let store = Store {
             pool,
             usage,
             backend,
             commits: watch::Sender::new(Revision::ZERO),
             previews: PreviewGate::default(),
+            database_id,
         };
         let current = store.current_revision().await.map_err(|e| match e {
             StoreError::Database(e) => OpenError::Connect(e),
@@ -88,6 +92,12 @@ impl Store {
     /// Told the revision of every write this process commits, right after the commit.
     pub fn committed(&self) -> watch::Receiver<Revision> {
         self.commits.subscribe()
+    }
+
+    /// The id made with the database: a restored backup keeps it, another
+    /// database has its own.
+    pub fn database_id(&self) -> &str {
+        &self.database_id
     }
 
     /// Which database this store runs on.
@@ -186,6 +196,21 @@ async fn any_pool(backend: Backend, url: &str) -> Result<AnyPool, OpenError> {
     .connect_with(options)
     .await
     .map_err(OpenError::Connect)
+}
+
+/// Reads the database's id, making one first if it has none. Two replicas
+/// starting together on a new database agree: only the first UPDATE finds
+/// the id empty.
+async fn database_id(pool: &AnyPool) -> Result<String, sqlx::Error> {
+    let fresh = uuid::Uuid::new_v4().to_string();
+    sqlx::query("UPDATE meta SET database_id = $1 WHERE id = 1 AND database_id = ''")
+        .bind(fresh)
+        .execute(pool)
+        .await?;
+    let row = sqlx::query("SELECT database_id FROM meta WHERE id = 1")
+        .fetch_one(pool)
+        .await?;
+    sqlx::Row::try_get(&row, 0)
 }
 
 fn migrate_error(e: MigrateError, database: &str) -> OpenError {

@@ -354,6 +354,9 @@ pub struct Committed {
     /// The tenant whose objects changed: only its enforcers see the changes.
     pub tenant: TenantId,
     pub delta: wire::Delta,
+    /// The revision revoked a token: sessions check theirs again before
+    /// they send it or anything after it.
+    pub revokes_token: bool,
 }
 
 impl Committed {
@@ -380,12 +383,37 @@ pub enum Backlog {
     Compacted,
 }
 
-/// An enforcer as the database remembers it.
+/// An enforcer as the database remembers it, or as the replica it is
+/// connected to knows it right now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EnforcerRecord {
     pub id: String,
+    /// Highest revision it acknowledged.
     pub acked: Revision,
+    /// Its last message (Hello, Ack, Nack or heartbeat).
     pub last_seen: SystemTime,
+    /// The control-plane replica it is connected to; empty when none.
+    pub replica: String,
+    /// Its address as the replica saw it.
+    pub address: String,
+    /// The version it said in its Hello.
+    pub version: String,
+    /// When its current session started (`None` when not connected).
+    pub connected_since: Option<SystemTime>,
+    /// Usage events in its queues, and dropped since it started, at its
+    /// last heartbeat.
+    pub events_buffered: u64,
+    pub events_dropped: u64,
+    /// The last update it refused.
+    pub nack: Option<NackRecord>,
+}
+
+/// An update an enforcer refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NackRecord {
+    pub revision: Revision,
+    pub reason: String,
+    pub at: SystemTime,
 }
 
 // === usage ===

@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-use ipgate_shared::{EnforcerId, Revision, proto::sync::v1 as wire, time};
+use ipgate_shared::{Revision, proto::sync::v1 as wire, time};
 use prost::Message;
 use sqlx::Row;
 
@@ -11,7 +11,7 @@ use super::{
     db::{Store, Tx, revision},
     error::{StoreError, StoreResult},
     records::db_int,
-    records::{Backlog, Committed, EnforcerRecord, Pruned, Snapshot, TenantId},
+    records::{Backlog, Committed, EnforcerRecord, NackRecord, Pruned, Snapshot, TenantId},
     rows::{api_config, key_config},
 };
 
@@ -39,72 +39,59 @@ impl Store {
         Store::finish(tx, result).await
     }
 
-    /// Records that an enforcer has applied `revision` (never lowers it).
-    pub async fn record_ack(
+    /// Records what replicas know of their enforcers, in one transaction:
+    /// acks are coalesced by the registry and written here in batches,
+    /// never one write per ack. An acked revision never goes down.
+    pub async fn record_enforcers(
         &self,
-        tenant: TenantId,
-        enforcer: &EnforcerId,
-        revision: Revision,
-        now: SystemTime,
+        records: &[(TenantId, EnforcerRecord)],
     ) -> StoreResult<()> {
-        self.upsert_enforcer(tenant, enforcer, revision, None, now)
-            .await
-    }
-
-    /// Records that an enforcer refused `revision`, and why.
-    pub async fn record_nack(
-        &self,
-        tenant: TenantId,
-        enforcer: &EnforcerId,
-        revision: Revision,
-        reason: &str,
-        now: SystemTime,
-    ) -> StoreResult<()> {
-        self.upsert_enforcer(
-            tenant,
-            enforcer,
-            Revision::ZERO,
-            Some((revision, reason)),
-            now,
-        )
-        .await
-    }
-
-    async fn upsert_enforcer(
-        &self,
-        tenant: TenantId,
-        enforcer: &EnforcerId,
-        acked: Revision,
-        nack: Option<(Revision, &str)>,
-        now: SystemTime,
-    ) -> StoreResult<()> {
-        let mut conn = self.pool.acquire().await?;
-        // CASE rather than MAX/GREATEST: the one spelling both databases share.
-        sqlx::query(
-            "INSERT INTO enforcers (id, tenant_id, acked_revision, last_seen) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (tenant_id, id) DO UPDATE SET \
-               acked_revision = CASE WHEN excluded.acked_revision > enforcers.acked_revision \
-                 THEN excluded.acked_revision ELSE enforcers.acked_revision END, \
-               last_seen = excluded.last_seen",
-        )
-        .bind(enforcer.as_str())
-        .bind(tenant.0)
-        .bind(db_int(acked.get()))
-        .bind(time::to_millis(now))
-        .execute(&mut *conn)
-        .await?;
-        if let Some((nacked, reason)) = nack {
-            sqlx::query(
-                "UPDATE enforcers SET nacked_revision = $1, nack_reason = $2 \
-                 WHERE tenant_id = $3 AND id = $4",
-            )
-            .bind(db_int(nacked.get()))
-            .bind(reason)
-            .bind(tenant.0)
-            .bind(enforcer.as_str())
-            .execute(&mut *conn)
-            .await?;
+        if records.is_empty() {
+            return Ok(());
         }
+        let mut tx = self.begin_write().await?;
+        for (tenant, e) in records {
+            // CASE rather than MAX/GREATEST: the one spelling both databases share.
+            sqlx::query(
+                "INSERT INTO enforcers (id, tenant_id, acked_revision, last_seen, replica, address, \
+                 version, connected_since, events_buffered, events_dropped) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 ON CONFLICT (tenant_id, id) DO UPDATE SET \
+                   acked_revision = CASE WHEN excluded.acked_revision > enforcers.acked_revision \
+                     THEN excluded.acked_revision ELSE enforcers.acked_revision END, \
+                   last_seen = excluded.last_seen, replica = excluded.replica, \
+                   address = excluded.address, version = excluded.version, \
+                   connected_since = excluded.connected_since, \
+                   events_buffered = excluded.events_buffered, \
+                   events_dropped = excluded.events_dropped",
+            )
+            .bind(e.id.as_str())
+            .bind(tenant.0)
+            .bind(db_int(e.acked.get()))
+            .bind(time::to_millis(e.last_seen))
+            .bind(e.replica.as_str())
+            .bind(e.address.as_str())
+            .bind(e.version.as_str())
+            .bind(e.connected_since.map_or(0, time::to_millis))
+            .bind(db_int(e.events_buffered))
+            .bind(db_int(e.events_dropped))
+            .execute(&mut *tx)
+            .await?;
+            if let Some(nack) = &e.nack {
+                sqlx::query(
+                    "UPDATE enforcers SET nacked_revision = $1, nack_reason = $2, nacked_at = $3 \
+                     WHERE tenant_id = $4 AND id = $5",
+                )
+                .bind(db_int(nack.revision.get()))
+                .bind(nack.reason.as_str())
+                .bind(time::to_millis(nack.at))
+                .bind(tenant.0)
+                .bind(e.id.as_str())
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -112,17 +99,39 @@ impl Store {
     pub async fn enforcers(&self, tenant: TenantId) -> StoreResult<Vec<EnforcerRecord>> {
         let mut conn = self.pool.acquire().await?;
         let rows = sqlx::query(
-            "SELECT id, acked_revision, last_seen FROM enforcers WHERE tenant_id = $1 ORDER BY id",
+            "SELECT id, acked_revision, last_seen, replica, address, version, connected_since, \
+             events_buffered, events_dropped, nacked_revision, nack_reason, nacked_at \
+             FROM enforcers WHERE tenant_id = $1 ORDER BY id",
         )
         .bind(tenant.0)
         .fetch_all(&mut *conn)
         .await?;
         rows.iter()
             .map(|row| {
+                let since: i64 = row.try_get("connected_since")?;
+                let nacked = revision(row.try_get("nacked_revision")?)?;
+                let count = |name: &str| -> StoreResult<u64> {
+                    Ok(u64::try_from(row.try_get::<i64, _>(name)?).unwrap_or_default())
+                };
                 Ok(EnforcerRecord {
                     id: row.try_get("id")?,
                     acked: revision(row.try_get("acked_revision")?)?,
                     last_seen: time::from_millis(row.try_get("last_seen")?),
+                    replica: row.try_get("replica")?,
+                    address: row.try_get("address")?,
+                    version: row.try_get("version")?,
+                    connected_since: (since > 0).then(|| time::from_millis(since)),
+                    events_buffered: count("events_buffered")?,
+                    events_dropped: count("events_dropped")?,
+                    nack: (nacked > Revision::ZERO)
+                        .then(|| -> StoreResult<NackRecord> {
+                            Ok(NackRecord {
+                                revision: nacked,
+                                reason: row.try_get("nack_reason")?,
+                                at: time::from_millis(row.try_get("nacked_at")?),
+                            })
+                        })
+                        .transpose()?,
                 })
             })
             .collect()
@@ -200,7 +209,7 @@ async fn read_changes_after(tx: &mut Tx, after: Revision, limit: u32) -> StoreRe
         return Ok(Backlog::Changes(Vec::new()));
     }
     let rows = sqlx::query(
-        "SELECT revision, tenant_id, delta FROM changes WHERE revision > $1 \
+        "SELECT revision, tenant_id, delta, revokes_token FROM changes WHERE revision > $1 \
          ORDER BY revision LIMIT $2",
     )
     .bind(db_int(after.get()))
@@ -222,6 +231,7 @@ async fn read_changes_after(tx: &mut Tx, after: Revision, limit: u32) -> StoreRe
             revision: rev,
             tenant: TenantId(row.try_get("tenant_id")?),
             delta,
+            revokes_token: row.try_get::<i64, _>("revokes_token")? != 0,
         });
         expected = expected.next();
     }

@@ -121,9 +121,12 @@ impl Store {
         .await
     }
 
-    /// Revokes a token of the writer's tenant.
+    /// Revokes a token of the writer's tenant. The revocation commits a
+    /// revision (with no change for enforcers), so that every replica's
+    /// sync sessions check their token before sending anything after it.
     pub async fn revoke_token(&self, ctx: &WriteCtx, id: &str) -> StoreResult<TokenRecord> {
-        self.write(ctx, Kind::Admin, async |w| {
+        self.write(ctx, Kind::Config, async |w| {
+            w.revokes_token();
             let tenant = w.tenant();
             let sql = format!("{TOKEN_SELECT} WHERE t.public_id = $1 AND t.tenant_id = $2");
             let before = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -64,6 +64,7 @@ pub struct Write {
     pub(super) revision: Revision,
     changes: Vec<Change>,
     audit: Vec<AuditRow>,
+    revokes_token: bool,
 }
 
 impl Write {
@@ -83,6 +84,12 @@ impl Write {
             created_at: self.ctx.now,
             created_by: self.ctx.actor.clone(),
         }
+    }
+
+    /// Notes that this write revokes a token: sessions check their token
+    /// again at this revision (a [`Kind::Config`] write).
+    pub(super) fn revokes_token(&mut self) {
+        self.revokes_token = true;
     }
 
     /// Notes a change enforcers must apply at this revision.
@@ -153,6 +160,7 @@ impl Store {
             revision,
             changes: Vec::new(),
             audit: Vec::new(),
+            revokes_token: false,
         };
         let result = match op(&mut write).await {
             Ok(value) => record(&mut write, kind).await.map(|()| value),
@@ -178,8 +186,13 @@ impl Store {
 async fn record(write: &mut Write, kind: Kind) -> StoreResult<()> {
     if kind == Kind::Config {
         let changes: Vec<wire::Change> = write.changes.iter().map(wire::Change::from).collect();
-        let (tenant, revision, now_ms) = (write.ctx.tenant, write.revision, write.now_ms);
-        append_change(&mut write.tx, tenant, revision, changes, now_ms).await?;
+        let row = ChangeRow {
+            tenant: write.ctx.tenant,
+            revision: write.revision,
+            now_ms: write.now_ms,
+            revokes_token: write.revokes_token,
+        };
+        append_change(&mut write.tx, row, changes).await?;
     }
     let rows = std::mem::take(&mut write.audit);
     for row in rows {
@@ -225,25 +238,29 @@ async fn bump_revision(tx: &mut Tx) -> StoreResult<Revision> {
     revision(row.try_get(0)?)
 }
 
-/// Appends the delta of `revision` to the change log.
-async fn append_change(
-    tx: &mut Tx,
+/// What a change-log row says besides its delta.
+struct ChangeRow {
     tenant: TenantId,
     revision: Revision,
-    changes: Vec<wire::Change>,
     now_ms: i64,
-) -> StoreResult<()> {
+    revokes_token: bool,
+}
+
+/// Appends the delta of `row.revision` to the change log.
+async fn append_change(tx: &mut Tx, row: ChangeRow, changes: Vec<wire::Change>) -> StoreResult<()> {
     let delta = wire::Delta {
-        revision: revision.get(),
+        revision: row.revision.get(),
         changes,
     };
     sqlx::query(
-        "INSERT INTO changes (revision, tenant_id, committed_at, delta) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO changes (revision, tenant_id, committed_at, delta, revokes_token) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
-    .bind(db_int(revision.get()))
-    .bind(tenant.0)
-    .bind(now_ms)
+    .bind(db_int(row.revision.get()))
+    .bind(row.tenant.0)
+    .bind(row.now_ms)
     .bind(delta.encode_to_vec())
+    .bind(i64::from(row.revokes_token))
     .execute(&mut **tx)
     .await?;
     Ok(())

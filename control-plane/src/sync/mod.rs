@@ -81,6 +81,10 @@ impl SyncService for SyncApi {
             token: bearer(request.metadata())
                 .map(token_hash)
                 .unwrap_or_default(),
+            address: request
+                .remote_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
         };
         let span = tracing::info_span!(
             "sync_session",

@@ -26,15 +26,22 @@ use tokio::{
 use tonic::{Status, Streaming};
 use tracing::Span;
 
-use super::{feed::ChangeFeed, registry::Registry, snapshot};
+use super::{
+    feed::ChangeFeed,
+    registry::{Arrival, Registry},
+    snapshot,
+};
 use crate::{
     invalid::InvalidRequest,
     status::{RpcError, status},
-    store::{Backlog, Committed, Store, TenantId},
+    store::{Backlog, Committed, NackRecord, Store, TenantId},
 };
 
 /// How long a new stream may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long an enforcer may stay silent (it heartbeats every 5 s) before
+/// the connection counts as half-open and the session ends.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 /// How long the status ending a session may wait for room in the queue.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Revisions read from the change log per query while catching up.
@@ -51,9 +58,11 @@ pub struct Context {
     pub heartbeat: Duration,
     pub shutdown: watch::Receiver<bool>,
     pub tenant: TenantId,
-    /// SHA-256 of the session's token, checked again while idle so a
-    /// revoked token ends its sessions.
+    /// SHA-256 of the session's token, checked again before anything
+    /// committed after a token revocation is sent, and while idle.
     pub token: [u8; 32],
+    /// The enforcer's address as this replica sees it.
+    pub address: String,
 }
 
 /// What the enforcer said in its Hello.
@@ -61,6 +70,10 @@ pub struct Context {
 pub struct Hello {
     pub enforcer: EnforcerId,
     pub known: Revision,
+    /// The database its state came from ("" when none or unknown).
+    pub database_id: String,
+    pub version: String,
+    pub want_snapshot: bool,
 }
 
 /// Why a session ended.
@@ -93,22 +106,27 @@ pub async fn run(ctx: Context, mut inbound: Streaming<StreamRequest>, out: Outbo
     span.record("revision", hello.known.get());
     // Subscribe before reading anything, so no revision falls in between.
     let updates = ctx.feed.subscribe();
+    let arrival = Arrival {
+        address: ctx.address.clone(),
+        version: hello.version.clone(),
+    };
     let _connection = ctx
         .registry
-        .connect(ctx.tenant, hello.enforcer.clone(), hello.known);
-    record_ack(&ctx, &hello.enforcer, hello.known).await;
-    tracing::info!(known = %hello.known, "enforcer connected");
+        .connect(ctx.tenant, hello.enforcer.clone(), arrival);
+    tracing::info!(known = %hello.known, version = %hello.version, "enforcer connected");
 
     let mut session = Session {
         position: hello.known,
-        enforcer: hello.enforcer,
+        enforcer: hello.enforcer.clone(),
         updates,
         out,
         inbound,
         last_sent: Instant::now(),
+        last_heard: Instant::now(),
+        replace: false,
         ctx,
     };
-    let result = match session.start().await {
+    let result = match session.start(&hello).await {
         Ok(()) => session.follow().await,
         Err(end) => Err(end),
     };
@@ -140,13 +158,25 @@ pub async fn handshake(inbound: &mut Streaming<StreamRequest>) -> Result<Hello, 
     let wire::Hello {
         enforcer_id,
         known_revision,
+        database_id,
+        version,
+        want_snapshot,
     } = hello;
     let enforcer = enforcer_id
         .parse()
         .map_err(|e| status(InvalidRequest::field("hello.enforcer_id", e).into()))?;
+    if version.len() > 128 || version.chars().any(char::is_control) {
+        return Err(status(RpcError::Invalid(InvalidRequest::field(
+            "hello.version",
+            "at most 128 characters, none of them control characters",
+        ))));
+    }
     Ok(Hello {
         enforcer,
         known: Revision::new(known_revision),
+        database_id,
+        version,
+        want_snapshot,
     })
 }
 
@@ -159,18 +189,34 @@ struct Session {
     /// The last revision the enforcer has, or has been sent.
     position: Revision,
     last_sent: Instant,
+    /// The last message from the enforcer.
+    last_heard: Instant,
+    /// The next snapshot must replace the enforcer's state whatever its
+    /// revision: what it claimed was not of this database.
+    replace: bool,
 }
 
 impl Session {
-    /// Step 2: bring the enforcer to the current revision.
-    async fn start(&mut self) -> Step {
-        if self.position == Revision::ZERO {
+    /// Step 2: check what the enforcer claims to have, then bring it to the
+    /// current revision.
+    async fn start(&mut self, hello: &Hello) -> Step {
+        let current = self.ctx.store.current_revision().await.map_err(failed)?;
+        let ours = self.ctx.store.database_id();
+        if let Some(reason) = refused_claim(hello, ours, current) {
+            tracing::warn!(
+                known = %hello.known,
+                %current,
+                "enforcer's state is not of this database ({reason}); sending a fresh snapshot"
+            );
+            self.position = Revision::ZERO;
+            self.replace = true;
             return self.send_snapshot().await;
         }
-        let current = self.ctx.store.current_revision().await.map_err(failed)?;
-        if self.position >= current {
-            // Already there (or ahead, after talking to another database):
-            // it ignores anything at or below its revision, so just follow.
+        self.acknowledged(hello.known);
+        if self.position == Revision::ZERO || hello.want_snapshot {
+            return self.send_snapshot().await;
+        }
+        if self.position == current {
             return Ok(());
         }
         self.send_deltas().await
@@ -184,11 +230,16 @@ impl Session {
             .snapshot(self.ctx.tenant)
             .await
             .map_err(failed)?;
+        self.check_token().await?;
         tracing::debug!(revision = %snapshot.revision, apis = snapshot.apis.len(), keys = snapshot.keys.len(), "sending snapshot");
-        for chunk in snapshot::chunks(&snapshot) {
+        let (database_id, replace) = (self.ctx.store.database_id().to_owned(), self.replace);
+        for mut chunk in snapshot::chunks(&snapshot) {
+            chunk.database_id.clone_from(&database_id);
+            chunk.replace = replace;
             self.send(stream_response::Kind::Snapshot(chunk)).await?;
         }
-        self.advance(self.position.max(snapshot.revision));
+        self.replace = false;
+        self.advance(snapshot.revision);
         Ok(())
     }
 
@@ -206,6 +257,9 @@ impl Session {
                 Backlog::Changes(changes) if changes.is_empty() => return Ok(()),
                 Backlog::Changes(changes) => {
                     for change in changes {
+                        if change.revokes_token {
+                            self.check_token().await?;
+                        }
                         let delta = change.delta_for(self.ctx.tenant);
                         self.send(stream_response::Kind::Delta(delta)).await?;
                         self.advance(change.revision);
@@ -221,11 +275,19 @@ impl Session {
         let mut shutdown = self.ctx.shutdown.clone();
         loop {
             let idle = tokio::time::sleep_until(self.last_sent + self.ctx.heartbeat);
+            let silent = tokio::time::sleep_until(self.last_heard + SILENCE_LIMIT);
             tokio::select! {
                 () = stopping(&mut shutdown) => return Err(shutting_down()),
                 update = self.updates.recv() => self.on_update(update).await?,
                 message = self.inbound.message() => self.on_message(message).await?,
                 _ = idle => self.send_heartbeat().await?,
+                _ = silent => {
+                    tracing::warn!("no message from the enforcer in {SILENCE_LIMIT:?}; taking the connection for dead");
+                    return Err(End::Failed(Status::unavailable(format!(
+                        "no message from the enforcer in {} s; reconnect",
+                        SILENCE_LIMIT.as_secs()
+                    ))));
+                }
             }
         }
     }
@@ -253,6 +315,9 @@ impl Session {
     /// Sends one live delta without waiting: when the enforcer's outbound
     /// queue is full it is too slow, and a snapshot replaces the backlog.
     async fn deliver(&mut self, change: &Committed) -> Step {
+        if change.revokes_token {
+            self.check_token().await?;
+        }
         let delta = change.delta_for(self.ctx.tenant);
         let message = response(stream_response::Kind::Delta(delta));
         match self.out.try_send(Ok(message)) {
@@ -278,31 +343,41 @@ impl Session {
                 return Err(End::Gone);
             }
         };
+        self.last_heard = Instant::now();
         match kind {
             Some(stream_request::Kind::Ack(wire::Ack { revision })) => {
                 let revision = Revision::new(revision);
-                tracing::debug!(%revision, "ack");
-                self.ctx
-                    .registry
-                    .ack(self.ctx.tenant, &self.enforcer, revision);
-                record_ack(&self.ctx, &self.enforcer, revision).await;
+                if revision > self.position {
+                    // Never recorded: it would tell an operator a change is
+                    // live where it is not.
+                    tracing::warn!(
+                        %revision,
+                        sent = %self.position,
+                        "refusing an ack above the revision sent on this stream"
+                    );
+                } else {
+                    tracing::debug!(%revision, "ack");
+                    self.acknowledged(revision);
+                }
             }
             Some(stream_request::Kind::Nack(wire::Nack { revision, reason })) => {
                 tracing::warn!(revision, %reason, "enforcer refused a revision");
-                if let Err(error) = self
-                    .ctx
-                    .store
-                    .record_nack(
-                        self.ctx.tenant,
-                        &self.enforcer,
-                        Revision::new(revision),
-                        &reason,
-                        std::time::SystemTime::now(),
-                    )
-                    .await
-                {
-                    tracing::warn!(%error, "cannot record a nack");
-                }
+                let nack = NackRecord {
+                    revision: Revision::new(revision),
+                    reason,
+                    at: std::time::SystemTime::now(),
+                };
+                self.ctx
+                    .registry
+                    .nack(self.ctx.tenant, &self.enforcer, nack);
+            }
+            Some(stream_request::Kind::Heartbeat(beat)) => {
+                self.ctx.registry.heartbeat(
+                    self.ctx.tenant,
+                    &self.enforcer,
+                    beat.events_buffered,
+                    beat.events_dropped,
+                );
             }
             Some(stream_request::Kind::Hello(_)) | None => {
                 tracing::debug!("ignoring a repeated Hello or an empty message");
@@ -311,17 +386,29 @@ impl Session {
         Ok(())
     }
 
-    async fn send_heartbeat(&mut self) -> Step {
+    fn acknowledged(&self, revision: Revision) {
+        self.ctx
+            .registry
+            .ack(self.ctx.tenant, &self.enforcer, revision);
+    }
+
+    /// Ends the session when its token was revoked. A database that cannot
+    /// be read keeps the session: the enforcer keeps what it has.
+    async fn check_token(&self) -> Step {
         match self.ctx.store.token(self.ctx.token).await {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                return Err(End::Failed(Status::unauthenticated(
-                    "the enforcer token was revoked; start the enforcer with a valid token",
-                )));
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(End::Failed(Status::unauthenticated(
+                "the enforcer token was revoked; start the enforcer with a valid token",
+            ))),
+            Err(error) => {
+                tracing::warn!(%error, "cannot recheck the enforcer token");
+                Ok(())
             }
-            // The database is away: keep serving what the enforcer has.
-            Err(error) => tracing::warn!(%error, "cannot recheck the enforcer token"),
         }
+    }
+
+    async fn send_heartbeat(&mut self) -> Step {
+        self.check_token().await?;
         let revision = self.position.get();
         self.send(stream_response::Kind::Heartbeat(wire::Heartbeat {
             revision,
@@ -368,18 +455,24 @@ fn response(kind: stream_response::Kind) -> StreamResponse {
     StreamResponse { kind: Some(kind) }
 }
 
-fn failed(error: crate::store::StoreError) -> End {
-    End::Failed(status(error.into()))
+/// Why an enforcer's claimed state cannot be followed from here, if it
+/// cannot: it came from another database, or names a revision this one
+/// never reached (a database restored from a backup).
+fn refused_claim(hello: &Hello, ours: &str, current: Revision) -> Option<String> {
+    if !hello.database_id.is_empty() && hello.database_id != ours {
+        return Some(format!(
+            "it came from database {}, this is {ours}",
+            hello.database_id
+        ));
+    }
+    (hello.known > current).then(|| {
+        format!(
+            "it claims revision {}, above this database's current revision {current}",
+            hello.known
+        )
+    })
 }
 
-async fn record_ack(ctx: &Context, enforcer: &EnforcerId, revision: Revision) {
-    let now = std::time::SystemTime::now();
-    if let Err(error) = ctx
-        .store
-        .record_ack(ctx.tenant, enforcer, revision, now)
-        .await
-    {
-        // The in-memory registry still has it; the next ack tries again.
-        tracing::warn!(%error, "cannot record an ack");
-    }
+fn failed(error: crate::store::StoreError) -> End {
+    End::Failed(status(error.into()))
 }

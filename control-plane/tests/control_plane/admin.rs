@@ -30,6 +30,7 @@ fn list(cidrs: &[&str]) -> Option<Allowlist> {
 async fn create_orders(admin: &mut Admin) -> String {
     admin
         .create_api(CreateApiRequest {
+            wait_for_propagation: None,
             slug: "orders".into(),
             name: "Orders".into(),
             routes: vec![RouteRule {
@@ -76,6 +77,7 @@ async fn every_rejected_entry_is_named_and_nothing_is_stored(db: Db) {
     create_orders(&mut admin).await;
     let before = admin
         .set_api_allowlist(SetApiAllowlistRequest {
+            wait_for_propagation: None,
             slug: "orders".into(),
             allowlist: list(&["198.51.100.7"]),
             etag: String::new(),
@@ -114,6 +116,7 @@ async fn every_rejected_entry_is_named_and_nothing_is_stored(db: Db) {
     cidrs.extend(rejected.iter().map(|(c, _)| *c));
     let status = admin
         .set_api_allowlist(SetApiAllowlistRequest {
+            wait_for_propagation: None,
             slug: "orders".into(),
             allowlist: list(&cidrs),
             etag: String::new(),
@@ -133,6 +136,7 @@ async fn every_rejected_entry_is_named_and_nothing_is_stored(db: Db) {
     // Duplicates, after canonicalisation.
     let status = admin
         .set_api_allowlist(SetApiAllowlistRequest {
+            wait_for_propagation: None,
             slug: "orders".into(),
             allowlist: list(&["203.0.113.5", "203.0.113.5/32"]),
             etag: String::new(),
@@ -166,6 +170,7 @@ async fn a_key_holds_at_most_twenty_entries(db: Db) {
     let refs: Vec<&str> = entries.iter().map(String::as_str).collect();
     let status = admin
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
+            wait_for_propagation: None,
             id: key.clone(),
             allowlist: list(&refs),
             etag: String::new(),
@@ -180,6 +185,7 @@ async fn a_key_holds_at_most_twenty_entries(db: Db) {
 
     let stored = admin
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
+            wait_for_propagation: None,
             id: key.clone(),
             allowlist: list(&refs[..20]),
             etag: String::new(),
@@ -322,6 +328,7 @@ async fn objects_etags_and_errors(db: Db) {
         .into_inner();
     let updated = admin
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
+            wait_for_propagation: None,
             id: key_id.clone(),
             allowlist: list(&["198.51.100.0/24"]),
             etag: first.etag.clone(),
@@ -335,6 +342,7 @@ async fn objects_etags_and_errors(db: Db) {
     assert_ne!(updated.etag, first.etag);
     let stale = admin
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
+            wait_for_propagation: None,
             id: key_id.clone(),
             allowlist: list(&["203.0.113.1"]),
             etag: first.etag,
@@ -349,8 +357,8 @@ async fn objects_etags_and_errors(db: Db) {
         .unwrap()
         .into_inner();
     assert_eq!(status.current_revision, updated.revision);
-    // No enforcer is connected, so every revision is trivially live.
-    assert!(status.live);
+    // No enforcer is connected: nothing has the revision in force.
+    assert!(!status.live);
     let ahead = admin
         .get_revision_status(GetRevisionStatusRequest { revision: 99 })
         .await

@@ -751,6 +751,7 @@ async fn concurrent_editors_one_wins(db: Db) {
     let write = |cidr: &str| {
         let mut admin = admin.clone();
         let req = SetApiKeyAllowlistRequest {
+            wait_for_propagation: None,
             id: id.clone(),
             allowlist: list(&[cidr], false),
             etag: etag.clone(),

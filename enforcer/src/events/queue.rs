@@ -8,7 +8,10 @@
 //! turns them into a gap in the usage log.
 
 use std::{
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        Arc, Mutex, PoisonError,
+        atomic::{AtomicU64, Ordering},
+    },
     time::SystemTime,
 };
 
@@ -27,6 +30,7 @@ pub fn queue(capacity: usize) -> (EventSink, EventSource) {
             allowed: allowed_tx,
             blocked: blocked_tx,
             dropped: dropped.clone(),
+            dropped_total: Arc::default(),
         },
         EventSource {
             allowed: allowed_rx,
@@ -81,9 +85,22 @@ pub struct EventSink {
     allowed: mpsc::Sender<Event>,
     blocked: mpsc::Sender<Event>,
     dropped: SharedDropped,
+    /// Events dropped at the door since start, for heartbeats.
+    dropped_total: Arc<AtomicU64>,
 }
 
 impl EventSink {
+    /// Events waiting in both queues.
+    pub fn buffered(&self) -> u64 {
+        let waiting = |q: &mpsc::Sender<Event>| q.max_capacity() - q.capacity();
+        (waiting(&self.allowed) + waiting(&self.blocked)) as u64
+    }
+
+    /// Events dropped because their queue was full, since start.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total.load(Ordering::Relaxed)
+    }
+
     /// Queues `event`, or counts it as dropped when its queue is full.
     pub fn push(&self, event: Event) {
         let allowed = event.reason.allowed();
@@ -97,6 +114,7 @@ impl EventSink {
             Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
                 let (a, b) = if allowed { (1, 0) } else { (0, 1) };
                 lock(&self.dropped).add(a, b, event.time, event.time);
+                self.dropped_total.fetch_add(1, Ordering::Relaxed);
             }
         }
     }

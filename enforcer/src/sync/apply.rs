@@ -1,9 +1,10 @@
 //! Turning a burst of sync messages into the next index.
 //!
 //! Every message already waiting on the stream is applied before anything is
-//! swapped, so a burst of deltas costs one clone of the index. Snapshots are
-//! assembled from their chunks and built off the async runtime: at a million
-//! keys that takes a while.
+//! swapped, so a burst of deltas is one swap. A snapshot is decoded chunk by
+//! chunk as it streams in (no chunk is kept once converted), and the index
+//! is built from the converted configs off the async runtime when the last
+//! chunk arrives: at a million keys that takes a while.
 
 use std::sync::Arc;
 
@@ -34,13 +35,30 @@ pub(crate) struct Outcome {
     pub(crate) index: Option<Index>,
     /// Set when the session must end after the swap.
     pub(crate) stop: Option<Stop>,
+    /// True when `index` was built from a snapshot (then deltas may follow).
+    pub(crate) from_snapshot: bool,
 }
 
 /// Per-session state that outlives one burst: a snapshot's chunks arrive
 /// over several.
 #[derive(Debug, Default)]
 pub(crate) struct Applier {
-    chunks: Vec<SnapshotChunk>,
+    /// The snapshot being received, converted so far.
+    building: Option<Building>,
+    /// The database the state in force came from ("" when unknown).
+    database_id: String,
+}
+
+/// A snapshot whose chunks are still arriving.
+#[derive(Debug)]
+struct Building {
+    revision: Revision,
+    next_chunk: u32,
+    /// Replace the state even at or below its revision (see the proto).
+    replace: bool,
+    database_id: String,
+    apis: Vec<ApiConfig>,
+    keys: Vec<KeyConfig>,
 }
 
 /// What a burst will do to the index, collected before any work is done.
@@ -53,6 +71,20 @@ struct Plan {
 }
 
 impl Applier {
+    /// An applier for state that came from `database_id` ("" when unknown).
+    pub(crate) fn new(database_id: String) -> Self {
+        Applier {
+            building: None,
+            database_id,
+        }
+    }
+
+    /// The database the state in force came from, once this session's
+    /// result is swapped in.
+    pub(crate) fn database_id(&self) -> &str {
+        &self.database_id
+    }
+
     /// Applies `messages` on top of `current` and says what to swap in.
     pub(crate) async fn apply(
         &mut self,
@@ -63,6 +95,8 @@ impl Applier {
         let mut reached = current.as_deref().map(Index::revision);
         let mut stop = None;
         for message in messages {
+            #[cfg(feature = "fault-injection")]
+            let message = super::fault::corrupt(message);
             let step = match message.kind {
                 Some(Kind::Snapshot(chunk)) => self.snapshot_chunk(chunk, reached, &mut plan).await,
                 Some(Kind::Delta(delta)) => self.delta(delta, reached, &mut plan),
@@ -85,11 +119,17 @@ impl Applier {
                 .or(plan.base.as_ref().map(Index::revision))
                 .or(reached);
         }
+        let from_snapshot = plan.base.is_some();
         match materialize(current, plan).await {
-            Ok(index) => Outcome { index, stop },
+            Ok(index) => Outcome {
+                index,
+                stop,
+                from_snapshot,
+            },
             Err(failed) => Outcome {
                 index: None,
                 stop: Some(failed),
+                from_snapshot: false,
             },
         }
     }
@@ -101,33 +141,62 @@ impl Applier {
         plan: &mut Plan,
     ) -> Result<(), Stop> {
         let revision = Revision::new(chunk.revision);
-        let expected = match self.chunks.first() {
-            None => (revision, 0),
-            Some(first) => (Revision::new(first.revision), self.chunks.len()),
-        };
-        if (revision, chunk.index as usize) != expected {
+        let expected = self
+            .building
+            .as_ref()
+            .map_or((revision, 0), |b| (b.revision, b.next_chunk));
+        if (revision, chunk.index) != expected {
             let message = format!(
                 "snapshot chunk {} of revision {revision} arrived where chunk {} of revision {} was due",
                 chunk.index, expected.1, expected.0
             );
-            self.chunks.clear();
+            self.building = None;
             return Err(Stop::Protocol(message));
         }
+        let building = self.building.get_or_insert_with(|| Building {
+            revision,
+            next_chunk: 0,
+            replace: chunk.replace,
+            database_id: chunk.database_id.clone(),
+            apis: Vec::new(),
+            keys: Vec::new(),
+        });
         let last = chunk.last;
-        self.chunks.push(chunk);
+        if let Err(reason) = convert_chunk(chunk, building) {
+            self.building = None;
+            return Err(Stop::Invalid { revision, reason });
+        }
+        building.next_chunk += 1;
         if !last {
             return Ok(());
         }
-        let chunks = std::mem::take(&mut self.chunks);
-        if reached.is_some_and(|r| revision <= r) {
+        let Some(building) = self.building.take() else {
+            return Ok(());
+        };
+        let other_database = !building.database_id.is_empty()
+            && !self.database_id.is_empty()
+            && building.database_id != self.database_id;
+        if reached.is_some_and(|r| revision <= r) && !building.replace && !other_database {
             // State never rolls back, also on a control plane that is behind.
             warn!(%revision, have = ?reached, "ignoring a snapshot at or below the revision in force");
             return Ok(());
         }
-        let built = tokio::task::spawn_blocking(move || build_snapshot(revision, chunks))
+        if building.replace || other_database {
+            warn!(%revision, have = ?reached, database = %building.database_id, "replacing the state in force: the control plane says it is not of its database");
+        }
+        let Building {
+            database_id,
+            apis,
+            keys,
+            ..
+        } = building;
+        let built = tokio::task::spawn_blocking(move || Index::from_snapshot(revision, apis, keys))
             .await
             .map_err(|e| Stop::Protocol(format!("building snapshot {revision} failed: {e}")))?;
-        plan.base = Some(built.map_err(|reason| Stop::Invalid { revision, reason })?);
+        if !database_id.is_empty() {
+            self.database_id = database_id;
+        }
+        plan.base = Some(built);
         plan.deltas.clear();
         Ok(())
     }
@@ -140,8 +209,7 @@ impl Applier {
     ) -> Result<(), Stop> {
         let Delta { revision, changes } = delta;
         let revision = Revision::new(revision);
-        if !self.chunks.is_empty() {
-            self.chunks.clear();
+        if self.building.take().is_some() {
             return Err(Stop::Protocol(format!(
                 "delta {revision} arrived in the middle of a snapshot"
             )));
@@ -172,29 +240,31 @@ impl Applier {
     }
 }
 
-/// Converts and compiles a whole snapshot; the error names the bad field.
-fn build_snapshot(revision: Revision, chunks: Vec<SnapshotChunk>) -> Result<Index, String> {
-    let mut apis = Vec::new();
-    let mut keys = Vec::new();
-    for chunk in chunks {
-        let SnapshotChunk {
-            revision: _,
-            index: n,
-            last: _,
-            apis: wire_apis,
-            keys: wire_keys,
-        } = chunk;
-        let at = |what: &str, i: usize, e: ipgate_shared::convert::WireError| {
-            format!("snapshot {revision} chunk {n}: {what}[{i}].{e}")
-        };
-        for (i, api) in wire_apis.into_iter().enumerate() {
-            apis.push(ApiConfig::try_from(api).map_err(|e| at("apis", i, e))?);
-        }
-        for (i, key) in wire_keys.into_iter().enumerate() {
-            keys.push(KeyConfig::try_from(key).map_err(|e| at("keys", i, e))?);
-        }
+/// Converts one chunk into `building`; the error names the bad field.
+fn convert_chunk(chunk: SnapshotChunk, building: &mut Building) -> Result<(), String> {
+    let SnapshotChunk {
+        revision,
+        index: n,
+        apis,
+        keys,
+        ..
+    } = chunk;
+    let at = |what: &str, i: usize, e: ipgate_shared::convert::WireError| {
+        format!("snapshot {revision} chunk {n}: {what}[{i}].{e}")
+    };
+    building.apis.reserve(apis.len());
+    for (i, api) in apis.into_iter().enumerate() {
+        building
+            .apis
+            .push(ApiConfig::try_from(api).map_err(|e| at("apis", i, e))?);
     }
-    Ok(Index::from_snapshot(revision, apis, keys))
+    building.keys.reserve(keys.len());
+    for (i, key) in keys.into_iter().enumerate() {
+        building
+            .keys
+            .push(KeyConfig::try_from(key).map_err(|e| at("keys", i, e))?);
+    }
+    Ok(())
 }
 
 /// Builds the burst's index off the runtime: one clone, every delta applied.
@@ -245,6 +315,7 @@ mod tests {
                 last,
                 apis,
                 keys: vec![],
+                ..Default::default()
             })),
         }
     }

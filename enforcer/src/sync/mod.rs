@@ -6,9 +6,11 @@
 //! index keeps serving, and the client waits a jittered, growing backoff.
 
 mod apply;
+#[cfg(feature = "fault-injection")]
+mod fault;
 mod session;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use ipgate_shared::EnforcerId;
 use tonic::Code;
@@ -16,7 +18,12 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::{backoff::Backoff, control_plane::ControlPlane, state::Enforcer};
 
-use session::End;
+use session::{Carry, End};
+
+/// The shortest and longest waits after an update was refused (Nack): the
+/// same bad update would come again, so the wait grows to minutes rather
+/// than retrying it every few seconds.
+const NACK_BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(300));
 
 /// Codes with which the control plane says "this enforcer, as configured,
 /// will not be served": retrying fast cannot help, an operator must act.
@@ -39,6 +46,8 @@ impl SyncClient {
     /// Runs sessions forever, one after the other.
     pub(crate) async fn run(mut self) {
         let mut cursor = 0usize;
+        let mut carry = Carry::default();
+        let mut nack_backoff = Backoff::new(NACK_BACKOFF.0, NACK_BACKOFF.1);
         loop {
             let (shown, client) = self.control_plane.client(cursor);
             let known = self.enforcer.revision().map_or(0, |r| r.get());
@@ -48,20 +57,36 @@ impl SyncClient {
                 control_plane = %shown,
                 resumed_from = known,
             );
-            let report = session::run(&self.enforcer, &self.control_plane, client, &self.id)
-                .instrument(span.clone())
-                .await;
+            let report = session::run(
+                &self.enforcer,
+                &self.control_plane,
+                client,
+                &self.id,
+                &mut carry,
+            )
+            .instrument(span.clone())
+            .await;
             // A session that got messages proves the connection works, but a
             // Nack or a protocol error would repeat at once: those back off.
             let failed = matches!(report.end, End::Invalid | End::Protocol);
             if report.progress && !failed {
                 self.backoff.reset();
             }
+            if report.applied && !failed {
+                nack_backoff.reset();
+            }
+            // After a Nack, ask for a snapshot rather than the same deltas.
+            carry.want_snapshot = matches!(report.end, End::Invalid);
             let serving = serving_note(&self.enforcer);
             let wait = span.in_scope(|| match &report.end {
                 // After a gap the backoff was just reset, so this resumes
                 // from our revision after its shortest step.
-                End::Gap | End::Invalid | End::Protocol => self.backoff.next_wait(),
+                End::Gap | End::Protocol => self.backoff.next_wait(),
+                End::Invalid => {
+                    let wait = nack_backoff.next_wait();
+                    warn!("an update was refused; asking for a full snapshot in {wait:?}; meanwhile {serving}");
+                    wait
+                }
                 End::Closed => {
                     info!("control plane closed the sync stream; reconnecting");
                     cursor = cursor.wrapping_add(1);

@@ -1,6 +1,8 @@
 //! One sync session, as small steps: `open` the stream with `Hello`, then
 //! `follow` it: take each burst of waiting messages, apply it, swap, `Ack`;
-//! on a bad message `Nack` and `linger` so the Nack is delivered.
+//! on a bad message `Nack` and `linger` so the Nack is delivered. While the
+//! stream is quiet the enforcer heartbeats, and a control plane silent for
+//! [`SILENCE_LIMIT`] is taken for a dead connection.
 
 use std::{sync::Arc, time::Duration};
 
@@ -8,11 +10,11 @@ use futures_util::FutureExt;
 use ipgate_shared::{
     EnforcerId, Revision,
     proto::sync::v1::{
-        Ack, Hello, Nack, StreamRequest, StreamResponse, stream_request::Kind,
+        Ack, EnforcerHeartbeat, Hello, Nack, StreamRequest, StreamResponse, stream_request::Kind,
         sync_service_client::SyncServiceClient,
     },
 };
-use tokio::sync::mpsc;
+use tokio::{sync::mpsc, time::Instant};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming, transport::Channel};
 use tracing::{debug, error, info, warn};
@@ -29,6 +31,11 @@ const LINGER: Duration = Duration::from_secs(1);
 const MAX_BURST: usize = 256;
 /// Acks and Nacks waiting to be sent.
 const OUTBOUND_CAPACITY: usize = 16;
+/// How long the enforcer stays silent before it sends a heartbeat.
+pub(crate) const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the control plane may stay silent (it heartbeats every 5 s by
+/// default) before the connection counts as half-open.
+pub(crate) const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 
 /// How a session ended.
 #[derive(Debug)]
@@ -50,7 +57,18 @@ pub(crate) enum End {
 pub(crate) struct Report {
     /// True when the control plane sent anything: the connection worked.
     pub(crate) progress: bool,
+    /// True when an update was swapped in.
+    pub(crate) applied: bool,
     pub(crate) end: End,
+}
+
+/// What carries over from one session to the next.
+#[derive(Debug, Default)]
+pub(crate) struct Carry {
+    /// The database the index in force came from ("" when unknown).
+    pub(crate) database_id: String,
+    /// Ask for a full snapshot: the last session refused an update.
+    pub(crate) want_snapshot: bool,
 }
 
 /// Runs one session to its end.
@@ -59,12 +77,19 @@ pub(crate) async fn run(
     control_plane: &ControlPlane,
     client: SyncServiceClient<Channel>,
     id: &EnforcerId,
+    carry: &mut Carry,
 ) -> Report {
     let known = enforcer.revision();
-    match open(control_plane, client, id, known).await {
-        Ok((outbound, inbound)) => follow(enforcer, outbound, inbound).await,
+    match open(control_plane, client, id, known, carry).await {
+        Ok((outbound, inbound)) => {
+            let mut applier = Applier::new(std::mem::take(&mut carry.database_id));
+            let report = follow(enforcer, &mut applier, outbound, inbound).await;
+            carry.database_id = applier.database_id().to_owned();
+            report
+        }
         Err(status) => Report {
             progress: false,
+            applied: false,
             end: End::Failed(status),
         },
     }
@@ -76,11 +101,15 @@ async fn open(
     mut client: SyncServiceClient<Channel>,
     id: &EnforcerId,
     known: Option<Revision>,
+    carry: &Carry,
 ) -> Result<(mpsc::Sender<StreamRequest>, Streaming<StreamResponse>), Status> {
     let (outbound, rx) = mpsc::channel(OUTBOUND_CAPACITY);
     let hello = Kind::Hello(Hello {
         enforcer_id: id.to_string(),
         known_revision: known.map_or(0, Revision::get),
+        database_id: carry.database_id.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        want_snapshot: carry.want_snapshot,
     });
     // The channel is new and empty, so this cannot fail.
     let _ = outbound.try_send(StreamRequest { kind: Some(hello) });
@@ -99,25 +128,58 @@ struct Burst {
     ended: Option<End>,
 }
 
-/// Applies bursts until the stream ends or a message stops the session.
+/// Applies bursts until the stream ends or a message stops the session;
+/// heartbeats while quiet, and ends a session the control plane went
+/// silent on.
 async fn follow(
     enforcer: &Enforcer,
+    applier: &mut Applier,
     outbound: mpsc::Sender<StreamRequest>,
     mut inbound: Streaming<StreamResponse>,
 ) -> Report {
-    let mut applier = Applier::default();
-    let mut progress = false;
+    let (mut progress, mut applied) = (false, false);
+    let mut last_sent = Instant::now();
+    let mut last_heard = Instant::now();
     loop {
-        let Burst { messages, ended } = next_burst(&mut inbound).await;
+        // `next_burst` only awaits its first message, which the stream
+        // keeps if the wait is dropped: the timers lose nothing.
+        let Burst { messages, ended } = tokio::select! {
+            burst = next_burst(&mut inbound) => burst,
+            () = tokio::time::sleep_until(last_sent + HEARTBEAT_INTERVAL) => {
+                let (buffered, dropped) = enforcer.event_counts();
+                let beat = EnforcerHeartbeat {
+                    revision: enforcer.revision().map_or(0, Revision::get),
+                    events_buffered: buffered,
+                    events_dropped: dropped,
+                };
+                send(&outbound, Kind::Heartbeat(beat)).await;
+                last_sent = Instant::now();
+                continue;
+            }
+            () = tokio::time::sleep_until(last_heard + SILENCE_LIMIT) => {
+                let status = Status::unavailable(format!(
+                    "nothing from the control plane in {} s: taking the connection for dead",
+                    SILENCE_LIMIT.as_secs()
+                ));
+                return Report { progress, applied, end: End::Failed(status) };
+            }
+        };
+        last_heard = Instant::now();
         progress |= !messages.is_empty();
         let outcome = applier.apply(enforcer.index(), messages).await;
         if let Some(index) = outcome.index {
+            applied = true;
             let revision = index.revision();
             enforcer.install(Arc::new(index));
             // The revision goes on the event, not on the session's span:
             // recording a span field again appends to it, so a long session's
             // every line would carry every revision it has seen.
-            info!(%revision, "index swapped in");
+            let from = if outcome.from_snapshot {
+                "snapshot"
+            } else {
+                "deltas"
+            };
+            info!(%revision, from, "index swapped in");
             send(
                 &outbound,
                 Kind::Ack(Ack {
@@ -125,13 +187,22 @@ async fn follow(
                 }),
             )
             .await;
+            last_sent = Instant::now();
         }
         if let Some(stop) = outcome.stop {
             let end = stopped(stop, outbound, inbound).await;
-            return Report { progress, end };
+            return Report {
+                progress,
+                applied,
+                end,
+            };
         }
         if let Some(end) = ended {
-            return Report { progress, end };
+            return Report {
+                progress,
+                applied,
+                end,
+            };
         }
     }
 }

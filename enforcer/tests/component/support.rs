@@ -202,6 +202,7 @@ pub fn chunk(
             last,
             apis,
             keys,
+            ..Default::default()
         })),
     }
 }

@@ -7,7 +7,8 @@ use std::{path::PathBuf, str::FromStr, time::Duration};
 use anyhow::Context;
 use clap::{ArgGroup, Args, Subcommand};
 use ipgate_shared::proto::admin::v1::{
-    Allowlist, AllowlistEntry, AllowlistWriteOptions, LockoutPreview,
+    Allowlist, AllowlistEntry, AllowlistWriteOptions, LockoutPreview, Propagation,
+    WaitForPropagation,
 };
 use prost_types::Timestamp;
 use tonic::Status;
@@ -44,7 +45,10 @@ pub trait Target: Clone + Send + Sync + 'static {
         write: Write,
         etag: String,
         options: Option<AllowlistWriteOptions>,
+        wait: Option<WaitForPropagation>,
     ) -> Result<Self::Response, Status>;
+    /// Where the write's propagation stood, when it waited (`--wait`).
+    fn propagation(response: &Self::Response) -> Option<&Propagation>;
     /// The object's parts shown to people.
     fn view(object: &Self::Object) -> View<'_>;
     /// The written object, the lockout preview, and whether it was a dry run.
@@ -282,9 +286,16 @@ pub async fn run<T: Target + std::fmt::Debug>(
         }
     };
     let response = target
-        .write(&mut client, write, args.etag.clone(), args.options())
+        .write(
+            &mut client,
+            write,
+            args.etag.clone(),
+            args.options(),
+            out.wait_for_propagation(),
+        )
         .await?;
-    out.print(&response, |r| print_written::<T>(r))
+    out.print(&response, |r| print_written::<T>(r))?;
+    out.receipt(T::propagation(&response))
 }
 
 /// Entries to send: each keeps its own label, or takes `label`.

@@ -52,11 +52,13 @@ macro_rules! allowlist_owner {
                 write: Write,
                 etag: String,
                 options: Option<v1::AllowlistWriteOptions>,
+                wait: Option<v1::WaitForPropagation>,
             ) -> Result<v1::$response, tonic::Status> {
                 let $owner = self.0.clone();
                 let response = match write {
                     Write::Set(allowlist) => {
                         let request = v1::$set_request {
+                            wait_for_propagation: wait.clone(),
                             $owner,
                             allowlist: Some(allowlist),
                             etag,
@@ -66,6 +68,7 @@ macro_rules! allowlist_owner {
                     }
                     Write::Add(entries) => {
                         let request = v1::$add_request {
+                            wait_for_propagation: wait.clone(),
                             $owner,
                             entries,
                             etag,
@@ -75,6 +78,7 @@ macro_rules! allowlist_owner {
                     }
                     Write::Remove(cidrs) => {
                         let request = v1::$remove_request {
+                            wait_for_propagation: wait.clone(),
                             $owner,
                             cidrs,
                             etag,
@@ -89,6 +93,7 @@ macro_rules! allowlist_owner {
                         clear_expires_at,
                     } => {
                         let request = v1::$update_request {
+                            wait_for_propagation: wait.clone(),
                             $owner,
                             cidr,
                             label,
@@ -120,6 +125,10 @@ macro_rules! allowlist_owner {
                     response.lockout.as_ref(),
                     response.validate_only,
                 )
+            }
+
+            fn propagation(response: &v1::$response) -> Option<&v1::Propagation> {
+                response.propagation.as_ref()
             }
         }
     };
