@@ -206,27 +206,36 @@ pub async fn wait(
     // replica updates every FLUSH_INTERVAL: no point reading it more often.
     let mut stored = api.store.enforcers(tenant).await?;
     let mut stored_at = Instant::now();
+    let mut first = true;
     loop {
         let changed = api.registry.changed();
         tokio::pin!(changed);
         changed.as_mut().enable();
-        if stored_at.elapsed() >= FLUSH_INTERVAL {
-            stored = api.store.enforcers(tenant).await?;
-            stored_at = Instant::now();
-        }
-        let current = api.store.current_revision().await?;
-        let fleet = overlay(
-            stored.clone(),
-            api.registry.known(tenant),
-            SystemTime::now(),
-        );
-        let mut status = propagation(revision, current, &fleet);
-        if status.live {
-            return Ok(status);
-        }
-        if Instant::now() >= until {
-            status.deadline_exceeded = true;
-            return Ok(status);
+        // Every ack wakes this loop; looking at the whole fleet is worth it
+        // only once this replica's own enforcers all have the revision (or
+        // to see the database's side now and then).
+        let due = stored_at.elapsed() >= FLUSH_INTERVAL;
+        let out_of_time = Instant::now() >= until;
+        if first || due || out_of_time || api.registry.behind(tenant, revision) == 0 {
+            first = false;
+            if due {
+                stored = api.store.enforcers(tenant).await?;
+                stored_at = Instant::now();
+            }
+            let current = api.store.current_revision().await?;
+            let fleet = overlay(
+                stored.clone(),
+                api.registry.known(tenant),
+                SystemTime::now(),
+            );
+            let mut status = propagation(revision, current, &fleet);
+            if status.live {
+                return Ok(status);
+            }
+            if out_of_time {
+                status.deadline_exceeded = true;
+                return Ok(status);
+            }
         }
         tokio::select! {
             () = changed => {}

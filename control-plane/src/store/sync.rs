@@ -15,6 +15,10 @@ use super::{
     rows::{api_config, key_config},
 };
 
+/// Enforcer rows per upsert statement (10 parameters each, well inside
+/// SQLite's and PostgreSQL's limits).
+const UPSERT_ROWS: usize = 200;
+
 impl Store {
     /// The revision of the last committed change.
     pub async fn current_revision(&self) -> StoreResult<Revision> {
@@ -50,12 +54,20 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.begin_write().await?;
-        for (tenant, e) in records {
+        // Many rows per statement: a flush at a thousand enforcers is a few
+        // statements, not a thousand.
+        for rows in records.chunks(UPSERT_ROWS) {
+            let values = (0..rows.len())
+                .map(|r| {
+                    let p: Vec<String> = (1..=10).map(|c| format!("${}", r * 10 + c)).collect();
+                    format!("({})", p.join(", "))
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
             // CASE rather than MAX/GREATEST: the one spelling both databases share.
-            sqlx::query(
+            let sql = format!(
                 "INSERT INTO enforcers (id, tenant_id, acked_revision, last_seen, replica, address, \
-                 version, connected_since, events_buffered, events_dropped) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
+                 version, connected_since, events_buffered, events_dropped) VALUES {values} \
                  ON CONFLICT (tenant_id, id) DO UPDATE SET \
                    acked_revision = CASE WHEN excluded.acked_revision > enforcers.acked_revision \
                      THEN excluded.acked_revision ELSE enforcers.acked_revision END, \
@@ -63,20 +75,25 @@ impl Store {
                    address = excluded.address, version = excluded.version, \
                    connected_since = excluded.connected_since, \
                    events_buffered = excluded.events_buffered, \
-                   events_dropped = excluded.events_dropped",
-            )
-            .bind(e.id.as_str())
-            .bind(tenant.0)
-            .bind(db_int(e.acked.get()))
-            .bind(time::to_millis(e.last_seen))
-            .bind(e.replica.as_str())
-            .bind(e.address.as_str())
-            .bind(e.version.as_str())
-            .bind(e.connected_since.map_or(0, time::to_millis))
-            .bind(db_int(e.events_buffered))
-            .bind(db_int(e.events_dropped))
-            .execute(&mut *tx)
-            .await?;
+                   events_dropped = excluded.events_dropped"
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (tenant, e) in rows {
+                query = query
+                    .bind(e.id.as_str())
+                    .bind(tenant.0)
+                    .bind(db_int(e.acked.get()))
+                    .bind(time::to_millis(e.last_seen))
+                    .bind(e.replica.as_str())
+                    .bind(e.address.as_str())
+                    .bind(e.version.as_str())
+                    .bind(e.connected_since.map_or(0, time::to_millis))
+                    .bind(db_int(e.events_buffered))
+                    .bind(db_int(e.events_dropped));
+            }
+            query.execute(&mut *tx).await?;
+        }
+        for (tenant, e) in records {
             if let Some(nack) = &e.nack {
                 sqlx::query(
                     "UPDATE enforcers SET nacked_revision = $1, nack_reason = $2, nacked_at = $3 \

@@ -157,6 +157,17 @@ impl Registry {
         departed.chain(live).collect()
     }
 
+    /// How many of `tenant`'s enforcers connected here have not acked
+    /// `revision`: cheap (no copies), for a waiting write to call on every
+    /// ack before it looks at the whole fleet.
+    pub fn behind(&self, tenant: TenantId, revision: Revision) -> usize {
+        self.lock()
+            .live
+            .iter()
+            .filter(|((t, _), l)| *t == tenant && l.record.acked < revision)
+            .count()
+    }
+
     /// Resolves at the next ack, Nack or disconnect. Create it before
     /// looking at the state, so nothing in between is missed.
     pub fn changed(&self) -> tokio::sync::futures::Notified<'_> {
@@ -211,11 +222,22 @@ impl Registry {
     fn take_dirty(&self) -> Vec<(TenantId, EnforcerRecord)> {
         let mut state = self.lock();
         let dirty = std::mem::take(&mut state.dirty);
-        let mut batch = std::mem::take(&mut state.departed);
-        batch.extend(dirty.into_iter().filter_map(|key| {
-            let record = state.live.get(&key)?.record.clone();
-            Some((key.0, record))
-        }));
+        let departed = std::mem::take(&mut state.departed);
+        let mut batch: Vec<(TenantId, EnforcerRecord)> = dirty
+            .into_iter()
+            .filter_map(|key| {
+                let record = state.live.get(&key)?.record.clone();
+                Some((key.0, record))
+            })
+            .collect();
+        // One row per enforcer: one that left and came back is written as
+        // it is now (a statement may not touch a row twice).
+        for (tenant, record) in departed.into_iter().rev() {
+            let back = |(t, r): &(TenantId, EnforcerRecord)| *t == tenant && r.id == record.id;
+            if !batch.iter().any(back) {
+                batch.push((tenant, record));
+            }
+        }
         batch
     }
 
@@ -316,5 +338,13 @@ mod tests {
             ("", Revision::new(3))
         );
         assert_eq!(batch[0].1.connected_since, None);
+
+        // Gone and back before a flush: written once, as connected.
+        let first = registry.connect(TenantId::DEFAULT, id.clone(), arrival());
+        drop(first);
+        let _again = registry.connect(TenantId::DEFAULT, id.clone(), arrival());
+        let batch = registry.take_dirty();
+        assert_eq!(batch.len(), 1);
+        assert_eq!(batch[0].1.replica, "r1");
     }
 }

@@ -348,6 +348,49 @@ async fn acks_make_a_revision_live(db: Db) {
     server.shutdown().await.unwrap();
 }
 
+/// A revoked enforcer token stops its streams at once, even on a busy
+/// control plane where the stream is never idle: nothing committed after
+/// the revocation reaches it.
+async fn a_revoked_token_stops_its_streams_at_once(db: Db) {
+    use ipgate_shared::proto::admin::v1::{CreateTokenRequest, RevokeTokenRequest, TokenRole};
+    let server = db.start().await;
+    let mut admin = admin(server.addr).await;
+    with_orders(&mut admin).await;
+    let created = admin
+        .create_token(CreateTokenRequest {
+            name: "edge".into(),
+            role: TokenRole::Enforcer.into(),
+            validate_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let id = created.token.unwrap().id;
+    let mut revoked = Enforcer::start_as(server.addr, &created.secret, "edge-1", 0).await;
+    revoked.snapshot().await;
+    let mut other = Enforcer::start(server.addr, "other", 0).await;
+    other.snapshot().await;
+    let before = set_orders_list(&mut admin, "203.0.113.8").await;
+    assert_eq!(revoked.delta(LIVE).await, before);
+    assert_eq!(other.delta(LIVE).await, before);
+
+    admin
+        .revoke_token(RevokeTokenRequest {
+            id,
+            validate_only: false,
+        })
+        .await
+        .unwrap();
+    let after = set_orders_list(&mut admin, "203.0.113.9").await;
+    let ended = revoked.next_within(PATIENCE).await;
+    let status = ended.expect_err("the stream ends before anything after the revocation");
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    // Others go on: the revocation is an empty revision for them.
+    assert_eq!(other.delta(LIVE).await, before + 1);
+    assert_eq!(other.delta(LIVE).await, after);
+    server.shutdown().await.unwrap();
+}
+
 async fn idle_streams_carry_heartbeats(db: Db) {
     let server = db.start().await;
     let mut enforcer = Enforcer::start(server.addr, "enforcer-1", 0).await;
@@ -527,6 +570,7 @@ on_both_backends!(
     sync_needs_an_enforcer_token_and_a_hello,
     acks_make_a_revision_live,
     idle_streams_carry_heartbeats,
+    a_revoked_token_stops_its_streams_at_once,
     a_compacted_log_is_replaced_by_a_snapshot,
     a_slow_enforcer_is_resynced_with_a_snapshot,
     shutdown_ends_sessions,
