@@ -100,8 +100,9 @@ async fn the_cli_section_works_as_written() {
         // allowlist add, with its label
         "Stored at revision",
         "this machine",
-        // revision status --wait
-        "yes: every connected enforcer has it",
+        // allowlist add --wait, then enforcers
+        "Live on every enforcer (1 of 1)",
+        "LAST NACK",
         // the two requests
         "hello from the ipgate demo upstream",
         r#"{"error":{"code":"IP_NOT_ALLOWED","message":"Request IP address is not in the API key's allowlist"}}"#,

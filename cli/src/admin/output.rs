@@ -81,8 +81,8 @@ impl Output {
         if p.live {
             if !self.json {
                 println!(
-                    "Live on all {} enforcers (revision {}).",
-                    p.enforcers_expected, p.revision
+                    "Live on every enforcer ({} of {}) at revision {}.",
+                    p.enforcers_acked, p.enforcers_expected, p.revision
                 );
             }
             return Ok(());
