@@ -179,7 +179,7 @@ async fn follow(
             } else {
                 "deltas"
             };
-            info!(%revision, from, "index swapped in");
+            info!(from, %revision, "index swapped in");
             send(
                 &outbound,
                 Kind::Ack(Ack {
