@@ -404,16 +404,7 @@ impl Enforcer {
         extra_args: &[&str],
         extra_envs: &[(&str, &str)],
     ) -> Enforcer {
-        let url = control_plane.url();
-        Self::start_configured(
-            &url,
-            api,
-            upstream,
-            ENFORCER_TOKEN,
-            "127.0.0.1:0",
-            extra_args,
-            extra_envs,
-        )
+        Self::start_via(&control_plane.url(), api, upstream, extra_args, extra_envs)
     }
 
     /// Like [`Enforcer::start_with`], syncing from `control_plane` as given

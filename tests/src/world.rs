@@ -24,6 +24,28 @@ pub const API: &str = "orders";
 /// (docs/sync-protocol.md's worst case; the target is well under a second).
 pub const PROPAGATION: Duration = Duration::from_secs(10);
 
+/// Creates API `orders` and one key for it: the key's (secret, id).
+pub async fn create_orders_with_key(admin: &mut AdminClient) -> (String, String) {
+    admin
+        .create_api(CreateApiRequest {
+            slug: API.into(),
+            name: "Orders".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create API");
+    let created = admin
+        .create_api_key(CreateApiKeyRequest {
+            api: API.into(),
+            name: "first key".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("create key")
+        .into_inner();
+    (created.secret, created.key.expect("key").id)
+}
+
 /// A control plane, API `orders`, one key for it and an enforcer, synced.
 pub struct World {
     pub cp: ControlPlane,
@@ -57,27 +79,11 @@ impl World {
         let upstream = upstream::start().await;
         let cp = ControlPlane::start_with(backend, control_plane_args);
         let mut admin = cp.admin().await;
-        admin
-            .create_api(CreateApiRequest {
-                slug: API.into(),
-                name: "Orders".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create API");
-        let created = admin
-            .create_api_key(CreateApiKeyRequest {
-                api: API.into(),
-                name: "first key".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create key")
-            .into_inner();
+        let (key, key_id) = create_orders_with_key(&mut admin).await;
         let enforcer = Enforcer::start_with(&cp, API, upstream, enforcer_args, &[]);
         let world = World {
-            key_id: created.key.expect("key").id,
-            key: created.secret,
+            key_id,
+            key,
             cp,
             admin,
             enforcer,

@@ -7,8 +7,8 @@ use std::{path::Path, time::Duration};
 
 use ipgate_shared::proto::{
     admin::v1::{
-        CreateApiKeyRequest, CreateApiRequest, GetPropagationRequest, ListEnforcersRequest,
-        Propagation, SetApiKeyAllowlistRequest, WaitForPropagation,
+        GetPropagationRequest, ListEnforcersRequest, Propagation, SetApiKeyAllowlistRequest,
+        WaitForPropagation,
     },
     sync::v1::{Ack, Hello, StreamRequest, stream_request, stream_response},
 };
@@ -19,11 +19,11 @@ use ipgate_tests::{
     link::Link,
     process::AdminClient,
     upstream,
+    world::{API, create_orders_with_key},
 };
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-const API: &str = "orders";
 /// The protocol's worst case for a change to reach an enforcer.
 const PROPAGATION: Duration = Duration::from_secs(10);
 
@@ -42,29 +42,13 @@ impl Stage {
         let upstream = upstream::start().await;
         let cp = ControlPlane::start_with(backend, cp_args);
         let mut admin = cp.admin().await;
-        admin
-            .create_api(CreateApiRequest {
-                slug: API.into(),
-                name: "Orders".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create API");
-        let created = admin
-            .create_api_key(CreateApiKeyRequest {
-                api: API.into(),
-                name: "first key".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("create key")
-            .into_inner();
+        let (key, key_id) = create_orders_with_key(&mut admin).await;
         Stage {
             cp,
             admin,
             upstream,
-            key: created.secret,
-            key_id: created.key.expect("key").id,
+            key,
+            key_id,
         }
     }
 
@@ -103,16 +87,7 @@ impl Stage {
     }
 
     async fn status(&self, enforcer: &Enforcer) -> u16 {
-        let headers = [("x-api-key", self.key.as_str())];
-        http::request(
-            ip("127.0.0.1"),
-            enforcer.proxy_addr,
-            "GET",
-            "/orders/7",
-            &headers,
-        )
-        .await
-        .status
+        status_of(enforcer, &self.key).await
     }
 
     /// Waits until `enforcer` answers 127.0.0.1 with `status`.
@@ -609,7 +584,7 @@ async fn two_replicas_share_the_fleet_and_survive_one_being_killed() {
     // A dies: its enforcer keeps deciding, moves to B, and B's writes reach both.
     let mut a = stage.cp;
     a.kill();
-    assert_eq!(on_a.status_with(&stage.key, stage.upstream).await, 200);
+    assert_eq!(status_of(&on_a, &stage.key).await, 200);
     let mut admin_b = admin_b;
     let blocked = admin_b
         .set_api_key_allowlist(SetApiKeyAllowlistRequest {
@@ -627,7 +602,7 @@ async fn two_replicas_share_the_fleet_and_survive_one_being_killed() {
     for e in [&on_a, &on_b] {
         let what = format!("{} to take B's write", e.id);
         eventually(Duration::from_secs(20), &what, || async {
-            (e.status_with(&stage.key, stage.upstream).await == 403).then_some(())
+            (status_of(e, &stage.key).await == 403).then_some(())
         })
         .await;
     }
@@ -645,22 +620,16 @@ async fn two_replicas_share_the_fleet_and_survive_one_being_killed() {
     b.kill();
 }
 
-/// What an enforcer answers 127.0.0.1 presenting `key`.
-trait Ask {
-    async fn status_with(&self, key: &str, upstream: std::net::SocketAddr) -> u16;
-}
-
-impl Ask for Enforcer {
-    async fn status_with(&self, key: &str, _upstream: std::net::SocketAddr) -> u16 {
-        let headers = [("x-api-key", key)];
-        http::request(
-            ip("127.0.0.1"),
-            self.proxy_addr,
-            "GET",
-            "/orders/7",
-            &headers,
-        )
-        .await
-        .status
-    }
+/// What `enforcer` answers 127.0.0.1 presenting `key`.
+async fn status_of(enforcer: &Enforcer, key: &str) -> u16 {
+    let headers = [("x-api-key", key)];
+    http::request(
+        ip("127.0.0.1"),
+        enforcer.proxy_addr,
+        "GET",
+        "/orders/7",
+        &headers,
+    )
+    .await
+    .status
 }

@@ -308,48 +308,50 @@ impl AdminApi {
     }
 }
 
+/// Implements [`WaitingWrite`]: `Name: field` for a request with its own
+/// `validate_only`, `Name: options` for one with `AllowlistWriteOptions`.
 macro_rules! waiting_write {
-    ($($request:ident: $dry:expr;)*) => {$(
+    (@dry $r:ident, field) => { $r.validate_only };
+    (@dry $r:ident, options) => { $r.options.as_ref().is_some_and(|o| o.validate_only) };
+    ($($request:ident: $how:ident;)*) => {$(
         impl WaitingWrite for admin::$request {
             fn take_wait(&mut self) -> Option<admin::WaitForPropagation> {
                 self.wait_for_propagation.take()
             }
             fn dry_run(&self) -> bool {
-                #[allow(clippy::redundant_closure_call)]
-                ($dry)(self)
+                waiting_write!(@dry self, $how)
             }
         }
     )*};
 }
 
-fn options_dry(options: Option<&admin::AllowlistWriteOptions>) -> bool {
-    options.is_some_and(|o| o.validate_only)
-}
-
 waiting_write! {
-    CreateApiRequest: |r: &admin::CreateApiRequest| r.validate_only;
-    UpdateApiRequest: |r: &admin::UpdateApiRequest| r.validate_only;
-    DeleteApiRequest: |r: &admin::DeleteApiRequest| r.validate_only;
-    SetApiAllowlistRequest: |r: &admin::SetApiAllowlistRequest| options_dry(r.options.as_ref());
-    AddApiAllowlistEntriesRequest: |r: &admin::AddApiAllowlistEntriesRequest| options_dry(r.options.as_ref());
-    RemoveApiAllowlistEntriesRequest: |r: &admin::RemoveApiAllowlistEntriesRequest| options_dry(r.options.as_ref());
-    UpdateApiAllowlistEntryRequest: |r: &admin::UpdateApiAllowlistEntryRequest| options_dry(r.options.as_ref());
-    CreateApiKeyRequest: |r: &admin::CreateApiKeyRequest| r.validate_only;
-    UpdateApiKeyRequest: |r: &admin::UpdateApiKeyRequest| r.validate_only;
-    RevokeApiKeyRequest: |r: &admin::RevokeApiKeyRequest| r.validate_only;
-    RotateApiKeyRequest: |r: &admin::RotateApiKeyRequest| r.validate_only;
-    SetApiKeyAllowlistRequest: |r: &admin::SetApiKeyAllowlistRequest| options_dry(r.options.as_ref());
-    AddApiKeyAllowlistEntriesRequest: |r: &admin::AddApiKeyAllowlistEntriesRequest| options_dry(r.options.as_ref());
-    RemoveApiKeyAllowlistEntriesRequest: |r: &admin::RemoveApiKeyAllowlistEntriesRequest| options_dry(r.options.as_ref());
-    UpdateApiKeyAllowlistEntryRequest: |r: &admin::UpdateApiKeyAllowlistEntryRequest| options_dry(r.options.as_ref());
+    CreateApiRequest: field;
+    UpdateApiRequest: field;
+    DeleteApiRequest: field;
+    SetApiAllowlistRequest: options;
+    AddApiAllowlistEntriesRequest: options;
+    RemoveApiAllowlistEntriesRequest: options;
+    UpdateApiAllowlistEntryRequest: options;
+    CreateApiKeyRequest: field;
+    UpdateApiKeyRequest: field;
+    RevokeApiKeyRequest: field;
+    RotateApiKeyRequest: field;
+    SetApiKeyAllowlistRequest: options;
+    AddApiKeyAllowlistEntriesRequest: options;
+    RemoveApiKeyAllowlistEntriesRequest: options;
+    UpdateApiKeyAllowlistEntryRequest: options;
 }
 
+/// Implements [`Receipt`]: `Name` for a response with its own `revision`,
+/// `Name: object` for one whose `object` (an API or a key) carries it.
 macro_rules! receipt {
-    ($($response:ident: $revision:expr;)*) => {$(
+    (@revision $r:ident) => { $r.revision };
+    (@revision $r:ident, $object:ident) => { $r.$object.as_ref().map_or(0, |o| o.revision) };
+    ($($response:ident $(: $object:ident)?;)*) => {$(
         impl Receipt for admin::$response {
             fn revision(&self) -> u64 {
-                #[allow(clippy::redundant_closure_call)]
-                ($revision)(self)
+                receipt!(@revision self $(, $object)?)
             }
             fn attach(&mut self, propagation: admin::Propagation) {
                 self.propagation = Some(propagation);
@@ -359,13 +361,13 @@ macro_rules! receipt {
 }
 
 receipt! {
-    Api: |r: &admin::Api| r.revision;
-    DeleteApiResponse: |r: &admin::DeleteApiResponse| r.revision;
-    ApiAllowlistResponse: |r: &admin::ApiAllowlistResponse| r.api.as_ref().map_or(0, |a| a.revision);
-    CreateApiKeyResponse: |r: &admin::CreateApiKeyResponse| r.key.as_ref().map_or(0, |k| k.revision);
-    ApiKey: |r: &admin::ApiKey| r.revision;
-    RotateApiKeyResponse: |r: &admin::RotateApiKeyResponse| r.key.as_ref().map_or(0, |k| k.revision);
-    ApiKeyAllowlistResponse: |r: &admin::ApiKeyAllowlistResponse| r.key.as_ref().map_or(0, |k| k.revision);
+    Api;
+    DeleteApiResponse;
+    ApiAllowlistResponse: api;
+    CreateApiKeyResponse: key;
+    ApiKey;
+    RotateApiKeyResponse: key;
+    ApiKeyAllowlistResponse: key;
 }
 
 #[cfg(test)]

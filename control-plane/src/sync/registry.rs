@@ -69,11 +69,6 @@ impl Registry {
         }
     }
 
-    /// This replica's name.
-    pub fn replica(&self) -> &str {
-        &self.replica
-    }
-
     /// Notes a session of `id`; it counts as connected until the returned
     /// guard is dropped. The revision its Hello claims counts only once the
     /// session has checked it against the database ([`Registry::ack`]).
