@@ -250,6 +250,12 @@ async fn a_poison_update_is_nacked_shown_and_not_looped_on() {
         &[("IPGATE_FAULT_CORRUPT_REVISION", poison_env.as_str())],
     );
     stage.until_status(&enforcer, 200, PROPAGATION).await;
+    assert!(
+        enforcer.log().contains("fault hook armed"),
+        "the ipgate binary was built without the `fault-injection` feature \
+         (tests/run.sh builds it with):\n{}",
+        enforcer.log()
+    );
 
     // The hook corrupts every update at `poison`, delta or snapshot.
     assert_eq!(stage.allow(&["127.0.0.2/32"]).await, poison);
@@ -375,6 +381,54 @@ async fn a_30_second_cut_is_served_from_the_last_index_and_caught_up_by_deltas()
     assert!(
         lines_with(&log, &["index swapped in", "deltas"]) >= 1,
         "{log}"
+    );
+}
+
+/// Scenario 6: an enforcer away while its revision is compacted out of the
+/// change log comes back to one snapshot, not to an error loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_compacted_away_is_followed_by_a_snapshot_not_a_loop() {
+    // The log keeps 5 revisions; compaction runs at every start.
+    let mut stage = Stage::start(&Backend::sqlite(), &["--change-log-retention", "5"]).await;
+    let link = Link::start(stage.cp.addr).await;
+    let enforcer = stage.enforcer(&link.url(), &[]);
+    stage.until_status(&enforcer, 200, PROPAGATION).await;
+    let away_at = current_revision(&mut stage.admin.clone()).await;
+
+    link.cut();
+    let mut last = 0;
+    for n in 0..12 {
+        last = stage.allow(&[&format!("127.0.3.{n}/32")]).await;
+    }
+    assert!(
+        last > away_at + 5,
+        "the writes outnumber what the log keeps"
+    );
+    // A restart compacts: the enforcer's revision is no longer in the log.
+    stage.cp.restart();
+    stage.admin = stage.cp.admin().await;
+    link.forward();
+    stage
+        .until_status(&enforcer, 403, Duration::from_secs(20))
+        .await;
+    stage.until_live(last, 1).await;
+
+    let log = enforcer.log();
+    assert_eq!(
+        lines_with(&log, &["index swapped in", "snapshot"]),
+        2,
+        "the first index and the one after compaction came as snapshots:\n{log}"
+    );
+    // Reconnecting through the cut takes a few tries; a loop would take
+    // one every backoff step for as long as the test waits.
+    let opened = lines_with(&log, &["sync stream open"]);
+    assert!(opened <= 6, "{opened} sessions:\n{log}");
+    assert_eq!(lines_with(&log, &["REJECTED"]), 0, "{log}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        lines_with(&enforcer.log(), &["sync stream open"]),
+        opened,
+        "the session after the snapshot stays up"
     );
 }
 

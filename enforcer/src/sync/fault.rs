@@ -17,6 +17,17 @@ fn target() -> Option<u64> {
     })
 }
 
+/// Says loudly that the hook is armed, so that a test (or anyone who
+/// finds this build where it should not be) can see it in the log.
+pub(super) fn announce() {
+    if let Some(revision) = target() {
+        tracing::warn!(
+            revision,
+            "fault hook armed: every update at this revision will be refused"
+        );
+    }
+}
+
 /// An API whose allowlist entry is not canonical: it fails validation.
 fn poison() -> wire::ApiConfig {
     wire::ApiConfig {

@@ -45,6 +45,8 @@ pub(crate) struct SyncClient {
 impl SyncClient {
     /// Runs sessions forever, one after the other.
     pub(crate) async fn run(mut self) {
+        #[cfg(feature = "fault-injection")]
+        fault::announce();
         let mut cursor = 0usize;
         let mut carry = Carry::default();
         let mut nack_backoff = Backoff::new(NACK_BACKOFF.0, NACK_BACKOFF.1);
