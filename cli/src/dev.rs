@@ -182,7 +182,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         fail_open_until_synced: false,
         reconnect_min_ms: 100,
         reconnect_max_ms: 2_000,
-        event_queue_capacity: 50_000,
+        event_queue_capacity: 1_000_000,
         client_ip: ClientIpConfig {
             trusted_proxies: args.trusted_proxies.clone(),
             ..Default::default()

@@ -149,11 +149,12 @@ pub struct Config {
     #[arg(long, env = "IPGATE_RECONNECT_MAX_MS", default_value_t = 5_000)]
     pub reconnect_max_ms: u64,
 
-    /// Usage events held while the control plane is away, per class: allowed
-    /// and blocked requests each get a queue this long, so a flood of allowed
-    /// traffic never pushes out the record of a block. Events that do not
-    /// fit are dropped and counted; the usage log shows them as a gap.
-    #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 50_000)]
+    /// Usage events held while the control plane is away, in all. Allowed
+    /// requests may fill nine tenths of it; the last tenth is kept for
+    /// blocked ones, so a flood of allowed traffic never costs the record of
+    /// a block. Events that do not fit are dropped and counted; the usage
+    /// log shows them as a gap.
+    #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 1_000_000)]
     pub event_queue_capacity: usize,
 
     /// Which address each HTTP request is decided on (the proxy, ext_authz

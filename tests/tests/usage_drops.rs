@@ -1,6 +1,6 @@
 //! When the enforcer's event queue overflows, the loss shows: with the
-//! control plane stopped, an enforcer with `--event-queue-capacity 5` takes
-//! more requests than its queues hold, and once the control plane is back
+//! control plane stopped, an enforcer with `--event-queue-capacity 10` takes
+//! more requests than its queue holds, and once the control plane is back
 //! the usage log holds one gap entry (kind `dropped`) naming the enforcer,
 //! the window of its drops and exactly how many allowed and blocked requests
 //! it dropped — in `QueryUsageLogs` and in the CSV export — and the request
@@ -17,14 +17,17 @@ use ipgate_tests::{Backend, World, admin::export_csv, eventually, process::Admin
 /// Where the test's requests come from.
 const LOCAL: &str = "127.0.0.1";
 
-/// Events each of the enforcer's two queues (allowed, blocked) holds.
-const CAPACITY: u64 = 5;
-/// Allowed and blocked requests sent while the control plane is away.
+/// Events the enforcer's queue holds in all.
+const CAPACITY: u64 = 10;
+/// Allowed events fill at most nine tenths; the rest is kept for blocked.
+const ALLOWED_FIT: u64 = CAPACITY - CAPACITY / 10;
+/// Allowed and blocked requests sent while the control plane is away,
+/// allowed first: they fill their share, and blocked ones still find room.
 const ALLOWED_SENT: u64 = 12;
 const BLOCKED_SENT: u64 = 8;
-/// What cannot fit: everything past each queue's capacity.
-const ALLOWED_DROPPED: u64 = ALLOWED_SENT - CAPACITY;
-const BLOCKED_DROPPED: u64 = BLOCKED_SENT - CAPACITY;
+/// What cannot fit.
+const ALLOWED_DROPPED: u64 = ALLOWED_SENT - ALLOWED_FIT;
+const BLOCKED_DROPPED: u64 = BLOCKED_SENT - (CAPACITY - ALLOWED_FIT);
 
 async fn all_entries(admin: &mut AdminClient, filter: QueryUsageLogsRequest) -> Vec<UsageLogEntry> {
     let mut entries = Vec::new();
@@ -62,7 +65,7 @@ async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
 
     // The control plane goes away. One request first: the reporter takes it
     // into a batch within 200 ms and keeps retrying that batch (and says
-    // so), so the requests after it meet empty queues of exactly CAPACITY.
+    // so), so the requests after it meet an empty queue of exactly CAPACITY.
     const RETRYING: &str = "could not deliver usage batch";
     let retries_before = w.enforcer.log().matches(RETRYING).count();
     w.cp.kill();
@@ -93,7 +96,7 @@ async fn a_full_queue_leaves_a_gap_with_exact_counts(backend: Backend) {
         ..Default::default()
     };
     // Everything that was queued arrives, and the gap with it.
-    let delivered = 1 + 2 * CAPACITY;
+    let delivered = 1 + CAPACITY;
     let (entries, _) = eventually(
         Duration::from_secs(30),
         "the queued events and the gap",

@@ -1,16 +1,18 @@
 //! The bounded queue between the doors and the reporter.
 //!
-//! Allowed and blocked requests wait in separate queues of equal capacity:
-//! when the control plane is away long enough for them to fill, a flood of
-//! allowed traffic can never push out the record of a block. Every event that
-//! does not fit is counted, with the times of the first and last such drop,
-//! and the counts travel up with the next batch, where the control plane
-//! turns them into a gap in the usage log.
+//! It holds up to `capacity` events in all, while the control plane is
+//! away. Allowed and blocked requests wait in separate queues, and allowed
+//! events may fill only nine tenths of the whole: the last tenth is kept
+//! for blocked ones, so a flood of allowed traffic drops allowed events
+//! first and never costs the record of a block. Every event that does not
+//! fit is counted, with the times of the first and last such drop, and the
+//! counts travel up with the next batch, where the control plane turns them
+//! into a gap in the usage log (docs/sync-protocol.md, "Usage events").
 
 use std::{
     sync::{
         Arc, Mutex, PoisonError,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::SystemTime,
 };
@@ -19,25 +21,47 @@ use tokio::sync::mpsc::{self, error::TrySendError};
 
 use super::Event;
 
-/// Makes a queue holding up to `capacity` allowed and `capacity` blocked events.
+/// The share of the queue kept for blocked events: allowed ones may fill
+/// at most `capacity - capacity / BLOCKED_RESERVE_DIVISOR`.
+const BLOCKED_RESERVE_DIVISOR: usize = 10;
+
+/// Makes a queue holding up to `capacity` events, the last tenth of them
+/// for blocked requests only.
 pub fn queue(capacity: usize) -> (EventSink, EventSource) {
     let capacity = capacity.max(1);
-    let (allowed_tx, allowed_rx) = mpsc::channel(capacity);
+    let allowed_limit = capacity - capacity / BLOCKED_RESERVE_DIVISOR;
+    // Tokio's channels allocate as they fill, so the bound costs nothing
+    // until events wait; the shared count keeps the two within `capacity`.
+    let (allowed_tx, allowed_rx) = mpsc::channel(allowed_limit);
     let (blocked_tx, blocked_rx) = mpsc::channel(capacity);
     let dropped = Arc::new(Mutex::new(Dropped::default()));
+    let waiting = Arc::new(AtomicUsize::new(0));
     (
         EventSink {
             allowed: allowed_tx,
             blocked: blocked_tx,
+            limits: Limits {
+                allowed: allowed_limit,
+                blocked: capacity,
+            },
+            waiting: waiting.clone(),
             dropped: dropped.clone(),
             dropped_total: Arc::default(),
         },
         EventSource {
             allowed: allowed_rx,
             blocked: blocked_rx,
+            waiting,
             dropped,
         },
     )
+}
+
+/// How many events may wait in all when an event of each class arrives.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    allowed: usize,
+    blocked: usize,
 }
 
 /// Events dropped since the reporter last asked: how many of each class,
@@ -84,6 +108,9 @@ fn lock(dropped: &SharedDropped) -> std::sync::MutexGuard<'_, Dropped> {
 pub struct EventSink {
     allowed: mpsc::Sender<Event>,
     blocked: mpsc::Sender<Event>,
+    limits: Limits,
+    /// Events waiting in both queues, shared with the source.
+    waiting: Arc<AtomicUsize>,
     dropped: SharedDropped,
     /// Events dropped at the door since start, for heartbeats.
     dropped_total: Arc<AtomicU64>,
@@ -92,8 +119,7 @@ pub struct EventSink {
 impl EventSink {
     /// Events waiting in both queues.
     pub fn buffered(&self) -> u64 {
-        let waiting = |q: &mpsc::Sender<Event>| q.max_capacity() - q.capacity();
-        (waiting(&self.allowed) + waiting(&self.blocked)) as u64
+        self.waiting.load(Ordering::Relaxed) as u64
     }
 
     /// Events dropped because their queue was full, since start.
@@ -101,21 +127,29 @@ impl EventSink {
         self.dropped_total.load(Ordering::Relaxed)
     }
 
-    /// Queues `event`, or counts it as dropped when its queue is full.
+    /// Queues `event`, or counts it as dropped when the queue is full for
+    /// its class.
     pub fn push(&self, event: Event) {
         let allowed = event.reason.allowed();
-        let queue = if allowed {
-            &self.allowed
+        let (queue, limit) = if allowed {
+            (&self.allowed, self.limits.allowed)
         } else {
-            &self.blocked
+            (&self.blocked, self.limits.blocked)
         };
-        match queue.try_send(event) {
-            Ok(()) => {}
-            Err(TrySendError::Full(event) | TrySendError::Closed(event)) => {
-                let (a, b) = if allowed { (1, 0) } else { (0, 1) };
-                lock(&self.dropped).add(a, b, event.time, event.time);
-                self.dropped_total.fetch_add(1, Ordering::Relaxed);
-            }
+        // Take a place first, then send: the count never lags what waits.
+        let admitted = self.waiting.fetch_add(1, Ordering::AcqRel) < limit;
+        let refused = if admitted {
+            queue.try_send(event).err().map(|e| match e {
+                TrySendError::Full(event) | TrySendError::Closed(event) => event,
+            })
+        } else {
+            Some(event)
+        };
+        if let Some(event) = refused {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            let (a, b) = if allowed { (1, 0) } else { (0, 1) };
+            lock(&self.dropped).add(a, b, event.time, event.time);
+            self.dropped_total.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -125,12 +159,14 @@ impl EventSink {
 pub struct EventSource {
     allowed: mpsc::Receiver<Event>,
     blocked: mpsc::Receiver<Event>,
+    waiting: Arc<AtomicUsize>,
     dropped: SharedDropped,
 }
 
 impl EventSource {
     /// Moves waiting events into `out` until it holds `max`, blocked ones first.
     pub fn drain_into(&mut self, out: &mut Vec<Event>, max: usize) {
+        let before = out.len();
         for queue in [&mut self.blocked, &mut self.allowed] {
             while out.len() < max {
                 match queue.try_recv() {
@@ -139,6 +175,7 @@ impl EventSource {
                 }
             }
         }
+        self.waiting.fetch_sub(out.len() - before, Ordering::AcqRel);
     }
 
     /// True once every sink is gone and both queues are empty: nothing
@@ -205,16 +242,18 @@ mod tests {
     }
 
     #[test]
-    fn a_flood_of_allowed_events_never_pushes_out_blocked_ones() {
-        let (sink, mut source) = queue(2);
+    fn a_flood_of_allowed_events_leaves_the_last_tenth_for_blocked_ones() {
+        let (sink, mut source) = queue(10);
         sink.push(event(false));
-        for _ in 0..10 {
+        for _ in 0..20 {
             sink.push(event(true));
         }
+        assert_eq!(sink.buffered(), 9, "allowed events stop at nine tenths");
         sink.push(event(false));
         sink.push(event(false));
+        assert_eq!(sink.buffered(), 10);
         let dropped = source.take_dropped();
-        assert_eq!((dropped.allowed, dropped.blocked), (8, 1));
+        assert_eq!((dropped.allowed, dropped.blocked), (12, 1));
         let (first, last) = dropped.window.expect("a window");
         assert!(first <= last);
         assert_eq!(source.take_dropped(), Dropped::default());
@@ -226,8 +265,22 @@ mod tests {
             out[..2].iter().all(|e| !e.reason.allowed()),
             "blocked first"
         );
-        source.drain_into(&mut out, 10);
-        assert_eq!(out.len(), 4);
+        assert_eq!(sink.buffered(), 7);
+        source.drain_into(&mut out, 100);
+        assert_eq!((out.len(), sink.buffered()), (10, 0));
+    }
+
+    #[test]
+    fn blocked_events_may_fill_the_whole_queue() {
+        let (sink, source) = queue(10);
+        for _ in 0..15 {
+            sink.push(event(false));
+        }
+        sink.push(event(true));
+        assert_eq!(sink.buffered(), 10);
+        let dropped = source.take_dropped();
+        assert_eq!((dropped.allowed, dropped.blocked), (1, 5));
+        assert_eq!(sink.dropped_total(), 6);
     }
 
     #[test]
@@ -262,7 +315,7 @@ mod tests {
             blocked: 1,
             window: Some((at(10), at(20))),
         });
-        sink.push(event(false));
+        // The one place is taken, so this blocked event is dropped too.
         let mut e = event(false);
         e.time = at(400);
         sink.push(e);

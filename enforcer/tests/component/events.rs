@@ -180,12 +180,9 @@ async fn batches_hold_at_most_a_thousand_events() {
 async fn an_overflow_drops_allowed_events_first_and_counts_every_drop() {
     let mut fake = FakeControlPlane::start().await;
     let world = World::new();
-    let (running, _session) = synced(&mut fake, &world, &["--event-queue-capacity", "5"]).await;
+    let (running, _session) = synced(&mut fake, &world, &["--event-queue-capacity", "10"]).await;
     stall_reports(&fake, &running).await;
-    // No key: 401, a blocked event. With a key from the right network: allowed.
-    for i in 0..8 {
-        decide(&running, "203.0.113.7", &format!("blocked-{i}"));
-    }
+    // With a key from the right network: allowed. They fill nine tenths.
     for i in 0..20 {
         running.enforcer().decide(ipgate_enforcer::DecisionInput {
             door: ipgate_shared::Door::Check,
@@ -198,15 +195,23 @@ async fn an_overflow_drops_allowed_events_first_and_counts_every_drop() {
             request_id: Some(&format!("allowed-{i}")),
         });
     }
+    // No key: 401, a blocked event. The last tenth is theirs.
+    for i in 0..8 {
+        decide(&running, "203.0.113.7", &format!("blocked-{i}"));
+    }
     fake.fail_reports(0);
     eventually("the queued events delivered", || async {
-        fake.events().len() == 11
+        fake.events().len() == 1 + 10
     })
     .await;
     let delivered = fake.reports().into_iter().filter(|r| r.accepted);
     let dropped = delivered.fold((0, 0), |(a, b), r| {
         (a + r.request.dropped_allowed, b + r.request.dropped_blocked)
     });
-    assert_eq!(dropped, (15, 3), "(allowed, blocked) drops reported");
+    assert_eq!(
+        dropped,
+        (20 - 9, 8 - 1),
+        "(allowed, blocked) drops reported"
+    );
     running.shutdown().await.unwrap();
 }
