@@ -78,6 +78,12 @@ finish() {
 }
 trap finish EXIT
 
-# The end-to-end tests start this binary.
+# The end-to-end tests start this binary, with the fault hook the sync-fault
+# tests need. They run a copy: the README's own `cargo build -p ipgate`,
+# which a test runs as written, rebuilds target/debug/ipgate without the
+# hook while the suite runs.
 cargo build -p ipgate --features fault-injection
+mkdir -p target/suite
+cp target/debug/ipgate target/suite/ipgate
+export IPGATE_BIN="$PWD/target/suite/ipgate"
 cargo test --workspace --features ipgate/fault-injection "$@"

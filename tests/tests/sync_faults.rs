@@ -7,8 +7,8 @@ use std::{path::Path, time::Duration};
 
 use ipgate_shared::proto::{
     admin::v1::{
-        GetPropagationRequest, ListEnforcersRequest, Propagation, SetApiKeyAllowlistRequest,
-        WaitForPropagation,
+        GetPropagationRequest, ListEnforcersRequest, Propagation, SetApiAllowlistRequest,
+        SetApiKeyAllowlistRequest, TestAccessRequest, WaitForPropagation,
     },
     sync::v1::{Ack, Hello, StreamRequest, stream_request, stream_response},
 };
@@ -341,6 +341,148 @@ async fn a_half_open_connection_is_replaced_within_15_seconds() {
     stage.until_status(&enforcer, 403, PROPAGATION).await;
     assert!(frozen.elapsed() < Duration::from_secs(40));
 }
+
+/// The addresses scenario 2 samples: 127.0.4.1 to 127.0.4.40.
+fn sample(n: u32) -> String {
+    format!("127.0.4.{}", n + 1)
+}
+const SAMPLES: u32 = 40;
+
+/// Write `i`'s list: a pseudo-random half of the sample addresses (or, for
+/// the API's own list, three quarters), different from write to write.
+fn list_for(i: u32, keep_one_in: u32) -> Vec<String> {
+    (0..SAMPLES)
+        .filter(|n| {
+            // A small integer hash: every bit of i and n stirs the result.
+            let mut h = i.wrapping_mul(0x9E37_79B9) ^ n.wrapping_mul(0x85EB_CA6B);
+            h ^= h >> 15;
+            h = h.wrapping_mul(0x2C1B_3C6D);
+            h ^= h >> 12;
+            h % keep_one_in != 0
+        })
+        .map(|n| format!("{}/32", sample(n)))
+        .collect()
+}
+
+/// Scenario 2: the control plane is killed (SIGKILL) twice under
+/// continuous writes to the API's and the key's lists. After it is back,
+/// every enforcer reaches the final revision, and for every sampled
+/// address each enforcer decides as `TestAccess` does: the control plane's
+/// decision over the database's final state.
+async fn kill_9_under_writes_ends_with_every_enforcer_deciding_as_the_database_says(
+    backend: Backend,
+) {
+    let mut stage = Stage::start(&backend, &[]).await;
+    let url = stage.cp.url();
+    let enforcers = [stage.enforcer(&url, &[]), stage.enforcer(&url, &[])];
+    for e in &enforcers {
+        stage.until_status(e, 200, PROPAGATION).await;
+    }
+
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let writer = {
+        let admin = stage.admin.clone();
+        let key_id = stage.key_id.clone();
+        tokio::spawn(async move {
+            let (mut committed, mut failed) = (0u32, 0u32);
+            // Bounded in count; the test stops it sooner.
+            for i in 0..100_000u32 {
+                if *stopped.borrow() {
+                    break;
+                }
+                let mut admin = admin.clone();
+                let result = if i % 3 == 0 {
+                    let list = list_for(i, 4);
+                    let cidrs: Vec<&str> = list.iter().map(String::as_str).collect();
+                    admin
+                        .set_api_allowlist(SetApiAllowlistRequest {
+                            slug: API.into(),
+                            allowlist: entries(&cidrs),
+                            options: ack(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|_| ())
+                } else {
+                    let list = list_for(i, 2);
+                    let cidrs: Vec<&str> = list.iter().map(String::as_str).collect();
+                    admin
+                        .set_api_key_allowlist(SetApiKeyAllowlistRequest {
+                            id: key_id.clone(),
+                            allowlist: entries(&cidrs),
+                            options: ack(),
+                            ..Default::default()
+                        })
+                        .await
+                        .map(|_| ())
+                };
+                match result {
+                    Ok(()) => committed += 1,
+                    // The control plane is down: try again shortly.
+                    Err(_) => {
+                        failed += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            (committed, failed)
+        })
+    };
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        stage.cp.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stage.cp.restart();
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.send_replace(true);
+    let (committed, failed) = writer.await.expect("the writer");
+    assert!(
+        committed >= 20 && failed >= 2,
+        "{committed} writes, {failed} refused"
+    );
+
+    stage.admin = stage.cp.admin().await;
+    let last = current_revision(&mut stage.admin.clone()).await;
+    stage.until_live(last, 2).await;
+    let mut allowed = 0;
+    for n in 0..SAMPLES {
+        let source = sample(n);
+        let oracle = stage
+            .admin
+            .clone()
+            .test_access(TestAccessRequest {
+                api: API.into(),
+                api_key_id: stage.key_id.clone(),
+                client_ip: source.clone(),
+                method: "GET".into(),
+                path: "/orders/7".into(),
+            })
+            .await
+            .expect("TestAccess")
+            .into_inner();
+        assert_eq!(oracle.revision, last, "the oracle reads the final state");
+        allowed += u32::from(oracle.allowed);
+        for e in &enforcers {
+            let status = status_from(e, &stage.key, &source).await;
+            let want = if oracle.allowed {
+                200
+            } else {
+                oracle.http_status as u16
+            };
+            assert_eq!(status, want, "{} from {source}: {oracle:?}", e.id);
+        }
+    }
+    // The sample says something: some addresses in, some out.
+    assert!(
+        0 < allowed && allowed < SAMPLES,
+        "{allowed} of {SAMPLES} allowed"
+    );
+}
+
+ipgate_tests::on_both_backends!(
+    kill_9_under_writes_ends_with_every_enforcer_deciding_as_the_database_says
+);
 
 /// Scenario 3: the link is cut for 30 s while writes go on. The enforcer
 /// serves its last good index throughout, then catches up by deltas.
@@ -676,9 +818,14 @@ async fn two_replicas_share_the_fleet_and_survive_one_being_killed() {
 
 /// What `enforcer` answers 127.0.0.1 presenting `key`.
 async fn status_of(enforcer: &Enforcer, key: &str) -> u16 {
+    status_from(enforcer, key, "127.0.0.1").await
+}
+
+/// The status `enforcer` answers a request with `key` from `source`.
+async fn status_from(enforcer: &Enforcer, key: &str, source: &str) -> u16 {
     let headers = [("x-api-key", key)];
     http::request(
-        ip("127.0.0.1"),
+        ip(source),
         enforcer.proxy_addr,
         "GET",
         "/orders/7",
