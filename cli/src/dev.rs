@@ -183,6 +183,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         reconnect_min_ms: 100,
         reconnect_max_ms: 2_000,
         event_queue_capacity: 1_000_000,
+        snapshot_cache: None,
         client_ip: ClientIpConfig {
             trusted_proxies: args.trusted_proxies.clone(),
             ..Default::default()

@@ -157,6 +157,14 @@ pub struct Config {
     #[arg(long, env = "IPGATE_EVENT_QUEUE_CAPACITY", default_value_t = 1_000_000)]
     pub event_queue_capacity: usize,
 
+    /// A file to keep the index in force in, so that after a restart the
+    /// enforcer serves its last state at once (stale until it reaches the
+    /// control plane). Written within a second of each change; a damaged
+    /// file is ignored with a warning. Costs a second copy of the configs
+    /// in memory.
+    #[arg(long, env = "IPGATE_SNAPSHOT_CACHE", value_name = "PATH")]
+    pub snapshot_cache: Option<std::path::PathBuf>,
+
     /// Which address each HTTP request is decided on (the proxy, ext_authz
     /// and the auth endpoint).
     #[command(flatten)]

@@ -33,8 +33,12 @@ use crate::{
     error::Error,
     events::{self, Reporter},
     state::Enforcer,
-    sync::SyncClient,
+    sync::{SnapshotCache, SyncClient},
 };
+
+/// The health-check name that says whether the index in force is vouched
+/// for by the control plane (SERVING) or still the snapshot cache's.
+pub const SYNC_HEALTH: &str = "ipgate.enforcer.v1.Sync";
 
 /// Extra time, beyond a task's own deadline, before it is aborted.
 const GRACE: Duration = Duration::from_secs(1);
@@ -139,11 +143,17 @@ pub async fn start(config: Config) -> Result<Running, Error> {
         None => (None, None),
     };
 
+    let cache = config.snapshot_cache.clone().map(|path| {
+        let (cache, writer) = SnapshotCache::new(path);
+        tokio::spawn(writer);
+        cache
+    });
     let sync = SyncClient {
         enforcer: enforcer.clone(),
         control_plane: control_plane.clone(),
         id: config.id.clone(),
         backoff: Backoff::new(min, max),
+        cache,
     };
     let reporter = Reporter::new(
         source,
@@ -209,6 +219,20 @@ async fn grpc_router(
     type Check =
         ipgate_shared::proto::check::v1::check_service_server::CheckServiceServer<CheckDoor>;
     type ExtAuthz = AuthorizationServer<ExtAuthzDoor>;
+    // SYNC_HEALTH is SERVING once the control plane has vouched for the
+    // index in force this run: an index from the snapshot cache decides
+    // requests (so the doors are ready) but is stale until then.
+    health
+        .set_service_status(SYNC_HEALTH, tonic_health::ServingStatus::NotServing)
+        .await;
+    let fresh = enforcer.clone();
+    let sync_health = health.clone();
+    tokio::spawn(async move {
+        fresh.fresh().await;
+        sync_health
+            .set_service_status(SYNC_HEALTH, tonic_health::ServingStatus::Serving)
+            .await;
+    });
     if enforcer.fails_open_until_synced() {
         health.set_serving::<Check>().await;
         health.set_serving::<ExtAuthz>().await;

@@ -73,6 +73,9 @@ pub struct Enforcer {
     index: ArcSwapOption<Index>,
     /// Flips to true with the first index, for readiness.
     synced: watch::Sender<bool>,
+    /// Flips to true once the control plane has vouched for the index in
+    /// force this run: a cached index is stale until then.
+    fresh: watch::Sender<bool>,
     fail_open_until_synced: bool,
     events: EventSink,
 }
@@ -83,6 +86,7 @@ impl Enforcer {
         Enforcer {
             index: ArcSwapOption::empty(),
             synced: watch::Sender::new(false),
+            fresh: watch::Sender::new(false),
             fail_open_until_synced,
             events,
         }
@@ -167,9 +171,44 @@ impl Enforcer {
     /// The sync client calls it; so do tests and benches that decide
     /// without a control plane.
     pub fn install(&self, index: Arc<Index>) {
+        self.install_cached(index);
+        self.mark_fresh();
+    }
+
+    /// Puts an index read from the snapshot cache in force: it decides
+    /// requests at once, and is stale until [`Enforcer::mark_fresh`].
+    pub(crate) fn install_cached(&self, index: Arc<Index>) {
         self.index.store(Some(index));
         self.synced
             .send_if_modified(|synced| !std::mem::replace(synced, true));
+    }
+
+    /// The control plane has vouched for the index in force.
+    pub(crate) fn mark_fresh(&self) {
+        let was_stale = *self.synced.borrow() && !*self.fresh.borrow();
+        if self
+            .fresh
+            .send_if_modified(|fresh| !std::mem::replace(fresh, true))
+            && was_stale
+        {
+            tracing::info!(
+                revision = ?self.revision().map(Revision::get),
+                "in step with the control plane: the index in force is no longer stale"
+            );
+        }
+    }
+
+    /// True while the index in force came from the snapshot cache and the
+    /// control plane has not vouched for it yet.
+    pub fn is_stale(&self) -> bool {
+        *self.synced.borrow() && !*self.fresh.borrow()
+    }
+
+    /// Resolves once the control plane has vouched for the index in force.
+    pub async fn fresh(&self) {
+        let mut fresh = self.fresh.subscribe();
+        // The sender lives as long as `self`, so this cannot fail.
+        let _ = fresh.wait_for(|f| *f).await;
     }
 
     /// Resolves once the first index is in force.

@@ -121,6 +121,7 @@ impl Env {
                 reconnect_min_ms: 50,
                 reconnect_max_ms: 500,
                 event_queue_capacity: 10_000,
+                snapshot_cache: None,
                 client_ip: ipgate_enforcer::config::ClientIpConfig {
                     trusted_proxies: vec!["127.0.0.1/32".parse().expect("a network")],
                     ..Default::default()

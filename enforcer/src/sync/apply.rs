@@ -14,6 +14,8 @@ use ipgate_shared::{
 };
 use tracing::{debug, warn};
 
+use super::cache::{Made, SnapshotCache};
+
 /// Why a session must end once the burst's result is in force.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -47,6 +49,8 @@ pub(crate) struct Applier {
     building: Option<Building>,
     /// The database the state in force came from ("" when unknown).
     database_id: String,
+    /// Told what each swapped-in index was made of, when configured.
+    cache: Option<SnapshotCache>,
 }
 
 /// A snapshot whose chunks are still arriving.
@@ -68,14 +72,18 @@ struct Plan {
     base: Option<Index>,
     /// Deltas to apply, in order, on top of `base` (or the current index).
     deltas: Vec<(Revision, Vec<Change>)>,
+    /// What `base` was built from, kept for the snapshot cache only.
+    base_configs: Option<(Revision, Vec<ApiConfig>, Vec<KeyConfig>)>,
 }
 
 impl Applier {
-    /// An applier for state that came from `database_id` ("" when unknown).
-    pub(crate) fn new(database_id: String) -> Self {
+    /// An applier for state that came from `database_id` ("" when unknown),
+    /// telling `cache` (when set) what it swaps in.
+    pub(crate) fn new(database_id: String, cache: Option<SnapshotCache>) -> Self {
         Applier {
             building: None,
             database_id,
+            cache,
         }
     }
 
@@ -120,12 +128,29 @@ impl Applier {
                 .or(reached);
         }
         let from_snapshot = plan.base.is_some();
+        // What the cache must hear of, before `materialize` consumes it.
+        let planned = self
+            .cache
+            .is_some()
+            .then(|| (plan.base_configs.take(), plan.deltas.clone()));
         match materialize(current, plan).await {
-            Ok(index) => Outcome {
-                index,
-                stop,
-                from_snapshot,
-            },
+            Ok(index) => {
+                if let (Some(cache), Some((base, deltas)), Some(index)) =
+                    (&self.cache, planned, &index)
+                {
+                    cache.record(Made {
+                        base,
+                        deltas,
+                        database_id: self.database_id.clone(),
+                        revision: index.revision(),
+                    });
+                }
+                Outcome {
+                    index,
+                    stop,
+                    from_snapshot,
+                }
+            }
             Err(failed) => Outcome {
                 index: None,
                 stop: Some(failed),
@@ -190,6 +215,10 @@ impl Applier {
             keys,
             ..
         } = building;
+        plan.base_configs = self
+            .cache
+            .is_some()
+            .then(|| (revision, apis.clone(), keys.clone()));
         let built = tokio::task::spawn_blocking(move || Index::from_snapshot(revision, apis, keys))
             .await
             .map_err(|e| Stop::Protocol(format!("building snapshot {revision} failed: {e}")))?;
@@ -269,7 +298,7 @@ fn convert_chunk(chunk: SnapshotChunk, building: &mut Building) -> Result<(), St
 
 /// Builds the burst's index off the runtime: one clone, every delta applied.
 async fn materialize(current: Option<Arc<Index>>, plan: Plan) -> Result<Option<Index>, Stop> {
-    let Plan { base, deltas } = plan;
+    let Plan { base, deltas, .. } = plan;
     if deltas.is_empty() {
         return Ok(base);
     }
@@ -339,7 +368,7 @@ mod tests {
     }
 
     async fn at(revision: u64) -> Arc<Index> {
-        let mut applier = Applier::default();
+        let mut applier = Applier::new(String::new(), None);
         let out = applier
             .apply(
                 None,
@@ -356,7 +385,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_snapshot_is_applied_when_its_last_chunk_arrives() {
-        let mut applier = Applier::default();
+        let mut applier = Applier::new(String::new(), None);
         let first = applier
             .apply(
                 None,
@@ -385,7 +414,9 @@ mod tests {
             delta(4, vec![api("dup", "203.0.113.0/24")]),
             delta(5, vec![api("c", "203.0.113.0/24")]),
         ];
-        let out = Applier::default().apply(Some(current.clone()), burst).await;
+        let out = Applier::new(String::new(), None)
+            .apply(Some(current.clone()), burst)
+            .await;
         let index = out.index.unwrap();
         assert_eq!(index.revision(), Revision::new(5));
         assert!(index.api("b").is_some() && index.api("c").is_some());
@@ -399,7 +430,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_gap_stops_after_what_came_before_it() {
-        let out = Applier::default()
+        let out = Applier::new(String::new(), None)
             .apply(
                 Some(at(3).await),
                 vec![delta(4, vec![]), delta(6, vec![]), delta(7, vec![])],
@@ -412,14 +443,16 @@ mod tests {
         };
         assert_eq!(out.stop, Some(gap));
 
-        let none = Applier::default().apply(None, vec![delta(1, vec![])]).await;
+        let none = Applier::new(String::new(), None)
+            .apply(None, vec![delta(1, vec![])])
+            .await;
         assert!(none.index.is_none());
         assert!(matches!(none.stop, Some(Stop::Gap { have: None, .. })));
     }
 
     #[tokio::test]
     async fn an_invalid_delta_names_the_field_and_changes_nothing() {
-        let out = Applier::default()
+        let out = Applier::new(String::new(), None)
             .apply(
                 Some(at(3).await),
                 vec![delta(4, vec![api("bad", "203.0.113.5/24")])],
@@ -440,12 +473,12 @@ mod tests {
     #[tokio::test]
     async fn snapshots_never_roll_back_and_chunks_must_be_in_order() {
         let current = at(9).await;
-        let behind = Applier::default()
+        let behind = Applier::new(String::new(), None)
             .apply(Some(current.clone()), vec![chunk(7, 0, true, vec![])])
             .await;
         assert!(behind.index.is_none() && behind.stop.is_none());
 
-        let mut applier = Applier::default();
+        let mut applier = Applier::new(String::new(), None);
         let out = applier
             .apply(
                 None,
@@ -468,7 +501,9 @@ mod tests {
             chunk(2, 0, true, vec![api("a", "203.0.113.0/24")]),
             delta(3, vec![api("b", "203.0.113.0/24")]),
         ];
-        let out = Applier::default().apply(Some(at(1).await), burst).await;
+        let out = Applier::new(String::new(), None)
+            .apply(Some(at(1).await), burst)
+            .await;
         let index = out.index.unwrap();
         assert_eq!(index.revision(), Revision::new(3));
         assert!(

@@ -6,13 +6,19 @@
 //! index keeps serving, and the client waits a jittered, growing backoff.
 
 mod apply;
+mod cache;
 #[cfg(feature = "fault-injection")]
 mod fault;
 mod session;
 
+pub(crate) use cache::SnapshotCache;
+
 use std::{sync::Arc, time::Duration};
 
-use ipgate_shared::EnforcerId;
+use ipgate_shared::{
+    EnforcerId,
+    proto::sync::v1::{StreamResponse, stream_response::Kind},
+};
 use tonic::Code;
 use tracing::{Instrument, error, info, info_span, warn};
 
@@ -40,6 +46,8 @@ pub(crate) struct SyncClient {
     pub(crate) control_plane: ControlPlane,
     pub(crate) id: EnforcerId,
     pub(crate) backoff: Backoff,
+    /// The snapshot cache file, when configured.
+    pub(crate) cache: Option<SnapshotCache>,
 }
 
 impl SyncClient {
@@ -48,7 +56,13 @@ impl SyncClient {
         #[cfg(feature = "fault-injection")]
         fault::announce();
         let mut cursor = 0usize;
-        let mut carry = Carry::default();
+        let mut carry = Carry {
+            cache: self.cache.clone(),
+            ..Carry::default()
+        };
+        if let Some(cache) = &self.cache {
+            carry.database_id = warm_start(&self.enforcer, cache).await;
+        }
         let mut nack_backoff = Backoff::new(NACK_BACKOFF.0, NACK_BACKOFF.1);
         loop {
             let (shown, client) = self.control_plane.client(cursor);
@@ -127,5 +141,41 @@ fn serving_note(enforcer: &Enforcer) -> String {
     match enforcer.revision() {
         Some(revision) => format!("serving the last good index (revision {revision})"),
         None => "no index yet: requests are answered as not synced".to_owned(),
+    }
+}
+
+/// Puts the snapshot cache's index in force, if the file is there and
+/// sound: the database it came from, or "" when nothing was loaded.
+async fn warm_start(enforcer: &Enforcer, cache: &SnapshotCache) -> String {
+    let path = cache.path().display().to_string();
+    let chunk = match cache.read().await {
+        Ok(chunk) => chunk,
+        Err(cache::CacheError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            info!(path, "no snapshot cache yet: waiting for the control plane");
+            return String::new();
+        }
+        Err(error) => {
+            warn!(path, %error, "ignoring the snapshot cache; waiting for the control plane");
+            return String::new();
+        }
+    };
+    // The file is checked as a snapshot from the wire would be: every
+    // config validated, nothing swapped in unless all of it is sound.
+    let message = StreamResponse {
+        kind: Some(Kind::Snapshot(chunk)),
+    };
+    let mut applier = apply::Applier::new(String::new(), Some(cache.clone()));
+    let outcome = applier.apply(None, vec![message]).await;
+    match (outcome.index, outcome.stop) {
+        (Some(index), None) => {
+            let revision = index.revision();
+            enforcer.install_cached(Arc::new(index));
+            warn!(path, %revision, "serving the snapshot cache's index: stale until the control plane is reached");
+            applier.database_id().to_owned()
+        }
+        (_, stop) => {
+            warn!(path, reason = ?stop, "ignoring the snapshot cache; waiting for the control plane");
+            String::new()
+        }
     }
 }

@@ -11,7 +11,7 @@ use ipgate_shared::{
     EnforcerId, Revision,
     proto::sync::v1::{
         Ack, EnforcerHeartbeat, Hello, Nack, StreamRequest, StreamResponse, stream_request::Kind,
-        sync_service_client::SyncServiceClient,
+        stream_response, sync_service_client::SyncServiceClient,
     },
 };
 use tokio::{sync::mpsc, time::Instant};
@@ -19,7 +19,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming, transport::Channel};
 use tracing::{debug, error, info, warn};
 
-use super::apply::{Applier, Stop};
+use super::{
+    apply::{Applier, Stop},
+    cache::SnapshotCache,
+};
 use crate::{control_plane::ControlPlane, state::Enforcer};
 
 /// Longest wait for the control plane to accept a stream.
@@ -69,6 +72,8 @@ pub(crate) struct Carry {
     pub(crate) database_id: String,
     /// Ask for a full snapshot: the last session refused an update.
     pub(crate) want_snapshot: bool,
+    /// The snapshot cache file, when configured.
+    pub(crate) cache: Option<SnapshotCache>,
 }
 
 /// Runs one session to its end.
@@ -82,7 +87,8 @@ pub(crate) async fn run(
     let known = enforcer.revision();
     match open(control_plane, client, id, known, carry).await {
         Ok((outbound, inbound)) => {
-            let mut applier = Applier::new(std::mem::take(&mut carry.database_id));
+            let database_id = std::mem::take(&mut carry.database_id);
+            let mut applier = Applier::new(database_id, carry.cache.clone());
             let report = follow(enforcer, &mut applier, outbound, inbound).await;
             carry.database_id = applier.database_id().to_owned();
             report
@@ -166,7 +172,14 @@ async fn follow(
         };
         last_heard = Instant::now();
         progress |= !messages.is_empty();
+        // A heartbeat says the control plane has nothing newer for us.
+        let current = messages
+            .iter()
+            .any(|m| matches!(m.kind, Some(stream_response::Kind::Heartbeat(_))));
         let outcome = applier.apply(enforcer.index(), messages).await;
+        if current && outcome.stop.is_none() {
+            enforcer.mark_fresh();
+        }
         if let Some(index) = outcome.index {
             applied = true;
             let revision = index.revision();
