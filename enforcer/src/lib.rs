@@ -22,5 +22,5 @@ pub use ipgate_shared as shared;
 
 pub use config::Config;
 pub use error::Error;
-pub use server::{Running, start};
+pub use server::{Running, SYNC_HEALTH, start};
 pub use state::{DecisionInput, Enforcer, Outcome, PendingEvent};

@@ -228,3 +228,72 @@ async fn a_refusal_is_retried_not_given_up() {
     assert_eq!(session.hello.known_revision, 0);
     running.shutdown().await.unwrap();
 }
+
+/// What the gRPC health service says of `service`.
+async fn health(
+    running: &ipgate_enforcer::Running,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", running.grpc_addr))
+        .expect("a URL")
+        .connect()
+        .await
+        .expect("connect to the gRPC door");
+    let mut client = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.into(),
+    };
+    client
+        .check(request)
+        .await
+        .expect("a health answer")
+        .into_inner()
+        .status()
+}
+
+/// Restarted with `--snapshot-cache`, the enforcer decides at once from the
+/// cached index, resumes from its revision, and reports the index stale
+/// (health name `ipgate.enforcer.v1.Sync`) until the control plane vouches
+/// for it.
+#[tokio::test]
+async fn a_snapshot_cache_serves_at_once_and_is_stale_until_vouched_for() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let sync = ipgate_enforcer::SYNC_HEALTH;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("snapshot.cache");
+    let path_arg = path.display().to_string();
+    let flags = ["--snapshot-cache", path_arg.as_str()];
+    let mut fake = FakeControlPlane::start().await;
+    let world = World::new();
+    let (running, _session) = synced(&mut fake, &world, &flags).await;
+    assert_eq!(health(&running, sync).await, ServingStatus::Serving);
+    eventually("the cache file to be written", || async { path.exists() }).await;
+    running.shutdown().await.unwrap();
+
+    let running = ipgate_enforcer::start(config(fake.addr, &flags))
+        .await
+        .unwrap();
+    let session = fake.next_session().await;
+    assert_eq!(session.hello.known_revision, 1, "it resumes from the cache");
+    let answer = check(&running, &world.office.secret, "203.0.113.7").await;
+    assert!(answer.allowed, "{answer:?}");
+    let blocked = check(&running, &world.office.secret, "198.51.100.1").await;
+    assert_eq!(blocked.http_status, 403, "{blocked:?}");
+    assert_eq!(
+        health(&running, "ipgate.check.v1.CheckService").await,
+        ServingStatus::Serving
+    );
+    assert_eq!(health(&running, sync).await, ServingStatus::NotServing);
+
+    // A heartbeat: the control plane has nothing newer.
+    session.send(ipgate_shared::proto::sync::v1::StreamResponse {
+        kind: Some(
+            ipgate_shared::proto::sync::v1::stream_response::Kind::Heartbeat(Default::default()),
+        ),
+    });
+    eventually("the index to be vouched for", || async {
+        health(&running, sync).await == ServingStatus::Serving
+    })
+    .await;
+    running.shutdown().await.unwrap();
+}
