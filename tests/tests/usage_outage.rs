@@ -1,4 +1,4 @@
-//! Sync-fault scenario 5 (docs/sync-protocol.md, "Faults"): the control
+//! Sync-fault scenario 5 (docs/sync-protocol.md, "Faults, and the tests that hold them"): the control
 //! plane is down for 60 s while an enforcer takes traffic. Once it is back,
 //! every request of the outage — allowed and blocked, well within the
 //! enforcer's default queue — is in the usage log exactly once, and no gap
